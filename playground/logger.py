@@ -1,0 +1,161 @@
+"""The logging layer: the one place in the project that knows TensorBoard.
+
+Training loops are handed a `Logger` and call `scalar`, `image`, `video`, `text` and
+`hparams` on it; tags are grouped (`charts/`, `losses/`, `eval/`, `gan/`, `perf/`).
+`NullLogger` does nothing and is what tests use when they don't inspect logs.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+class Logger:
+    """Interface shared by every logger. All methods are no-ops here: this is the null logger."""
+
+    log_dir: Path | None = None
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        """One point on the curve `tag`."""
+
+    def scalars(self, values: Mapping[str, float], step: int) -> None:
+        """Several scalars at one step."""
+        for tag, value in values.items():
+            self.scalar(tag, value, step)
+
+    def image(self, tag: str, image: np.ndarray | torch.Tensor, step: int) -> None:
+        """An image as (C, H, W) or (H, W) uint8 / float in [0, 1]."""
+
+    def video(self, tag: str, frames: np.ndarray | torch.Tensor, step: int, fps: int = 30) -> None:
+        """A clip of frames (T, H, W, C) or (T, H, W) uint8, shown as an animated image."""
+
+    def text(self, tag: str, text: str, step: int = 0) -> None:
+        """Markdown text."""
+
+    def hparams(self, params: Mapping[str, Any], metrics: Mapping[str, float] | None = None) -> None:
+        """The run's hyperparameters (and metric tags to show beside them in the HParams tab)."""
+
+    def flush(self) -> None:
+        """Push buffered events to disk."""
+
+    def close(self) -> None:
+        """Flush and release the files."""
+
+    def __enter__(self) -> Logger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+NullLogger = Logger
+
+
+class TensorBoardLogger(Logger):
+    """Writes TensorBoard event files under `log_dir`.
+
+    `purge_step` drops events at or after that step from an earlier, interrupted session, so
+    a resumed run's curves continue without duplicated points.
+    """
+
+    def __init__(self, log_dir: str | Path, purge_step: int | None = None) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.log_dir = Path(log_dir)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._writer = SummaryWriter(str(self.log_dir), purge_step=purge_step, flush_secs=10)
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        self._writer.add_scalar(tag, float(value), step)
+
+    def image(self, tag: str, image: np.ndarray | torch.Tensor, step: int) -> None:
+        array = _to_numpy(image)
+        dataformats = "HW" if array.ndim == 2 else "CHW"
+        if array.dtype != np.uint8:
+            array = (np.clip(array, 0.0, 1.0) * 255).round().astype(np.uint8)
+        self._writer.add_image(tag, array, step, dataformats=dataformats)
+
+    def video(self, tag: str, frames: np.ndarray | torch.Tensor, step: int, fps: int = 30) -> None:
+        # TensorBoard shows videos as animated GIFs inside an image summary; encoding the GIF
+        # with Pillow here avoids SummaryWriter.add_video's dependency on moviepy.
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        array = _to_numpy(frames)
+        if array.dtype != np.uint8:
+            array = (np.clip(array, 0.0, 1.0) * 255).round().astype(np.uint8)
+        if array.ndim == 4 and array.shape[-1] == 1:
+            array = array[..., 0]
+        height, width = array.shape[1:3]
+        colorspace = 3 if array.ndim == 4 else 1
+        summary_image = Summary.Image(
+            height=height,
+            width=width,
+            colorspace=colorspace,
+            encoded_image_string=encode_gif(array, fps),
+        )
+        summary = Summary(value=[Summary.Value(tag=tag, image=summary_image)])
+        self._writer._get_file_writer().add_summary(summary, step)
+
+    def text(self, tag: str, text: str, step: int = 0) -> None:
+        self._writer.add_text(tag, text, step)
+
+    def hparams(self, params: Mapping[str, Any], metrics: Mapping[str, float] | None = None) -> None:
+        # Written into this run's own event file (SummaryWriter.add_hparams would open a
+        # second run directory), so the HParams tab links them to this run's curves.
+        from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+        clean = {key: _hparam_value(value) for key, value in params.items()}
+        experiment, session_start, session_end = hparams_summary(clean, dict(metrics or {}))
+        file_writer = self._writer._get_file_writer()
+        for summary in (experiment, session_start, session_end):
+            file_writer.add_summary(summary)
+        self.text("config", markdown_table(clean))
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def encode_gif(frames: np.ndarray, fps: int) -> bytes:
+    """Encode (T, H, W[, 3]) uint8 frames as a looping GIF."""
+    from PIL import Image
+
+    images = [Image.fromarray(frame) for frame in frames]
+    buffer = io.BytesIO()
+    duration_ms = max(20, int(round(1000 / max(fps, 1))))
+    images[0].save(
+        buffer, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0
+    )
+    return buffer.getvalue()
+
+
+def markdown_table(params: Mapping[str, Any]) -> str:
+    """A two-column Markdown table of settings (TensorBoard's Text tab renders it)."""
+    rows = "\n".join(f"|{key}|{value}|" for key, value in params.items())
+    return "|setting|value|\n|-|-|\n" + rows
+
+
+def _hparam_value(value: Any) -> bool | int | float | str:
+    if isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    if value is None:
+        return "None"
+    if isinstance(value, Sequence):
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
+def _to_numpy(value: np.ndarray | torch.Tensor) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
