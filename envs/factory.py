@@ -1,0 +1,209 @@
+"""Build environments preprocessed exactly as the DQN trainer sees them.
+
+Three kinds of env id are understood:
+
+* ALE Atari games (`ALE/Pong-v5`, `PongNoFrameskip-v4`, ...): grayscale 84x84 frames, 4 frames
+  per action with the last two max-pooled, up to 30 no-ops at reset, FIRE at reset where the game
+  has it, and a stack of the last `frame_stack` frames -> observations (stack, 84, 84) uint8.
+* the built-in pixel games (`envs.BUILTIN_GAMES`): ITU-R 601 grayscale of the 84x84 frame,
+  stacked -> (stack, 84, 84) uint8.
+* vector-observation envs (`CartPole-v1`, ...): observations unchanged (float32 vectors).
+
+Always: the true game reward (no clipping), the true end of a game (a lost life does not end an
+episode), and episode statistics in `info["episode"]`. Frame stacks are padded with ZERO frames
+at the start of an episode, as ale_py's `AtariVectorEnv` does; replay buffers rely on that.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from functools import partial
+
+import ale_py
+import gymnasium as gym
+import numpy as np
+from gymnasium.wrappers import (
+    AtariPreprocessing,
+    FrameStackObservation,
+    RecordEpisodeStatistics,
+)
+from gymnasium.wrappers.vector import RecordEpisodeStatistics as VectorRecordEpisodeStatistics
+
+from envs.builtin import BUILTIN_GAMES, register_builtin_games
+from envs.wrappers import FireReset, GrayscaleFrame
+from playground.errors import UserError, require_positive
+
+gym.register_envs(ale_py)
+register_builtin_games()
+
+ATARI_ENTRY_POINT = "ale_py.env:AtariEnv"
+
+
+def is_atari(env_id: str) -> bool:
+    """Whether `env_id` is a registered ALE Atari game."""
+    return env_id in gym.registry and gym.spec(env_id).entry_point == ATARI_ENTRY_POINT
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise a one-line `UserError` naming the closest registered ids if `env_id` is unknown."""
+    if env_id in gym.registry:
+        return
+    close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
+    suggestion = f"did you mean {', '.join(close)}? " if close else ""
+    raise UserError(
+        f"unknown environment id {env_id!r}; {suggestion}"
+        f"built-in games: {', '.join(BUILTIN_GAMES)}; Atari games look like ALE/Pong-v5"
+    )
+
+
+def is_pixel_space(space: gym.Space) -> bool:
+    """Whether observations are images: a 3-D uint8 Box, e.g. (84, 84, 3) or (4, 84, 84)."""
+    return isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
+
+
+def _seed(env: gym.Env, seed: int | None) -> None:
+    if seed is not None:
+        env.reset(seed=seed)
+        env.action_space.seed(seed)
+        env.observation_space.seed(seed)
+
+
+def _make_unrecorded(env_id: str, render_mode: str | None, frame_stack: int) -> gym.Env:
+    """The preprocessed env without episode statistics (vector envs record their own)."""
+    check_env_id(env_id)
+    require_positive(frame_stack=frame_stack)
+    pixel_game = is_atari(env_id) or env_id in BUILTIN_GAMES
+    if render_mode is None and pixel_game:
+        render_mode = "rgb_array"  # free for these games: the frame exists anyway
+    if is_atari(env_id):
+        # Skipping is done by AtariPreprocessing (with max-pooling), so the ALE must not skip.
+        env = gym.make(env_id, frameskip=1, render_mode=render_mode)
+        env = AtariPreprocessing(
+            env,
+            noop_max=30,
+            frame_skip=4,
+            screen_size=84,
+            grayscale_obs=True,
+            terminal_on_life_loss=False,
+            scale_obs=False,
+        )
+        if "FIRE" in env.unwrapped.get_action_meanings():
+            env = FireReset(env)
+        return FrameStackObservation(env, frame_stack, padding_type="zero")
+    env = gym.make(env_id, render_mode=render_mode)
+    if env_id in BUILTIN_GAMES:
+        return FrameStackObservation(GrayscaleFrame(env), frame_stack, padding_type="zero")
+    return env
+
+
+def make_env(
+    env_id: str,
+    *,
+    seed: int | None = None,
+    render_mode: str | None = None,
+    frame_stack: int = 4,
+) -> gym.Env:
+    """One env, preprocessed exactly like training sees it (see the module docstring).
+
+    With `seed`, the env is reset once with it (and its spaces seeded), so later plain `reset()`
+    calls continue a reproducible sequence. For pixel games `render_mode=None` means "rgb_array",
+    so `render()` always returns the game's own RGB frame: 210x160x3 for ALE games, 84x84x3 for
+    the built-in games; "human" opens a window instead.
+
+    Example:
+        >>> env = make_env("Playground/Catch-v0", seed=0)
+        >>> env.reset()[0].shape
+        (4, 84, 84)
+    """
+    env = RecordEpisodeStatistics(_make_unrecorded(env_id, render_mode, frame_stack))
+    _seed(env, seed)
+    return env
+
+
+def ale_game_name(env_id: str) -> str:
+    """The ROM name ale_py's vector env expects: "ALE/MsPacman-v5" -> "ms_pacman"."""
+    return gym.spec(env_id).kwargs["game"]
+
+
+def make_vector_env(
+    env_id: str,
+    num_envs: int,
+    *,
+    seed: int,
+    frame_stack: int = 4,
+    asynchronous: bool = False,
+) -> gym.vector.VectorEnv:
+    """`num_envs` copies of `make_env(env_id)` stepped together, autoreset NEXT_STEP.
+
+    ALE games use ale_py's C++ `AtariVectorEnv` (same preprocessing as `make_env`: 30 no-ops, 4
+    frames per action max-pooled, FIRE at reset, zero-padded stack; no reward clipping, no
+    life-loss ends; `info["lives"]` per env). Other ids use gymnasium's `SyncVectorEnv` (or
+    `AsyncVectorEnv` with `asynchronous=True`) over the single-env preprocessing.
+
+    A vector `RecordEpisodeStatistics` puts `info["episode"]["r"]`, `["l"]` and the mask
+    `info["_episode"]` in the step where a game really ends. For `AtariVectorEnv` that is the full
+    game score summed over all lives: with `episodic_life=False` the ALE only reports termination
+    at game over, so a lost life neither ends nor splits the recorded episode (checked in
+    tests/test_envs.py, where the return equals the sum of the step rewards and lives reach 0).
+
+    The env is reset once with `seed` (sub-env i gets `seed + i`) and its action space seeded.
+    """
+    check_env_id(env_id)
+    require_positive(num_envs=num_envs, frame_stack=frame_stack)
+    if is_atari(env_id):
+        spec_kwargs = gym.spec(env_id).kwargs
+        envs: gym.vector.VectorEnv = ale_py.vector_env.AtariVectorEnv(
+            ale_game_name(env_id),
+            num_envs,
+            repeat_action_probability=spec_kwargs.get("repeat_action_probability", 0.0),
+            full_action_space=spec_kwargs.get("full_action_space", False),
+            max_num_frames_per_episode=spec_kwargs.get("max_num_frames_per_episode", 108_000),
+            img_height=84,
+            img_width=84,
+            grayscale=True,
+            stack_num=frame_stack,
+            frameskip=4,
+            maxpool=True,
+            noop_max=30,
+            episodic_life=False,
+            reward_clipping=False,
+            use_fire_reset=True,
+            autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP,
+        )
+    else:
+        env_functions: list[Callable[[], gym.Env]] = [
+            partial(_make_unrecorded, env_id, None, frame_stack) for _ in range(num_envs)
+        ]
+        vector_class = gym.vector.AsyncVectorEnv if asynchronous else gym.vector.SyncVectorEnv
+        envs = vector_class(env_functions, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
+    envs = VectorRecordEpisodeStatistics(envs)
+    envs.reset(seed=seed)
+    envs.action_space.seed(seed)
+    return envs
+
+
+def action_names(env: gym.Env | gym.vector.VectorEnv) -> list[str]:
+    """Names of the discrete actions ("NOOP", "FIRE", ...) of a single or vector env.
+
+    Falls back to "ACTION_0", "ACTION_1", ... when the game does not name its actions.
+    """
+    unwrapped = env.unwrapped
+    if isinstance(unwrapped, ale_py.vector_env.AtariVectorEnv):
+        return [action.name for action in unwrapped.ale.get_action_set()]
+    if isinstance(unwrapped, gym.vector.SyncVectorEnv):
+        unwrapped = unwrapped.envs[0].unwrapped
+    elif isinstance(unwrapped, gym.vector.AsyncVectorEnv):
+        # The sub-envs live in other processes; ask a throwaway copy built the same way.
+        probe = unwrapped.env_fns[0]()
+        try:
+            return action_names(probe)
+        finally:
+            probe.close()
+    if hasattr(unwrapped, "get_action_meanings"):
+        return list(unwrapped.get_action_meanings())
+    space = getattr(env, "single_action_space", env.action_space)
+    if not isinstance(space, gym.spaces.Discrete):
+        raise UserError(f"only discrete action spaces have action names, got {space}")
+    return [f"ACTION_{index}" for index in range(int(space.n))]
+

@@ -1,0 +1,340 @@
+"""Image data sets for the GAN, held in memory as uint8 tensors.
+
+`--dataset` takes one of:
+
+    atari           (default, needs no network) frames of Pong, Breakout, SpaceInvaders and
+                    Freeway played by a random policy, collected on the fly from the ROMs that
+                    ship inside ale-py; the label is the game
+    mnist, fashion-mnist, cifar10, celeba
+                    torchvision data sets under --data-dir; downloaded only when they are
+                    missing and the download host can be reached
+    idx:PATH        MNIST-format IDX files: an images file (…-images-idx3-ubyte, optionally .gz)
+                    or a folder holding such files; labels are read when their file is beside it
+    folder:PATH     every readable image under PATH (recursive); files in sub-folders get the
+                    sub-folder as label
+
+Images are converted to the requested channels (grey <-> RGB) and resized to the model's
+square size once, at load time. Batches are drawn by random index and normalised to [-1, 1]
+on the device the images live on, so a batch costs no host-to-device copy.
+"""
+
+from __future__ import annotations
+
+import gzip
+import socket
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from playground.errors import UserError
+
+TORCHVISION_DATASETS = ("mnist", "fashion-mnist", "cifar10", "celeba")
+DATASET_HELP = "atari, mnist, fashion-mnist, cifar10, celeba, idx:PATH or folder:PATH"
+ATARI_GAMES = ("Pong", "Breakout", "SpaceInvaders", "Freeway")
+ATARI_FRAMES_PER_GAME = 1024
+
+
+@dataclass
+class ImageDataset:
+    """A data set in memory: `images` uint8 (N, C, H, W), optional int64 `labels` (N,)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor | None
+    name: str
+    label_names: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def channels(self) -> int:
+        return self.images.shape[1]
+
+    def to(self, device: torch.device) -> ImageDataset:
+        labels = None if self.labels is None else self.labels.to(device)
+        return ImageDataset(self.images.to(device), labels, self.name, self.label_names)
+
+    def sample(self, batch_size: int) -> torch.Tensor:
+        """A random batch (with replacement) as float in [-1, 1], on the images' device."""
+        indices = torch.randint(len(self), (batch_size,), device=self.images.device)
+        return to_float(self.images[indices])
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1]."""
+    return images.float() / 127.5 - 1.0
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] -> uint8 [0, 255]."""
+    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def native_channels(spec: str) -> int | None:
+    """The channels a data set has before any conversion (None: only known after loading)."""
+    if spec in ("mnist", "fashion-mnist") or spec.startswith("idx:"):
+        return 1
+    if spec in ("cifar10", "celeba", "atari"):
+        return 3
+    return None
+
+
+def check_dataset_spec(spec: str) -> None:
+    """Refuse an unknown `--dataset` value before anything is loaded."""
+    known = spec == "atari" or spec in TORCHVISION_DATASETS
+    prefixed = spec.startswith(("idx:", "folder:")) and len(spec.split(":", 1)[1]) > 0
+    if not (known or prefixed):
+        raise UserError(f"--dataset {spec!r} is not known; use one of {DATASET_HELP}")
+
+
+def load_dataset(
+    spec: str,
+    image_size: int,
+    channels: int | None = None,
+    data_dir: str = "data",
+    seed: int = 0,
+    max_images: int = 0,
+) -> ImageDataset:
+    """Load the data set named by `spec` (see the module docstring) as uint8 (N, C, size, size).
+
+    `channels` None keeps the data set's own; `max_images` > 0 keeps a seeded random subset."""
+    check_dataset_spec(spec)
+    if spec == "atari":
+        images, labels, label_names = collect_atari_frames(image_size, seed)
+    elif spec in TORCHVISION_DATASETS:
+        images, labels, label_names = _load_torchvision(spec, data_dir, image_size)
+    elif spec.startswith("idx:"):
+        images, labels, label_names = _load_idx(Path(spec[4:]).expanduser())
+    else:
+        images, labels, label_names = _load_folder(Path(spec[7:]).expanduser(), image_size)
+    if max_images > 0 and images.shape[0] > max_images:
+        generator = torch.Generator().manual_seed(seed)
+        keep = torch.randperm(images.shape[0], generator=generator)[:max_images].sort().values
+        images = images[keep]
+        labels = None if labels is None else labels[keep]
+    images = resize_images(convert_channels(images, channels or images.shape[1]), image_size)
+    return ImageDataset(images.contiguous(), labels, spec, label_names)
+
+
+def convert_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
+    """uint8 (N, C, H, W) grey <-> RGB; RGB to grey uses the ITU-R 601 luma weights."""
+    if images.shape[1] == channels:
+        return images
+    if images.shape[1] == 1 and channels == 3:
+        return images.expand(-1, 3, -1, -1).contiguous()
+    if images.shape[1] == 3 and channels == 1:
+        weights = torch.tensor([0.299, 0.587, 0.114]).reshape(1, 3, 1, 1)
+        grey = (images.float() * weights).sum(dim=1, keepdim=True)
+        return grey.round().clamp(0, 255).to(torch.uint8)
+    raise UserError(f"cannot convert {images.shape[1]}-channel images to {channels} channels")
+
+
+def resize_images(images: torch.Tensor, size: int, chunk: int = 1024) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> uint8 (N, C, size, size), antialiased bilinear (non-square
+    images are squeezed, as Atari screens are)."""
+    if images.shape[-2:] == (size, size):
+        return images
+    pieces = []
+    for start in range(0, images.shape[0], chunk):
+        piece = images[start : start + chunk].float()
+        piece = F.interpolate(piece, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        pieces.append(piece.round().clamp(0, 255).to(torch.uint8))
+    return torch.cat(pieces)
+
+
+# ---- atari: frames from the ROMs in ale-py -------------------------------------------------
+
+
+def collect_atari_frames(
+    image_size: int, seed: int = 0, games: tuple[str, ...] = ATARI_GAMES, frames_per_game: int = ATARI_FRAMES_PER_GAME
+) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
+    """Play each game with a seeded random policy and keep every observation, resized to
+    `image_size`; label = index of the game."""
+    try:
+        import ale_py
+        import gymnasium
+    except ImportError as error:
+        raise UserError(f"--dataset atari needs ale-py and gymnasium ({error}); pip install -r requirements.txt") from None
+    gymnasium.register_envs(ale_py)
+    all_frames, all_labels = [], []
+    for index, game in enumerate(games):
+        env = gymnasium.make(f"ALE/{game}-v5", render_mode=None)
+        env.action_space.seed(seed + index)
+        observation, _ = env.reset(seed=seed + index)
+        frames = []
+        for _ in range(frames_per_game):
+            frames.append(observation)  # (210, 160, 3) uint8
+            observation, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            if terminated or truncated:
+                observation, _ = env.reset()
+        env.close()
+        screens = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)  # (N, 3, 210, 160)
+        all_frames.append(resize_images(screens, image_size))
+        all_labels.append(torch.full((frames_per_game,), index, dtype=torch.int64))
+    return torch.cat(all_frames), torch.cat(all_labels), games
+
+
+# ---- torchvision data sets -----------------------------------------------------------------
+
+_DOWNLOAD_HOSTS = {
+    "mnist": "ossci-datasets.s3.amazonaws.com",
+    "fashion-mnist": "fashion-mnist.s3-website.eu-central-1.amazonaws.com",
+    "cifar10": "www.cs.toronto.edu",
+    "celeba": "drive.google.com",
+}
+
+
+def _online(host: str, timeout: float = 3.0) -> bool:
+    try:
+        with socket.create_connection((host, 443 if "amazonaws" not in host else 80), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _load_torchvision(
+    spec: str, data_dir: str, image_size: int
+) -> tuple[torch.Tensor, torch.Tensor | None, tuple[str, ...]]:
+    import torchvision.datasets as datasets
+
+    def open_dataset(download: bool):
+        if spec == "mnist":
+            return datasets.MNIST(data_dir, train=True, download=download)
+        if spec == "fashion-mnist":
+            return datasets.FashionMNIST(data_dir, train=True, download=download)
+        if spec == "cifar10":
+            return datasets.CIFAR10(data_dir, train=True, download=download)
+        return datasets.CelebA(data_dir, split="train", download=download)
+
+    missing = (
+        f"--dataset {spec}: the files are not under --data-dir {data_dir} and cannot be downloaded "
+        f"here; put them there (torchvision layout) or use an offline data set such as atari, "
+        f"idx:PATH or folder:PATH"
+    )
+    try:
+        dataset = open_dataset(download=False)
+    except (RuntimeError, OSError):
+        if not _online(_DOWNLOAD_HOSTS[spec]):
+            raise UserError(missing) from None
+        try:
+            dataset = open_dataset(download=True)
+        except Exception:
+            raise UserError(missing) from None
+
+    if spec in ("mnist", "fashion-mnist"):
+        images = dataset.data.unsqueeze(1)  # (N, 1, 28, 28) uint8
+        return images, dataset.targets.long(), tuple(dataset.classes)
+    if spec == "cifar10":
+        images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2)  # (N, 3, 32, 32)
+        return images, torch.tensor(dataset.targets, dtype=torch.int64), tuple(dataset.classes)
+    # CelebA: the usual DCGAN crop (centre 178 x 178 of the 178 x 218 photos), then resize.
+    import torchvision.transforms as transforms
+
+    transform = transforms.Compose([transforms.CenterCrop(178), transforms.Resize(image_size)])
+    images = [torch.from_numpy(np.asarray(transform(dataset[i][0]))) for i in range(len(dataset))]
+    return torch.stack(images).permute(0, 3, 1, 2), None, ()
+
+
+# ---- idx:PATH (MNIST format) ---------------------------------------------------------------
+
+_IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read one IDX file (the MNIST format), plain or gzip-compressed."""
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as handle:
+            data = handle.read()
+    except OSError as error:
+        raise UserError(f"cannot read IDX file {path}: {error}") from None
+    if len(data) < 4 or data[:2] != b"\0\0" or data[2] not in _IDX_TYPES:
+        raise UserError(f"{path} is not an IDX file (bad magic number)")
+    ndim = data[3]
+    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    dtype = np.dtype(_IDX_TYPES[data[2]])
+    count = int(np.prod(shape))
+    offset = 4 + 4 * ndim
+    if len(data) < offset + count * dtype.itemsize:
+        raise UserError(f"{path} is truncated: expected {count} values of shape {shape}")
+    return np.frombuffer(data, dtype, count=count, offset=offset).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _idx_image_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise UserError(f"--dataset idx:{path}: no such file or folder")
+    files = sorted(p for p in path.iterdir() if p.is_file() and "idx3" in p.name)
+    # Keep the plain file where both it and its .gz are present.
+    names = {p.name for p in files}
+    files = [p for p in files if not (p.suffix == ".gz" and p.name[:-3] in names)]
+    if not files:
+        raise UserError(f"--dataset idx:{path}: no IDX images file (…-images-idx3-ubyte[.gz]) there")
+    return files
+
+
+def _idx_label_file(images_file: Path) -> Path | None:
+    name = images_file.name.replace("images-idx3", "labels-idx1").replace("images.idx3", "labels.idx1")
+    if name == images_file.name:
+        return None
+    for candidate in (images_file.with_name(name), images_file.with_name(name + ".gz"), images_file.with_name(name.removesuffix(".gz"))):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _load_idx(path: Path) -> tuple[torch.Tensor, torch.Tensor | None, tuple[str, ...]]:
+    image_parts, label_parts = [], []
+    for images_file in _idx_image_files(path):
+        array = read_idx(images_file)
+        if array.ndim != 3 or array.dtype != np.uint8:
+            raise UserError(f"{images_file} does not hold uint8 images (N, H, W); got {array.dtype} {array.shape}")
+        image_parts.append(torch.from_numpy(array).unsqueeze(1))  # (N, 1, H, W)
+        label_file = _idx_label_file(images_file)
+        labels = read_idx(label_file) if label_file is not None else None
+        label_parts.append(None if labels is None or len(labels) != len(array) else torch.from_numpy(labels).long())
+    images = torch.cat(image_parts)
+    labels = torch.cat(label_parts) if all(part is not None for part in label_parts) else None
+    label_names = tuple(str(i) for i in range(int(labels.max()) + 1)) if labels is not None else ()
+    return images, labels, label_names
+
+
+# ---- folder:PATH ---------------------------------------------------------------------------
+
+
+def _load_folder(root: Path, image_size: int) -> tuple[torch.Tensor, torch.Tensor | None, tuple[str, ...]]:
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if not root.is_dir():
+        raise UserError(f"--dataset folder:{root}: no such folder")
+    images, folders, skipped, all_grey = [], [], 0, True
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        try:
+            with Image.open(path) as image:
+                image.load()
+                grey = image.mode in ("1", "L", "LA", "I", "I;16", "F")
+                # Centre-crop to a square, then resize (as torchvision's Resize + CenterCrop).
+                square = ImageOps.fit(image.convert("RGB"), (image_size, image_size), Image.Resampling.BICUBIC)
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+            skipped += 1
+            continue
+        all_grey = all_grey and grey
+        images.append(torch.from_numpy(np.asarray(square).copy()).permute(2, 0, 1))  # (3, size, size)
+        relative = path.relative_to(root)
+        folders.append(relative.parts[0] if len(relative.parts) > 1 else "")
+    if skipped:
+        print(f"folder:{root}: skipped {skipped} file(s) that are not readable images")
+    if not images:
+        raise UserError(f"--dataset folder:{root}: no readable images there")
+    stacked = torch.stack(images)
+    if all_grey:
+        stacked = stacked[:, :1].contiguous()
+    if all(folders):
+        label_names = tuple(sorted(set(folders)))
+        labels = torch.tensor([label_names.index(folder) for folder in folders], dtype=torch.int64)
+        return stacked, labels, label_names
+    return stacked, None, ()

@@ -1,0 +1,175 @@
+"""DCGAN generator and discriminator (Radford et al., 2016, "Unsupervised Representation
+Learning with Deep Convolutional Generative Adversarial Networks").
+
+Both networks are built for square images of 32, 64 or 128 pixels. The number of
+up-/down-sampling blocks follows from the image size: every block doubles (generator) or halves
+(discriminator) the side, between the image and a 4 x 4 feature map. The widths double towards
+the 4 x 4 end, as in the paper; `generator_width` and `discriminator_width` are the widths next
+to the image (the paper's and pytorch/examples' `ngf` / `ndf`).
+
+Example:
+    >>> generator = Generator(image_size=64, channels=3, latent_size=100, width=64)
+    >>> generator(torch.randn(8, 100)).shape
+    torch.Size([8, 3, 64, 64])
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm as apply_spectral_norm
+
+from playground.errors import UserError
+
+IMAGE_SIZES = (32, 64, 128)
+
+
+def check_image_size(image_size: int) -> int:
+    """The number of doublings between 4 x 4 and `image_size`, refusing unsupported sizes."""
+    if image_size not in IMAGE_SIZES:
+        supported = ", ".join(str(size) for size in IMAGE_SIZES)
+        raise UserError(f"--image-size {image_size} is not supported; choose one of {supported}")
+    return int(math.log2(image_size)) - 2
+
+
+def init_weights(module: nn.Module) -> None:
+    """The paper's initialisation: conv weights ~ N(0, 0.02); batch-norm scale ~ N(1, 0.02),
+    shift 0."""
+    if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+class Generator(nn.Module):
+    """Maps a latent vector z (N, latent_size) to an image (N, channels, size, size) in [-1, 1]."""
+
+    def __init__(self, image_size: int = 64, channels: int = 3, latent_size: int = 100, width: int = 64):
+        super().__init__()
+        doublings = check_image_size(image_size)
+        if channels not in (1, 3):
+            raise UserError(f"--channels {channels} is not supported; use 1 (grey) or 3 (colour)")
+        self.image_size, self.channels, self.latent_size = image_size, channels, latent_size
+        # The width at 4 x 4 is width * 2**(doublings - 1): 4x for 32 px, 8x for 64 px, 16x for 128 px.
+        top = width * 2 ** (doublings - 1)
+        layers: list[nn.Module] = [
+            # Project z (latent) x 1 x 1 to the 4 x 4 map.
+            nn.ConvTranspose2d(latent_size, top, kernel_size=4, stride=1, padding=0, bias=False),
+            nn.BatchNorm2d(top),
+            nn.ReLU(inplace=True),
+            # (width * 2**(doublings-1)) x 4 x 4, e.g. (width*8) x 4 x 4 for 64 px
+        ]
+        in_width = top
+        for block in range(1, doublings):
+            out_width = in_width // 2
+            layers += [
+                nn.ConvTranspose2d(in_width, out_width, kernel_size=4, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(out_width),
+                nn.ReLU(inplace=True),
+                # (width * 2**(doublings-1-block)) x (4 * 2**block) x (4 * 2**block),
+                # e.g. for 64 px: (width*4) x 8 x 8, (width*2) x 16 x 16, width x 32 x 32
+            ]
+            in_width = out_width
+        layers += [
+            nn.ConvTranspose2d(in_width, channels, kernel_size=4, stride=2, padding=1, bias=False),
+            nn.Tanh(),
+            # channels x image_size x image_size
+        ]
+        self.net = nn.Sequential(*layers)
+        self.apply(init_weights)
+
+    def forward(self, noise: torch.Tensor) -> torch.Tensor:
+        # (N, latent) -> (N, latent, 1, 1): the first transposed conv treats z as a 1 x 1 map.
+        return self.net(noise.reshape(noise.shape[0], self.latent_size, 1, 1))
+
+
+class Discriminator(nn.Module):
+    """Maps an image (N, channels, size, size) to one LOGIT per image (N,), not a probability:
+    the losses apply the sigmoid themselves, which is numerically safe under autocast.
+
+    With `spectral_norm` every conv is spectrally normalised (Miyato et al., 2018) and batch norm
+    is left out, since the two fight each other."""
+
+    def __init__(
+        self, image_size: int = 64, channels: int = 3, width: int = 64, spectral_norm: bool = False
+    ):
+        super().__init__()
+        doublings = check_image_size(image_size)
+        if channels not in (1, 3):
+            raise UserError(f"--channels {channels} is not supported; use 1 (grey) or 3 (colour)")
+        self.image_size, self.channels = image_size, channels
+
+        def conv(in_width: int, out_width: int, stride: int, padding: int) -> nn.Module:
+            layer = nn.Conv2d(in_width, out_width, 4, stride, padding, bias=False)
+            init_weights(layer)
+            return apply_spectral_norm(layer) if spectral_norm else layer
+
+        layers: list[nn.Module] = [
+            # No batch norm on the input layer (the paper's advice).
+            conv(channels, width, stride=2, padding=1),
+            nn.LeakyReLU(0.2, inplace=True),
+            # width x (image_size / 2) x (image_size / 2)
+        ]
+        in_width = width
+        for block in range(1, doublings):
+            out_width = in_width * 2
+            layers.append(conv(in_width, out_width, stride=2, padding=1))
+            if not spectral_norm:
+                layers.append(nn.BatchNorm2d(out_width))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            # (width * 2**block) x (image_size / 2**(block+1)) x (image_size / 2**(block+1)),
+            # e.g. for 64 px: (width*2) x 16 x 16, (width*4) x 8 x 8, (width*8) x 4 x 4
+            in_width = out_width
+        layers += [
+            conv(in_width, 1, stride=1, padding=0),
+            # 1 x 1 x 1
+        ]
+        self.net = nn.Sequential(*layers)
+        self.net.apply(_init_batch_norm)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images).reshape(images.shape[0])
+
+
+def _init_batch_norm(module: nn.Module) -> None:
+    if isinstance(module, nn.BatchNorm2d):
+        init_weights(module)
+
+
+def architecture(
+    image_size: int,
+    channels: int,
+    latent_size: int,
+    generator_width: int,
+    discriminator_width: int,
+    spectral_norm: bool,
+) -> dict[str, int | bool]:
+    """The settings that fix the networks' shapes; a checkpoint stores them so that loading it
+    into different networks is refused with one clear line."""
+    return {
+        "image_size": image_size,
+        "channels": channels,
+        "latent_size": latent_size,
+        "generator_width": generator_width,
+        "discriminator_width": discriminator_width,
+        "spectral_norm": spectral_norm,
+    }
+
+
+def build_models(arch: dict[str, int | bool]) -> tuple[Generator, Discriminator]:
+    """Generator and discriminator for an `architecture(...)` dict."""
+    generator = Generator(
+        int(arch["image_size"]), int(arch["channels"]), int(arch["latent_size"]), int(arch["generator_width"])
+    )
+    discriminator = Discriminator(
+        int(arch["image_size"]),
+        int(arch["channels"]),
+        int(arch["discriminator_width"]),
+        bool(arch["spectral_norm"]),
+    )
+    return generator, discriminator

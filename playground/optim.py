@@ -1,0 +1,44 @@
+"""Optimizer choice shared by the DQN and GAN trainers (`--optimizer`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+from playground.errors import UserError
+
+OPTIMIZERS = ("adam", "rmsprop", "sgd", "adagrad", "adadelta")
+
+
+def make_optimizer(
+    name: str,
+    parameters: Iterable[torch.nn.Parameter],
+    learning_rate: float,
+    *,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    weight_decay: float = 0.0,
+    fused: bool = False,
+) -> torch.optim.Optimizer:
+    """Build the named optimizer. `fused` asks for the fused CUDA kernel where one exists."""
+    params = list(parameters)
+    if name == "adam":
+        kwargs = {"fused": True} if fused else {}
+        return torch.optim.Adam(params, lr=learning_rate, betas=betas, eps=eps, weight_decay=weight_decay, **kwargs)
+    if name == "rmsprop":
+        # The Nature DQN's RMSProp: smoothing 0.95 (betas[1] is not used by RMSProp).
+        return torch.optim.RMSprop(
+            params, lr=learning_rate, alpha=0.95, eps=eps, momentum=momentum, weight_decay=weight_decay
+        )
+    if name == "sgd":
+        if nesterov and momentum <= 0:
+            raise UserError("--nesterov needs --momentum > 0")
+        return torch.optim.SGD(params, lr=learning_rate, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+    if name == "adagrad":
+        return torch.optim.Adagrad(params, lr=learning_rate, eps=eps, weight_decay=weight_decay)
+    if name == "adadelta":
+        return torch.optim.Adadelta(params, lr=learning_rate, eps=eps, weight_decay=weight_decay)
+    raise UserError(f"--optimizer {name!r} is not one of {', '.join(OPTIMIZERS)}")

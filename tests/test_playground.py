@@ -1,0 +1,144 @@
+"""The shared layer: devices, checkpoints, logging, run folders."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from playground.checkpoint import load_checkpoint, save_checkpoint
+from playground.device import resolve_device
+from playground.errors import UserError, require_positive
+from playground.logger import NullLogger, TensorBoardLogger
+from playground.optim import make_optimizer
+from playground.rundir import RunLock, prepare_run_dir
+from tests.conftest import hparams_tags, read_event_tags, read_scalars
+
+
+def test_device_choices() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in {"cpu", "cuda", "mps"}
+    with pytest.raises(UserError, match="not one of"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="no CUDA GPU"):
+            resolve_device("cuda:0")
+
+
+def test_require_positive_names_the_flag() -> None:
+    require_positive(batch_size=1)
+    with pytest.raises(UserError, match="--batch-size must be positive, got 0"):
+        require_positive(batch_size=0)
+
+
+def test_checkpoint_round_trip_and_kind(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "ck.pt", {"kind": "dqn", "weights": torch.arange(3), "step": 7})
+    state = load_checkpoint(path, kind="dqn")
+    assert state["step"] == 7 and torch.equal(state["weights"], torch.arange(3))
+    assert not list(tmp_path.glob("*.tmp")), "temporary file left behind"
+    with pytest.raises(UserError, match="'dqn' checkpoint, not a 'gan'"):
+        load_checkpoint(path, kind="gan")
+
+
+def test_checkpoint_save_failure_keeps_previous(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = save_checkpoint(tmp_path / "ck.pt", {"kind": "dqn", "step": 1})
+
+    def broken_save(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        save_checkpoint(path, {"kind": "dqn", "step": 2})
+    monkeypatch.undo()
+    assert load_checkpoint(path)["step"] == 1
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_truncated_and_garbage_checkpoints_are_refused(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "ck.pt", {"kind": "dqn", "weights": torch.zeros(1000)})
+    data = path.read_bytes()
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(UserError, match="truncated or corrupted"):
+        load_checkpoint(truncated)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(os.urandom(256))
+    with pytest.raises(UserError):
+        load_checkpoint(garbage)
+    with pytest.raises(UserError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+class _Payload:
+    def __reduce__(self) -> tuple:
+        return (os.system, ("touch PWNED_MARKER",))
+
+
+def test_malicious_pickle_is_refused_without_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "evil.pt"
+    torch.save({"format_version": 1, "kind": "dqn", "payload": _Payload()}, path)
+    with pytest.raises(UserError, match="refused"):
+        load_checkpoint(path)
+    assert not (tmp_path / "PWNED_MARKER").exists()
+    # A raw pickle (not a torch zip file) is refused too.
+    raw = tmp_path / "raw.pt"
+    raw.write_bytes(pickle.dumps(_Payload()))
+    with pytest.raises(UserError):
+        load_checkpoint(raw)
+    assert not (tmp_path / "PWNED_MARKER").exists()
+    assert zipfile.is_zipfile(path)
+
+
+def test_tensorboard_logger_writes_every_kind(tmp_path: Path) -> None:
+    with TensorBoardLogger(tmp_path) as logger:
+        logger.scalar("charts/x", 1.5, step=3)
+        logger.image("samples/grid", np.zeros((3, 8, 8), dtype=np.uint8), step=3)
+        logger.video("eval/video", np.zeros((4, 8, 8, 3), dtype=np.uint8), step=3, fps=10)
+        logger.text("notes", "hello", step=0)
+        logger.hparams({"lr": 1e-3, "name": "x", "path": tmp_path}, {"charts/x": 0.0})
+    tags = read_event_tags(tmp_path)
+    assert "charts/x" in tags["scalars"]
+    assert {"samples/grid", "eval/video"} <= set(tags["images"])
+    assert read_scalars(tmp_path, "charts/x") == [(3, 1.5)]
+    assert "_hparams_/experiment" in hparams_tags(tmp_path)
+
+
+def test_null_logger_accepts_everything() -> None:
+    logger = NullLogger()
+    logger.scalar("a", 1.0, 0)
+    logger.image("b", np.zeros((8, 8)), 0)
+    logger.hparams({"a": 1})
+    logger.close()
+
+
+def test_run_dir_never_reused_and_lock(tmp_path: Path) -> None:
+    run_dir = prepare_run_dir(tmp_path, "exp", resume=False)
+    (run_dir / "latest.pt").write_bytes(b"x")
+    with pytest.raises(UserError, match="already holds a run"):
+        prepare_run_dir(tmp_path, "exp", resume=False)
+    assert prepare_run_dir(tmp_path, "exp", resume=True) == run_dir
+    with pytest.raises(UserError, match="no checkpoint to resume"):
+        prepare_run_dir(tmp_path, "other", resume=True)
+    with pytest.raises(UserError, match="letters, digits"):
+        prepare_run_dir(tmp_path, "../escape", resume=False)
+    with RunLock(run_dir):
+        with pytest.raises(UserError, match="in use"):
+            RunLock(run_dir).acquire()
+    RunLock(run_dir).acquire().release()
+
+
+@pytest.mark.parametrize("name", ["adam", "rmsprop", "sgd", "adagrad", "adadelta"])
+def test_every_optimizer_takes_a_step(name: str) -> None:
+    weight = torch.nn.Parameter(torch.ones(3))
+    optimizer = make_optimizer(name, [weight], 0.1, momentum=0.9 if name == "sgd" else 0.0, nesterov=name == "sgd")
+    (weight**2).sum().backward()
+    optimizer.step()
+    assert (weight < 1).all()
+    with pytest.raises(UserError):
+        make_optimizer("lion", [weight], 0.1)
