@@ -38,26 +38,23 @@ class DemoConfig:
 
 def run_demo(cfg: DemoConfig) -> None:
     """Train a DQN on a built-in game, then say where the logs and checkpoints are."""
-    from agents.dqn import DQNConfig, train_dqn
+    from agents.dqn import LAPTOP_SETTINGS, DQNConfig, train_dqn
 
-    dqn_dir = train_dqn(DQNConfig(env_id=cfg.env_id, total_steps=cfg.dqn_steps, seed=cfg.seed, device=cfg.device, runs_dir=cfg.runs_dir, **DEMO_DQN_SETTINGS))
+    dqn_dir = train_dqn(
+        DQNConfig(
+            env_id=cfg.env_id,
+            total_steps=cfg.dqn_steps,
+            seed=cfg.seed,
+            device=cfg.device,
+            runs_dir=cfg.runs_dir,
+            **LAPTOP_SETTINGS,
+        )
+    )
     print(f"\nDQN run: {dqn_dir}\n  checkpoints: {dqn_dir / 'latest.pt'}, {dqn_dir / 'best.pt'}")
     print(f"  evaluate:    python run.py evaluate --checkpoint {dqn_dir}")
-    print(f"\nWatch the curves: tensorboard --logdir {cfg.runs_dir}   (then open http://localhost:6006)")
-
-
-# Settings under which a DQN learns a built-in game on a laptop CPU in minutes.
-DEMO_DQN_SETTINGS = dict(
-    buffer_size=20_000,
-    learning_starts=1_000,
-    exploration_fraction=0.25,
-    target_update_frequency=500,
-    learning_rate=2.5e-4,
-    eval_every=5_000,
-    eval_episodes=20,
-    checkpoint_every=5_000,
-    log_every=500,
-)
+    print(
+        f"\nWatch the curves: tensorboard --logdir {cfg.runs_dir}   (then open http://localhost:6006)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         args=argv,
         description=__doc__.split("\n\n")[0],
     )
-    command = next(function for config_type, function in commands.values() if type(config) is config_type)
+    command = next(
+        function for config_type, function in commands.values() if type(config) is config_type
+    )
     try:
         command(config)
     except UserError as error:
@@ -86,11 +85,17 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except MemoryError:
-        print("error: out of memory; reduce --buffer-size, --batch-size or --num-envs", file=sys.stderr)
+        print(
+            "error: out of memory; reduce --buffer-size, --batch-size or --num-envs",
+            file=sys.stderr,
+        )
         return 2
     except Exception as error:  # noqa: BLE001 - the CUDA OOM type only exists with a GPU build
         if type(error).__name__ == "OutOfMemoryError":
-            print("error: out of GPU memory; reduce --batch-size or --buffer-size, or use --replay-device cpu", file=sys.stderr)
+            print(
+                "error: out of GPU memory; reduce --batch-size or --buffer-size, or use --replay-device cpu",
+                file=sys.stderr,
+            )
             return 2
         raise
     return 0

@@ -145,6 +145,20 @@ class DQNConfig:
     """Show a progress bar."""
 
 
+# Settings under which a DQN learns a built-in game on a laptop CPU in minutes (the demo's).
+LAPTOP_SETTINGS: dict[str, Any] = dict(
+    buffer_size=20_000,
+    learning_starts=1_000,
+    exploration_fraction=0.25,
+    target_update_frequency=500,
+    learning_rate=2.5e-4,
+    eval_every=5_000,
+    eval_episodes=20,
+    checkpoint_every=5_000,
+    log_every=500,
+)
+
+
 def validate(cfg: DQNConfig) -> None:
     """Refuse impossible settings with one clear line each."""
     require_positive(
@@ -161,8 +175,14 @@ def validate(cfg: DQNConfig) -> None:
         log_every=cfg.log_every,
         checkpoint_every=cfg.checkpoint_every,
     )
-    check(cfg.buffer_size >= cfg.batch_size, f"--buffer-size ({cfg.buffer_size}) must be at least --batch-size ({cfg.batch_size})")
-    check(cfg.buffer_size >= cfg.num_envs * (cfg.frame_stack + cfg.n_step + 2), "--buffer-size is too small for --num-envs")
+    check(
+        cfg.buffer_size >= cfg.batch_size,
+        f"--buffer-size ({cfg.buffer_size}) must be at least --batch-size ({cfg.batch_size})",
+    )
+    check(
+        cfg.buffer_size >= cfg.num_envs * (cfg.frame_stack + cfg.n_step + 2),
+        "--buffer-size is too small for --num-envs",
+    )
     check(0.0 <= cfg.gamma <= 1.0, f"--gamma must lie in [0, 1], got {cfg.gamma}")
     check(0.0 < cfg.tau <= 1.0, f"--tau must lie in (0, 1], got {cfg.tau}")
     for name in ("start_epsilon", "end_epsilon", "eval_epsilon", "exploration_fraction"):
@@ -172,7 +192,10 @@ def validate(cfg: DQNConfig) -> None:
     check(cfg.eval_every >= 0, f"--eval-every must be >= 0, got {cfg.eval_every}")
     check(cfg.max_grad_norm >= 0, f"--max-grad-norm must be >= 0, got {cfg.max_grad_norm}")
     check(cfg.encoder in ENCODERS, f"--encoder {cfg.encoder!r} is not one of {', '.join(ENCODERS)}")
-    check(cfg.optimizer in OPTIMIZERS, f"--optimizer {cfg.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+    check(
+        cfg.optimizer in OPTIMIZERS,
+        f"--optimizer {cfg.optimizer!r} is not one of {', '.join(OPTIMIZERS)}",
+    )
     check(not cfg.freeze_encoder or bool(cfg.init_from), "--freeze-encoder needs --init-from CKPT")
 
 
@@ -228,7 +251,9 @@ def epsilon_greedy(q_values: torch.Tensor, epsilon: float, rng: np.random.Genera
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def load_dqn_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_dqn_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
     """Load a DQN checkpoint (file, or run folder holding latest.pt / best.pt), refusing other kinds."""
     return load_checkpoint(path, kind=CHECKPOINT_KIND, map_location=map_location)
 
@@ -236,7 +261,9 @@ def load_dqn_checkpoint(path: str | Path, map_location: str | torch.device = "cp
 def network_from_checkpoint(checkpoint: dict[str, Any]) -> QNetwork:
     """Rebuild the online Q-network stored in a DQN checkpoint."""
     spec = checkpoint["network"]
-    network = build_q_network(tuple(spec["observation_shape"]), spec["num_actions"], spec["encoder"], spec["dueling"])
+    network = build_q_network(
+        tuple(spec["observation_shape"]), spec["num_actions"], spec["encoder"], spec["dueling"]
+    )
     network.load_state_dict(checkpoint["q_network"])
     return network
 
@@ -267,12 +294,18 @@ def train_dqn(cfg: DQNConfig, logger: Logger | None = None) -> Path:
         run_dir = _resolve_run_dir(cfg.resume, cfg.runs_dir)
         check((run_dir / "latest.pt").is_file(), f"--resume: no latest.pt in {run_dir}")
         resumed = load_dqn_checkpoint(run_dir / "latest.pt")
-        cfg = config_from_checkpoint(resumed, device=cfg.device, progress=cfg.progress, resume=cfg.resume)
+        cfg = config_from_checkpoint(
+            resumed, device=cfg.device, progress=cfg.progress, resume=cfg.resume
+        )
     validate(cfg)
     check_env_id(cfg.env_id)
     device = resolve_device(cfg.device)
     if not cfg.resume:
-        run_dir = prepare_run_dir(cfg.runs_dir, cfg.run_name or default_run_name("dqn", cfg.env_id, cfg.seed), resume=False)
+        run_dir = prepare_run_dir(
+            cfg.runs_dir,
+            cfg.run_name or default_run_name("dqn", cfg.env_id, cfg.seed),
+            resume=False,
+        )
     with RunLock(run_dir):
         own_logger = logger is None
         if logger is None:
@@ -284,7 +317,13 @@ def train_dqn(cfg: DQNConfig, logger: Logger | None = None) -> Path:
                 logger.close()
 
 
-def _train(cfg: DQNConfig, run_dir: Path, device: torch.device, logger: Logger, resumed: dict[str, Any] | None) -> Path:
+def _train(
+    cfg: DQNConfig,
+    run_dir: Path,
+    device: torch.device,
+    logger: Logger,
+    resumed: dict[str, Any] | None,
+) -> Path:
     seed_everything(cfg.seed)
     envs = make_vector_env(cfg.env_id, cfg.num_envs, seed=cfg.seed, frame_stack=cfg.frame_stack)
     observation_space = envs.single_observation_space
@@ -299,20 +338,33 @@ def _train(cfg: DQNConfig, run_dir: Path, device: torch.device, logger: Logger, 
         _load_encoder(q_network, cfg.init_from, encoder_name, observation_shape)
     if cfg.freeze_encoder:
         q_network.encoder.requires_grad_(False)
-    target_network = build_q_network(observation_shape, num_actions, cfg.encoder, cfg.dueling).to(device)
+    target_network = build_q_network(observation_shape, num_actions, cfg.encoder, cfg.dueling).to(
+        device
+    )
     target_network.load_state_dict(q_network.state_dict())
     target_network.requires_grad_(False)
     trainable = [p for p in q_network.parameters() if p.requires_grad]
     optimizer = make_optimizer(
-        cfg.optimizer, trainable, cfg.learning_rate, eps=cfg.adam_eps, momentum=cfg.momentum,
-        nesterov=cfg.nesterov, fused=device.type == "cuda" and cfg.optimizer == "adam",
+        cfg.optimizer,
+        trainable,
+        cfg.learning_rate,
+        eps=cfg.adam_eps,
+        momentum=cfg.momentum,
+        nesterov=cfg.nesterov,
+        fused=device.type == "cuda" and cfg.optimizer == "adam",
     )
     autocast = device.type == "cuda" and cfg.precision == "bf16"
 
     replay = ReplayBuffer(
-        cfg.buffer_size, cfg.num_envs, observation_shape, cfg.frame_stack if pixels else 1,
-        observation_dtype=torch.uint8 if pixels else torch.float32, n_step=cfg.n_step,
-        gamma=cfg.gamma, device=_replay_device(cfg, device, observation_shape),
+        cfg.buffer_size,
+        cfg.num_envs,
+        observation_shape,
+        cfg.frame_stack if pixels else 1,
+        observation_dtype=torch.uint8 if pixels else torch.float32,
+        n_step=cfg.n_step,
+        gamma=cfg.gamma,
+        device=_replay_device(cfg, device, observation_shape),
+        num_actions=num_actions,
     )
     rng = np.random.default_rng(cfg.seed)
     step, updates, best_eval = 0, 0, -math.inf
@@ -324,8 +376,15 @@ def _train(cfg: DQNConfig, run_dir: Path, device: torch.device, logger: Logger, 
         set_rng_state(resumed["rng"], rng)
         replay_path = run_dir / "replay.pt"
         if replay_path.is_file() and resumed.get("replay_step") == step:
-            replay.load_state_dict(torch.load(replay_path, map_location=replay.device, weights_only=True))
-    network_spec = {"observation_shape": list(observation_shape), "num_actions": num_actions, "encoder": encoder_name, "dueling": cfg.dueling}
+            replay.load_state_dict(
+                torch.load(replay_path, map_location=replay.device, weights_only=True)
+            )
+    network_spec = {
+        "observation_shape": list(observation_shape),
+        "num_actions": num_actions,
+        "encoder": encoder_name,
+        "dueling": cfg.dueling,
+    }
 
     def checkpoint_state() -> dict[str, Any]:
         return {
@@ -348,20 +407,29 @@ def _train(cfg: DQNConfig, run_dir: Path, device: torch.device, logger: Logger, 
         save_checkpoint(run_dir / "latest.pt", checkpoint_state())
 
     if resumed is None:
-        logger.hparams(dataclasses.asdict(cfg), {"eval/episodic_return": 0.0, "charts/episodic_return": 0.0})
+        logger.hparams(
+            dataclasses.asdict(cfg), {"eval/episodic_return": 0.0, "charts/episodic_return": 0.0}
+        )
     # A first evaluation baseline is not needed; the first eval happens after eval_every steps.
 
     def learn() -> tuple[torch.Tensor, torch.Tensor]:
         batch = replay.sample(cfg.batch_size)
         observations, next_observations = batch.observations, batch.next_observations
         if cfg.augment and pixels:
-            observations, next_observations = random_shift(observations), random_shift(next_observations)
+            observations, next_observations = (
+                random_shift(observations),
+                random_shift(next_observations),
+            )
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             with torch.no_grad():
                 next_q_target = target_network(next_observations).float()
                 next_q_online = q_network(next_observations).float() if cfg.double_dqn else None
-                targets = td_target(batch.returns, batch.discounts, batch.dones, next_q_target, next_q_online)
-            q_taken = q_network(observations).float().gather(1, batch.actions.unsqueeze(1)).squeeze(1)
+                targets = td_target(
+                    batch.returns, batch.discounts, batch.dones, next_q_target, next_q_online
+                )
+            q_taken = (
+                q_network(observations).float().gather(1, batch.actions.unsqueeze(1)).squeeze(1)
+            )
         if cfg.loss == "huber":
             loss = nn.functional.smooth_l1_loss(q_taken, targets)
         else:
@@ -386,17 +454,27 @@ def _train(cfg: DQNConfig, run_dir: Path, device: torch.device, logger: Logger, 
     loss_count = 0
     update_credit = 0.0
     last_log_step, last_log_time = step, time.perf_counter()
-    next_log, next_eval, next_save = _next(step, cfg.log_every), _next(step, cfg.eval_every), _next(step, cfg.checkpoint_every)
+    next_log, next_eval, next_save = (
+        _next(step, cfg.log_every),
+        _next(step, cfg.eval_every),
+        _next(step, cfg.checkpoint_every),
+    )
     target_period = step // cfg.target_update_frequency
     interrupted = False
+    replay_ready = False
     try:
         while step < cfg.total_steps:
             # Act.
-            epsilon = linear_schedule(cfg.start_epsilon, cfg.end_epsilon, cfg.exploration_fraction * cfg.total_steps, step)
+            epsilon = linear_schedule(
+                cfg.start_epsilon, cfg.end_epsilon, cfg.exploration_fraction * cfg.total_steps, step
+            )
             if epsilon >= 1.0:
                 actions = rng.integers(0, num_actions, cfg.num_envs)
             else:
-                with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                with (
+                    torch.no_grad(),
+                    torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast),
+                ):
                     q_values = q_network(torch.as_tensor(observations, device=device))
                 actions = epsilon_greedy(q_values, epsilon, rng)
             next_observations, rewards, terminated, truncated, infos = envs.step(actions)
@@ -407,19 +485,27 @@ def _train(cfg: DQNConfig, run_dir: Path, device: torch.device, logger: Logger, 
                 learning_done = (infos["lives"] < previous_lives) & ~ended
                 previous_lives = infos["lives"]
             learning_rewards = np.sign(rewards) if cfg.clip_rewards else rewards
-            replay.add(actions, learning_rewards, terminated, truncated, next_observations, learning_done)
+            replay.add(
+                actions, learning_rewards, terminated, truncated, next_observations, learning_done
+            )
             if "_episode" in infos:
                 for index in np.flatnonzero(infos["_episode"]):
                     episode_return = float(infos["episode"]["r"][index])
                     recent_returns.append(episode_return)
                     logger.scalar("charts/episodic_return", episode_return, step)
-                    logger.scalar("charts/episodic_length", float(infos["episode"]["l"][index]), step)
+                    logger.scalar(
+                        "charts/episodic_length", float(infos["episode"]["l"][index]), step
+                    )
             ended = np.logical_or(terminated, truncated)
             observations = next_observations
             step += cfg.num_envs
 
             # Learn: one update per train_frequency env steps, whatever the number of envs.
-            if step > cfg.learning_starts and len(replay) >= cfg.batch_size:
+            # (len(replay) syncs with the device, so it is asked only until the buffer is ready.)
+            replay_ready = replay_ready or (
+                step > cfg.learning_starts and len(replay) >= cfg.batch_size
+            )
+            if replay_ready:
                 update_credit += cfg.num_envs / cfg.train_frequency
                 while update_credit >= 1.0:
                     loss, q_mean = learn()
@@ -457,11 +543,21 @@ def _train(cfg: DQNConfig, run_dir: Path, device: torch.device, logger: Logger, 
                 progress.update(step, sps=sps, ret=mean_return, eps=epsilon)
             if cfg.eval_every and step >= next_eval:
                 next_eval = _next(step, cfg.eval_every)
-                scores = evaluate_policy(q_network, cfg.env_id, cfg.eval_episodes, cfg.eval_epsilon, cfg.seed + 10_000 + step, device, cfg.frame_stack)
+                scores = evaluate_policy(
+                    q_network,
+                    cfg.env_id,
+                    cfg.eval_episodes,
+                    cfg.eval_epsilon,
+                    cfg.seed + 10_000 + step,
+                    device,
+                    cfg.frame_stack,
+                )
                 mean_score = float(np.mean(scores))
                 logger.scalar("eval/episodic_return", mean_score, step)
                 logger.scalar("eval/episodic_return_std", float(np.std(scores)), step)
-                progress.write(f"step {step}: eval return {mean_score:.2f} +- {np.std(scores):.2f} over {len(scores)} games")
+                progress.write(
+                    f"step {step}: eval return {mean_score:.2f} +- {np.std(scores):.2f} over {len(scores)} games"
+                )
                 if mean_score > best_eval:
                     best_eval = mean_score
                     save_checkpoint(run_dir / "best.pt", checkpoint_state())
@@ -477,7 +573,10 @@ def _train(cfg: DQNConfig, run_dir: Path, device: torch.device, logger: Logger, 
     save_latest()
     logger.flush()
     if interrupted:
-        print(f"Interrupted at step {step}; saved {run_dir / 'latest.pt'}. Continue with: python run.py train-dqn --resume {run_dir}", file=sys.stderr)
+        print(
+            f"Interrupted at step {step}; saved {run_dir / 'latest.pt'}. Continue with: python run.py train-dqn --resume {run_dir}",
+            file=sys.stderr,
+        )
     return run_dir
 
 
@@ -543,7 +642,9 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, float]:
     device = resolve_device(cfg.device)
     network = network_from_checkpoint(checkpoint).to(device)
     check_compatible(checkpoint, env_id, trained.frame_stack)
-    scores = evaluate_policy(network, env_id, cfg.episodes, cfg.epsilon, cfg.seed, device, trained.frame_stack)
+    scores = evaluate_policy(
+        network, env_id, cfg.episodes, cfg.epsilon, cfg.seed, device, trained.frame_stack
+    )
     result = {
         "episodes": float(len(scores)),
         "mean": float(np.mean(scores)),
@@ -575,7 +676,9 @@ def check_compatible(checkpoint: dict[str, Any], env_id: str, frame_stack: int) 
         )
 
 
-def _load_encoder(q_network: QNetwork, source: str, encoder_name: str, observation_shape: tuple[int, ...]) -> None:
+def _load_encoder(
+    q_network: QNetwork, source: str, encoder_name: str, observation_shape: tuple[int, ...]
+) -> None:
     checkpoint = load_dqn_checkpoint(source)
     spec = checkpoint["network"]
     if spec["encoder"] != encoder_name or tuple(spec["observation_shape"]) != observation_shape:
@@ -584,11 +687,17 @@ def _load_encoder(q_network: QNetwork, source: str, encoder_name: str, observati
             f"this run needs {encoder_name} on {observation_shape}"
         )
     prefix = "encoder."
-    weights = {key[len(prefix):]: value for key, value in checkpoint["q_network"].items() if key.startswith(prefix)}
+    weights = {
+        key[len(prefix) :]: value
+        for key, value in checkpoint["q_network"].items()
+        if key.startswith(prefix)
+    }
     q_network.encoder.load_state_dict(weights)
 
 
-def _replay_device(cfg: DQNConfig, device: torch.device, observation_shape: tuple[int, ...]) -> torch.device:
+def _replay_device(
+    cfg: DQNConfig, device: torch.device, observation_shape: tuple[int, ...]
+) -> torch.device:
     if cfg.replay_device == "cpu" or device.type == "cpu":
         return torch.device("cpu")
     if cfg.replay_device == "same":

@@ -76,7 +76,9 @@ class ImpalaCNN(nn.Module):
 class MLPEncoder(nn.Module):
     """Two hidden layers for vector observations (CartPole and friends)."""
 
-    def __init__(self, observation_shape: tuple[int, ...], hidden: tuple[int, ...] = (128, 128)) -> None:
+    def __init__(
+        self, observation_shape: tuple[int, ...], hidden: tuple[int, ...] = (128, 128)
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         size = int(torch.tensor(observation_shape).prod())
@@ -110,7 +112,9 @@ class QNetwork(nn.Module):
         super().__init__()
         self.encoder = encoder
         features = encoder.output_size
-        self.head = DuelingHead(features, num_actions) if dueling else nn.Linear(features, num_actions)
+        self.head = (
+            DuelingHead(features, num_actions) if dueling else nn.Linear(features, num_actions)
+        )
         self.num_actions = num_actions
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
@@ -118,13 +122,18 @@ class QNetwork(nn.Module):
 
 
 def build_q_network(
-    observation_shape: tuple[int, ...], num_actions: int, encoder: str = "auto", dueling: bool = False
+    observation_shape: tuple[int, ...],
+    num_actions: int,
+    encoder: str = "auto",
+    dueling: bool = False,
 ) -> QNetwork:
     """The Q-network for an observation shape: 3-D (stacked frames) gets a CNN, 1-D an MLP."""
     if encoder == "auto":
         encoder = "nature" if len(observation_shape) == 3 else "mlp"
     if encoder in ("nature", "impala") and len(observation_shape) != 3:
-        raise ValueError(f"--encoder {encoder} needs image observations, got shape {observation_shape}")
+        raise ValueError(
+            f"--encoder {encoder} needs image observations, got shape {observation_shape}"
+        )
     if encoder == "nature":
         module: nn.Module = NatureCNN(observation_shape)
     elif encoder == "impala":
@@ -136,7 +145,9 @@ def build_q_network(
     return QNetwork(module, num_actions, dueling=dueling)
 
 
-def random_shift(observations: torch.Tensor, pad: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
+def random_shift(
+    observations: torch.Tensor, pad: int = 4, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Random-shift augmentation (DrQ, Kostrikov et al. 2020): replicate-pad by `pad` pixels
     and crop back at a random offset per image. Works on uint8 or float (N, C, H, W)."""
     n, _, height, width = observations.shape
@@ -148,7 +159,9 @@ def random_shift(observations: torch.Tensor, pad: int = 4, generator: torch.Gene
     row_index = (offsets_y[:, None] + rows[None, :])[:, None, :, None]  # (N, 1, H, 1)
     col_index = (offsets_x[:, None] + cols[None, :])[:, None, None, :]  # (N, 1, 1, W)
     batch_index = torch.arange(n, device=observations.device)[:, None, None, None]
-    channel_index = torch.arange(observations.shape[1], device=observations.device)[None, :, None, None]
+    channel_index = torch.arange(observations.shape[1], device=observations.device)[
+        None, :, None, None
+    ]
     shifted = padded[batch_index, channel_index, row_index, col_index]
     return shifted.to(observations.dtype)
 

@@ -4,7 +4,7 @@ A vector env with `frame_stack` S hands over observations (E, S, H, W) whose las
 the newest, zero-padded at episode start. Storing whole stacks would keep every frame S times
 (28 KB per Atari transition); this buffer keeps one frame per env step in a ring per env and
 rebuilds the stack of position p from the frames p-S+1..p, zeroing the ones that lie before
-the episode's first frame. An Atari transition then costs about 7.07 KB.
+the episode's first frame. An Atari transition then costs 7,064 bytes.
 
 It is fed the way Gymnasium 1.x vector envs with `AutoresetMode.NEXT_STEP` step: the step
 after an env reports terminated or truncated ignores the action and returns the first
@@ -37,13 +37,13 @@ from playground.errors import check
 HAS_ACTION = 1  # the step from this frame is recorded; the next slot holds its next frame
 TERMINAL = 2  # that step ends the return: terminated, or a learning-only end (life loss)
 EPISODE_END = 4  # that step ended the episode (terminated or truncated)
-VALID = 8  # the n-step transition starting here can be sampled (see `_validity`)
-NOT_VALID = 0xFF ^ VALID
 
 # Offsets (frames since the episode's first frame) are stored capped to fit a byte.
 OFFSET_CAP = 255
 # Rejection-sampling rounds before the remaining draws fall back to an exact pick.
 REJECTION_ROUNDS = 16
+# Positions whose validity is recomputed at once, to bound temporary memory.
+VALIDITY_CHUNK = 1 << 20
 
 
 class ReplaySample(NamedTuple):
@@ -132,20 +132,28 @@ class ReplayBuffer:
         # Slot of (env e, position p) is e * slots_per_env + p % slots_per_env. torch.zeros
         # writes every page, so the memory is resident (and refused) now, not mid-training.
         slots = self.capacity
+        # One extra, always-zero frame after the rings stands in for the padding of stacks.
         self.frames = torch.zeros(
-            (slots, *self.frame_shape), dtype=observation_dtype, device=self.device
+            (slots + 1, *self.frame_shape), dtype=observation_dtype, device=self.device
         )
         self.actions = torch.zeros(slots, dtype=_action_dtype(num_actions), device=self.device)
         self.rewards = torch.zeros(slots, dtype=torch.float32, device=self.device)
         self.flags = torch.zeros(slots, dtype=torch.uint8, device=self.device)
         self.offsets = torch.zeros(slots, dtype=torch.uint8, device=self.device)
+        # Whether the n-step transition from a slot can be sampled; kept exact lazily (see
+        # `_refresh_validity`) together with `valid_count`, the number of such slots.
+        self.valid = torch.zeros(slots, dtype=torch.bool, device=self.device)
         self.valid_count = torch.zeros((), dtype=torch.int64, device=self.device)
         # All envs step together, so one position (frames written per env) serves them all.
         self.position = 0
         self.ended = np.zeros(num_envs, dtype=bool)  # which envs' last step ended their episode
         self.started = False
+        self._episode_frames = np.zeros(num_envs, dtype=np.int64)  # offset of the newest frame
+        self._checked_position = 0  # `valid` is exact for the buffer as it was at this position
 
+        self._action_numpy_dtype = self.actions.cpu().numpy().dtype
         self._env_base = torch.arange(num_envs, device=self.device) * slots_per_env  # (E,)
+        self._step_numbers = torch.arange(n_step, device=self.device)  # (n,)
         self._discount_powers = torch.tensor(
             [gamma**k for k in range(n_step + 1)], dtype=torch.float32, device=self.device
         )
@@ -159,20 +167,21 @@ class ReplayBuffer:
         observation_dtype: torch.dtype = torch.uint8,
         num_actions: int = 256,
     ) -> int:
-        """Storage bytes per transition slot: one frame, action, reward, flags and offset."""
+        """Storage bytes per transition: one frame, action, reward, flags, offset, valid."""
         frame_shape = observation_shape if frame_stack == 1 else observation_shape[1:]
         frame_bytes = int(np.prod(frame_shape)) * torch.empty((), dtype=observation_dtype).itemsize
         action_bytes = torch.empty((), dtype=_action_dtype(num_actions)).itemsize
-        return frame_bytes + action_bytes + 4 + 1 + 1
+        return frame_bytes + action_bytes + 4 + 1 + 1 + 1
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the per-slot storage tensors (frames, actions, rewards, flags, offsets)."""
-        tensors = (self.frames, self.actions, self.rewards, self.flags, self.offsets)
+        """Bytes held by the storage tensors (the per-slot ones and one zero frame)."""
+        tensors = (self.frames, self.actions, self.rewards, self.flags, self.offsets, self.valid)
         return sum(tensor.nbytes for tensor in tensors)
 
     def __len__(self) -> int:
         """Number of transitions that `sample` can return now."""
+        self._refresh_validity()
         return int(self.valid_count.item())
 
     # ---------------------------------------------------------------- writing
@@ -215,22 +224,22 @@ class ReplayBuffer:
 
         resetting = self.ended.copy()
         frames = self._newest_frames(next_observations, resetting)
-        flags = (
-            HAS_ACTION
-            + TERMINAL * ends_return.astype(np.uint8)
-            + EPISODE_END * (terminated | truncated).astype(np.uint8)
-        ).astype(np.uint8)
+        flags = HAS_ACTION | (TERMINAL * ends_return) | (EPISODE_END * (terminated | truncated))
         flags[resetting] = 0
         actions[resetting] = 0
         rewards[resetting] = 0.0
 
+        # The step from the newest frame, then the frame it led to.
         current = self._env_base + (self.position - 1) % self.slots_per_env  # (E,)
-        keep_valid = self.flags[current] & VALID
-        self.flags[current] = keep_valid | torch.as_tensor(flags, device=self.device)
-        self.actions[current] = torch.as_tensor(actions, device=self.device).to(self.actions.dtype)
-        self.rewards[current] = torch.as_tensor(rewards, device=self.device)
+        self.actions.index_copy_(0, current, self._tensor(actions.astype(self._action_numpy_dtype)))
+        self.rewards.index_copy_(0, current, self._tensor(rewards))
+        self.flags.index_copy_(0, current, self._tensor(flags.astype(np.uint8)))
         self._write_frames(frames, resetting)
         self.ended = (terminated | truncated) & ~resetting
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        """A host array on the buffer's device."""
+        return torch.from_numpy(array).to(self.device)
 
     def _newest_frames(self, observations: Any, new_episode: np.ndarray) -> torch.Tensor:
         """Check a batch of observations and return each env's newest frame (E, *frame_shape)."""
@@ -261,73 +270,83 @@ class ReplayBuffer:
     def _write_frames(self, frames: torch.Tensor, new_episode: np.ndarray) -> None:
         """Store each env's frame at the next position; `new_episode` marks first frames."""
         slots = self._env_base + self.position % self.slots_per_env  # (E,)
-        self.frames[slots] = frames.to(self.device)
-        if self.position == 0:
-            offsets = torch.zeros(self.num_envs, dtype=torch.uint8, device=self.device)
-        else:
-            previous = self._env_base + (self.position - 1) % self.slots_per_env
-            offsets = (self.offsets[previous].to(torch.int32) + 1).clamp_(max=OFFSET_CAP)
-            new_episode_tensor = torch.as_tensor(new_episode, device=self.device)
-            offsets = offsets.masked_fill_(new_episode_tensor, 0).to(torch.uint8)
-        self.offsets[slots] = offsets
-        # The VALID bit is left to `_refresh_validity`, which keeps `valid_count` in step.
-        self.flags[slots] &= VALID
+        self._episode_frames = np.where(new_episode, 0, self._episode_frames + 1)
+        offsets = np.minimum(self._episode_frames, OFFSET_CAP).astype(np.uint8)
+        self.frames.index_copy_(0, slots, frames.to(self.device))
+        self.offsets.index_copy_(0, slots, self._tensor(offsets))
+        # No step from the new frame yet. Its `valid` entry may still describe the position it
+        # evicted; `_refresh_validity` rewrites it before anything reads it.
+        self.flags.index_fill_(0, slots, 0)
         self.position += 1
-        self._refresh_validity()
 
     # ---------------------------------------------------------------- validity
 
     def _refresh_validity(self) -> None:
-        """Recompute the VALID bit where the last write can have changed it.
+        """Bring `valid` and `valid_count` up to date with the frames written since last time.
 
-        Writing position P-1 (P = self.position) completes n-step windows of positions from
-        P-2-n on, and evicts position P-1-C, whose frame the stacks of positions up to
-        P-C+S-2 may have used. No other position's validity changes.
+        Between positions V (last refresh) and P (now), the steps from positions V-1 on were
+        recorded, which completes the n-step windows of positions from V-n on, and new frames
+        reused the slots of positions before P-C (C slots per env), whose frames the stacks of
+        positions up to P-C+S-2 may use. No other position's validity changed, so only those
+        two ranges are recomputed; sampling and len() call this first.
         """
-        newest, size = self.position, self.slots_per_env
-        evicted_users = np.arange(
-            max(newest - size, 0), min(newest - size + self.frame_stack, newest)
-        )
-        completed = np.arange(
-            max(newest - 2 - self.n_step, newest - size + self.frame_stack, 0), newest
-        )
-        positions = torch.from_numpy(np.concatenate([evicted_users, completed])).to(self.device)
-        positions = positions.expand(self.num_envs, -1).reshape(-1)  # (E * W,)
-        envs = torch.arange(self.num_envs, device=self.device).repeat_interleave(
-            len(positions) // self.num_envs
-        )
-        slots = self._env_base[envs] + positions % size
-        valid = self._validity(envs, positions)
-        old = self.flags[slots]
-        self.valid_count += valid.sum() - ((old & VALID) != 0).sum()
-        self.flags[slots] = (old & NOT_VALID) | (valid.to(torch.uint8) * VALID)
+        end, size, stack = self.position, self.slots_per_env, self.frame_stack
+        if end == self._checked_position:
+            return
+        first_present = max(end - size, 0)
+        evicted_users_end = max(min(end - size + stack - 1, end), first_present)
+        completed_start = max(self._checked_position - self.n_step, evicted_users_end)
+        ranges = [(first_present, evicted_users_end), (completed_start, end)]
+        per_chunk = max(VALIDITY_CHUNK // self.num_envs, 1)
+        for range_start, range_end in ranges:
+            for chunk_start in range(range_start, range_end, per_chunk):
+                positions = torch.arange(
+                    chunk_start, min(chunk_start + per_chunk, range_end), device=self.device
+                )
+                envs = torch.arange(self.num_envs, device=self.device)
+                envs = envs.repeat_interleave(len(positions))  # (E * W,)
+                positions = positions.repeat(self.num_envs)  # (E * W,)
+                slots = envs * size + positions % size
+                valid = self._validity(envs, positions)
+                old = self.valid.index_select(0, slots)
+                self.valid_count += valid.sum() - old.sum()
+                self.valid.index_copy_(0, slots, valid)
+        self._checked_position = end
 
     def _validity(self, envs: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Whether the transitions at these stored positions (all >= position - C) can be sampled.
 
-        It needs an action, all n steps recorded up to a stop (terminal, life loss or episode
-        end), the next observation written, and every frame of its stack still stored.
+        It needs all its steps recorded, up to n or up to a stop (terminal, life loss or episode
+        end), so its next observation is written, and every frame of its stack still stored.
         """
         size, newest = self.slots_per_env, self.position - 1
         oldest = max(self.position - size, 0)
-        base = self._env_base[envs]
-        offsets = (
-            self.offsets[base + positions % size].to(torch.int64).clamp_(max=self.frame_stack - 1)
-        )
-        valid = positions - offsets >= oldest
-        active = torch.ones_like(valid)
-        for k in range(self.n_step):
-            step = positions + k
-            flags = self.flags[base + step % size]
-            recorded = (step < newest) & ((flags & HAS_ACTION) != 0)
-            valid &= recorded | ~active
-            active &= (flags & (TERMINAL | EPISODE_END)) == 0
-        return valid
+        base = envs * size
+        offsets = self.offsets.index_select(0, base + positions % size).to(torch.int64)
+        stack_stored = positions - offsets.clamp_(max=self.frame_stack - 1) >= oldest
+        steps = positions[:, None] + self._step_numbers  # (K, n)
+        flags = self._step_flags(base, steps)
+        recorded = (steps < newest) & ((flags & HAS_ACTION) != 0)
+        return stack_stored & (recorded | ~self._summed(flags)).all(dim=1)
+
+    def _step_flags(self, base: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        """Flags (K, n) of the steps at positions `steps` (K, n) of the envs at `base` (K,)."""
+        slots = base[:, None] + steps % self.slots_per_env
+        return self.flags.index_select(0, slots.reshape(-1)).view(steps.shape)
+
+    @staticmethod
+    def _summed(flags: torch.Tensor) -> torch.Tensor:
+        """Which of n steps (K, n) enter the return: those before and at the first stop."""
+        stops = ((flags & (TERMINAL | EPISODE_END)) != 0).to(torch.int32)
+        return stops.cumsum(dim=1) - stops == 0
 
     # ---------------------------------------------------------------- reading
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> ReplaySample:
-        """Draw `batch_size` transitions uniformly (with replacement) from the valid ones."""
+        """Draw `batch_size` transitions uniformly (with replacement) from the valid ones.
+
+        Tensors come back on the buffer's device; `generator`, if given, must live there too.
+        """
         count = len(self)
         if count == 0:
             raise RuntimeError("the replay buffer holds no complete transition yet")
@@ -338,50 +357,46 @@ class ReplayBuffer:
         def draw() -> torch.Tensor:
             envs = torch.randint(self.num_envs, (batch_size,), generator=generator, device=device)
             ages = torch.randint(written, (batch_size,), generator=generator, device=device)
-            return self._env_base[envs] + (self.position - 1 - ages) % size
+            return envs * size + (self.position - 1 - ages) % size
 
         # Uniform candidates among written slots, redrawing the invalid ones: uniform over the
         # valid ones. When few are valid (early on), pick among them exactly instead.
-        slots = None
         if count * 8 >= written * self.num_envs:
             slots = draw()
             for _ in range(REJECTION_ROUNDS):
-                invalid = (self.flags[slots] & VALID) == 0
+                invalid = ~self.valid.index_select(0, slots)
                 if not invalid.any():
                     break
                 slots = torch.where(invalid, draw(), slots)
             else:
-                invalid = (self.flags[slots] & VALID) == 0
+                invalid = ~self.valid.index_select(0, slots)
                 slots[invalid] = self._exact_draw(int(invalid.sum()), generator)
         else:
             slots = self._exact_draw(batch_size, generator)
 
         envs = slots // size
         positions = self.position - 1 - (self.position - 1 - slots % size) % size  # (B,)
-        returns = torch.zeros(batch_size, dtype=torch.float32, device=device)
-        steps = torch.zeros(batch_size, dtype=torch.int64, device=device)
-        dones = torch.zeros(batch_size, dtype=torch.bool, device=device)
-        active = torch.ones(batch_size, dtype=torch.bool, device=device)
-        base = self._env_base[envs]
-        for k in range(self.n_step):
-            step_slots = base + (positions + k) % size
-            flags = self.flags[step_slots]
-            returns += torch.where(active, self.rewards[step_slots] * self.gamma**k, 0.0)
-            steps += active
-            dones |= active & ((flags & TERMINAL) != 0)
-            active &= (flags & (TERMINAL | EPISODE_END)) == 0
+        base = envs * size
+        steps = positions[:, None] + self._step_numbers  # (B, n)
+        flags = self._step_flags(base, steps)
+        summed = self._summed(flags)
+        rewards = self.rewards.index_select(0, (base[:, None] + steps % size).reshape(-1))
+        discounted = rewards.view(steps.shape) * self._discount_powers[: self.n_step]
+        returns = torch.where(summed, discounted, 0.0).sum(dim=1)
+        dones = (summed & ((flags & TERMINAL) != 0)).any(dim=1)
+        step_count = summed.sum(dim=1)
         return ReplaySample(
             observations=self._stacks(envs, positions),
-            actions=self.actions[slots].to(torch.int64),
+            actions=self.actions.index_select(0, slots).to(torch.int64),
             returns=returns,
-            next_observations=self._stacks(envs, positions + steps),
+            next_observations=self._stacks(envs, positions + step_count),
             dones=dones.to(torch.float32),
-            discounts=self._discount_powers[steps],
+            discounts=self._discount_powers[step_count],
         )
 
     def _exact_draw(self, batch_size: int, generator: torch.Generator | None) -> torch.Tensor:
         """Slots drawn uniformly among all valid ones (a pass over the whole buffer)."""
-        valid_slots = torch.nonzero((self.flags & VALID) != 0).squeeze(1)
+        valid_slots = torch.nonzero(self.valid).squeeze(1)
         picks = torch.randint(
             len(valid_slots), (batch_size,), generator=generator, device=self.device
         )
@@ -390,17 +405,26 @@ class ReplayBuffer:
     def _stacks(self, envs: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Observations at these positions, zero frames before the episode's first."""
         size = self.slots_per_env
-        base = self._env_base[envs]
+        base = envs * size
         if self.frame_stack == 1:
-            return self.frames[base + positions % size]
+            return self._gather_frames(base + positions % size)
         stack = self.frame_stack
-        offsets = self.offsets[base + positions % size].to(torch.int64)  # (B,)
+        offsets = self.offsets.index_select(0, base + positions % size).to(torch.int64)  # (B,)
         back = torch.arange(stack - 1, -1, -1, device=self.device)  # (S,) S-1 .. 0
-        frame_positions = positions[:, None] - back  # (B, S)
-        observations = self.frames[base[:, None] + frame_positions % size]  # (B, S, *frame)
-        before_start = back > offsets[:, None]  # (B, S)
-        observations[before_start] = 0
-        return observations
+        slots = base[:, None] + (positions[:, None] - back) % size  # (B, S)
+        # Frames from before the episode's first one are the zero frame.
+        slots = torch.where(back <= offsets[:, None], slots, self.capacity)
+        return self._gather_frames(slots)
+
+    def _gather_frames(self, slots: torch.Tensor) -> torch.Tensor:
+        """Frames at `slots` (any shape), as (*slots.shape, *frame_shape)."""
+        # Copying whole rows, as 8-byte words where they fit, is several times faster on the
+        # CPU than indexing the (slots, H, W) tensor.
+        rows = self.frames.view(len(self.frames), -1)
+        if rows.dtype == torch.uint8 and rows.shape[1] % 8 == 0:
+            rows = rows.view(torch.int64)
+        gathered = rows.index_select(0, slots.reshape(-1)).view(self.frames.dtype)
+        return gathered.view(*slots.shape, *self.frame_shape)
 
     # ---------------------------------------------------------------- checkpoints
 
@@ -413,6 +437,7 @@ class ReplayBuffer:
             "flags": self.flags,
             "offsets": self.offsets,
             "ended": torch.from_numpy(self.ended.copy()),
+            "episode_frames": torch.from_numpy(self._episode_frames.copy()),
             "position": self.position,
             "started": int(self.started),
         }
@@ -422,35 +447,22 @@ class ReplayBuffer:
 
         Validity is recomputed, so `n_step` may differ from the saved buffer's.
         """
-        for name in ("frames", "actions", "rewards", "flags", "offsets"):
+        names = ("frames", "actions", "rewards", "flags", "offsets")
+        for name in names:
             own, saved = getattr(self, name), state[name]
             check(
                 saved.shape == own.shape and saved.dtype == own.dtype,
                 f"saved replay {name} are {saved.dtype} {tuple(saved.shape)} but this buffer"
                 f" holds {own.dtype} {tuple(own.shape)}: use the same buffer size, envs and game",
             )
-        for name in ("frames", "actions", "rewards", "flags", "offsets"):
+        for name in names:
             # Replace rather than copy, so a large buffer is not held twice.
             setattr(self, name, state[name].to(self.device))
         self.ended = state["ended"].cpu().numpy().astype(bool)
+        self._episode_frames = state["episode_frames"].cpu().numpy().astype(np.int64)
         self.position = int(state["position"])
         self.started = bool(state["started"])
-        self._recompute_all_validity()
-
-    def _recompute_all_validity(self) -> None:
-        """Set every VALID bit and `valid_count` from scratch, in chunks to bound memory."""
-        self.flags &= NOT_VALID
+        self.valid.zero_()
         self.valid_count.zero_()
-        size = self.slots_per_env
-        stored = min(self.position, size)
-        chunk = 1 << 20
-        for env in range(self.num_envs):
-            for first in range(self.position - stored, self.position, chunk):
-                positions = torch.arange(
-                    first, min(first + chunk, self.position), device=self.device
-                )
-                envs = torch.full_like(positions, env)
-                valid = self._validity(envs, positions)
-                slots = env * size + positions % size
-                self.flags[slots] |= valid.to(torch.uint8) * VALID
-                self.valid_count += valid.sum()
+        self._checked_position = 0  # recompute the validity of every stored position
+        self._refresh_validity()

@@ -206,4 +206,3 @@ def action_names(env: gym.Env | gym.vector.VectorEnv) -> list[str]:
     if not isinstance(space, gym.spaces.Discrete):
         raise UserError(f"only discrete action spaces have action names, got {space}")
     return [f"ACTION_{index}" for index in range(int(space.n))]
-

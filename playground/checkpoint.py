@@ -28,7 +28,9 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"format_version": FORMAT_VERSION, **state}
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    descriptor, temporary = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+    )
     try:
         with os.fdopen(descriptor, "wb") as handle:
             torch.save(state, handle)
@@ -59,9 +61,13 @@ def load_checkpoint(
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else "unsafe content"
-        raise UserError(f"{path} was refused: it is not a plain checkpoint ({first_line[:160]})") from None
+        raise UserError(
+            f"{path} was refused: it is not a plain checkpoint ({first_line[:160]})"
+        ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
-        raise UserError(f"{path} is truncated or corrupted and cannot be loaded ({type(error).__name__})") from None
+        raise UserError(
+            f"{path} is truncated or corrupted and cannot be loaded ({type(error).__name__})"
+        ) from None
     if not isinstance(state, dict) or "format_version" not in state:
         raise UserError(f"{path} is not a checkpoint written by this playground")
     if state["format_version"] > FORMAT_VERSION:
@@ -70,7 +76,9 @@ def load_checkpoint(
             f"{state['format_version']}, this one reads up to {FORMAT_VERSION}); update the code"
         )
     if kind is not None and state.get("kind") != kind:
-        raise UserError(f"{path} is a {state.get('kind', 'unknown')!r} checkpoint, not a {kind!r} one")
+        raise UserError(
+            f"{path} is a {state.get('kind', 'unknown')!r} checkpoint, not a {kind!r} one"
+        )
     return state
 
 

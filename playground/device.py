@@ -25,7 +25,9 @@ def resolve_device(spec: str = "auto") -> torch.device:
     match = re.fullmatch(r"cuda(?::(\d+))?", spec)
     if match:
         if not torch.cuda.is_available():
-            raise UserError(f"--device {spec}: no CUDA GPU is available here; use --device cpu or auto")
+            raise UserError(
+                f"--device {spec}: no CUDA GPU is available here; use --device cpu or auto"
+            )
         index = int(match.group(1) or 0)
         if index >= torch.cuda.device_count():
             raise UserError(
@@ -34,6 +36,8 @@ def resolve_device(spec: str = "auto") -> torch.device:
         return torch.device("cuda", index)
     if spec == "mps":
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise UserError("--device mps: Apple MPS is not available here; use --device cpu or auto")
+            raise UserError(
+                "--device mps: Apple MPS is not available here; use --device cpu or auto"
+            )
         return torch.device("mps")
     raise UserError(f"--device {spec!r} is not one of {DEVICE_CHOICES}")

@@ -38,7 +38,9 @@ class Logger:
     def text(self, tag: str, text: str, step: int = 0) -> None:
         """Markdown text."""
 
-    def hparams(self, params: Mapping[str, Any], metrics: Mapping[str, float] | None = None) -> None:
+    def hparams(
+        self, params: Mapping[str, Any], metrics: Mapping[str, float] | None = None
+    ) -> None:
         """The run's hyperparameters (and metric tags to show beside them in the HParams tab)."""
 
     def flush(self) -> None:
@@ -55,6 +57,16 @@ class Logger:
 
 
 NullLogger = Logger
+
+
+class MemoryLogger(Logger):
+    """Keeps scalars in memory (`values[tag] -> [(step, value), ...]`): for benchmarks and tests."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, list[tuple[int, float]]] = {}
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        self.values.setdefault(tag, []).append((step, float(value)))
 
 
 class TensorBoardLogger(Logger):
@@ -105,7 +117,9 @@ class TensorBoardLogger(Logger):
     def text(self, tag: str, text: str, step: int = 0) -> None:
         self._writer.add_text(tag, text, step)
 
-    def hparams(self, params: Mapping[str, Any], metrics: Mapping[str, float] | None = None) -> None:
+    def hparams(
+        self, params: Mapping[str, Any], metrics: Mapping[str, float] | None = None
+    ) -> None:
         # Written into this run's own event file (SummaryWriter.add_hparams would open a
         # second run directory), so the HParams tab links them to this run's curves.
         from torch.utils.tensorboard.summary import hparams as hparams_summary

@@ -27,16 +27,29 @@ def make_optimizer(
     params = list(parameters)
     if name == "adam":
         kwargs = {"fused": True} if fused else {}
-        return torch.optim.Adam(params, lr=learning_rate, betas=betas, eps=eps, weight_decay=weight_decay, **kwargs)
+        return torch.optim.Adam(
+            params, lr=learning_rate, betas=betas, eps=eps, weight_decay=weight_decay, **kwargs
+        )
     if name == "rmsprop":
         # The Nature DQN's RMSProp: smoothing 0.95 (betas[1] is not used by RMSProp).
         return torch.optim.RMSprop(
-            params, lr=learning_rate, alpha=0.95, eps=eps, momentum=momentum, weight_decay=weight_decay
+            params,
+            lr=learning_rate,
+            alpha=0.95,
+            eps=eps,
+            momentum=momentum,
+            weight_decay=weight_decay,
         )
     if name == "sgd":
         if nesterov and momentum <= 0:
             raise UserError("--nesterov needs --momentum > 0")
-        return torch.optim.SGD(params, lr=learning_rate, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+        return torch.optim.SGD(
+            params,
+            lr=learning_rate,
+            momentum=momentum,
+            nesterov=nesterov,
+            weight_decay=weight_decay,
+        )
     if name == "adagrad":
         return torch.optim.Adagrad(params, lr=learning_rate, eps=eps, weight_decay=weight_decay)
     if name == "adadelta":

@@ -13,7 +13,9 @@ class Progress:
     """Wraps tqdm: `update(step, **postfix)` moves the bar to `step` and shows steps/s plus
     whatever the loop passes (recent return, losses, ...). Disabled when `enabled` is False."""
 
-    def __init__(self, total: int, initial: int = 0, unit: str = "step", enabled: bool = True) -> None:
+    def __init__(
+        self, total: int, initial: int = 0, unit: str = "step", enabled: bool = True
+    ) -> None:
         self._bar = tqdm(
             total=total,
             initial=initial,
@@ -33,7 +35,9 @@ class Progress:
         self._step = step
         self._times.append((time.perf_counter(), step))
         if postfix:
-            self._bar.set_postfix({key: _short(value) for key, value in postfix.items()}, refresh=False)
+            self._bar.set_postfix(
+                {key: _short(value) for key, value in postfix.items()}, refresh=False
+            )
 
     def rate(self) -> float:
         """Steps per second over the recent window of updates."""

@@ -26,10 +26,14 @@ def prepare_run_dir(root: str | Path, name: str, resume: bool) -> Path:
     run_dir = Path(root) / name
     if resume:
         if not (run_dir / "latest.pt").is_file():
-            raise UserError(f"--resume: no checkpoint to resume in {run_dir} (expected {run_dir / 'latest.pt'})")
+            raise UserError(
+                f"--resume: no checkpoint to resume in {run_dir} (expected {run_dir / 'latest.pt'})"
+            )
         return run_dir
     if run_dir.exists() and any(run_dir.iterdir()):
-        raise UserError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-name")
+        raise UserError(
+            f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-name"
+        )
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:

@@ -21,7 +21,9 @@ def read_event_tags(log_dir: Path) -> dict[str, list[str]]:
     """Tags in a TensorBoard run folder, by kind ("scalars", "images", "tensors", ...)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    accumulator = EventAccumulator(str(log_dir), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    accumulator = EventAccumulator(
+        str(log_dir), size_guidance={"scalars": 0, "images": 0, "tensors": 0}
+    )
     accumulator.Reload()
     return accumulator.Tags()
 

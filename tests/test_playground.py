@@ -37,7 +37,9 @@ def test_require_positive_names_the_flag() -> None:
 
 
 def test_checkpoint_round_trip_and_kind(tmp_path: Path) -> None:
-    path = save_checkpoint(tmp_path / "ck.pt", {"kind": "dqn", "weights": torch.arange(3), "step": 7})
+    path = save_checkpoint(
+        tmp_path / "ck.pt", {"kind": "dqn", "weights": torch.arange(3), "step": 7}
+    )
     state = load_checkpoint(path, kind="dqn")
     assert state["step"] == 7 and torch.equal(state["weights"], torch.arange(3))
     assert not list(tmp_path.glob("*.tmp")), "temporary file left behind"
@@ -45,7 +47,9 @@ def test_checkpoint_round_trip_and_kind(tmp_path: Path) -> None:
         load_checkpoint(path, kind="gan")
 
 
-def test_checkpoint_save_failure_keeps_previous(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_checkpoint_save_failure_keeps_previous(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = save_checkpoint(tmp_path / "ck.pt", {"kind": "dqn", "step": 1})
 
     def broken_save(*args: object, **kwargs: object) -> None:
@@ -79,7 +83,9 @@ class _Payload:
         return (os.system, ("touch PWNED_MARKER",))
 
 
-def test_malicious_pickle_is_refused_without_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_malicious_pickle_is_refused_without_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "evil.pt"
     torch.save({"format_version": 1, "kind": "dqn", "payload": _Payload()}, path)
@@ -127,16 +133,17 @@ def test_run_dir_never_reused_and_lock(tmp_path: Path) -> None:
         prepare_run_dir(tmp_path, "other", resume=True)
     with pytest.raises(UserError, match="letters, digits"):
         prepare_run_dir(tmp_path, "../escape", resume=False)
-    with RunLock(run_dir):
-        with pytest.raises(UserError, match="in use"):
-            RunLock(run_dir).acquire()
+    with RunLock(run_dir), pytest.raises(UserError, match="in use"):
+        RunLock(run_dir).acquire()
     RunLock(run_dir).acquire().release()
 
 
 @pytest.mark.parametrize("name", ["adam", "rmsprop", "sgd", "adagrad", "adadelta"])
 def test_every_optimizer_takes_a_step(name: str) -> None:
     weight = torch.nn.Parameter(torch.ones(3))
-    optimizer = make_optimizer(name, [weight], 0.1, momentum=0.9 if name == "sgd" else 0.0, nesterov=name == "sgd")
+    optimizer = make_optimizer(
+        name, [weight], 0.1, momentum=0.9 if name == "sgd" else 0.0, nesterov=name == "sgd"
+    )
     (weight**2).sum().backward()
     optimizer.step()
     assert (weight < 1).all()

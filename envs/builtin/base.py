@@ -43,11 +43,13 @@ class GridGame(gym.Env):
         self.render_mode = render_mode
         self.cell_height = FRAME_SIZE // self.grid_rows
         self.cell_width = FRAME_SIZE // self.grid_cols
-        self.observation_space = gym.spaces.Box(
-            0, 255, (FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8
-        )
+        self.observation_space = gym.spaces.Box(0, 255, (FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)
         self.action_space = gym.spaces.Discrete(len(self.action_meanings))
         self._frame = np.zeros((FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)
+        # What does not move (or changes rarely, like bricks) is drawn here once and copied into
+        # each frame, which is much cheaper than repainting it.
+        self.background_layer = np.zeros_like(self._frame)
+        self.background_layer[:] = self.background
         self._window: Any = None
         self._clock: Any = None
 
@@ -60,6 +62,7 @@ class GridGame(gym.Env):
         raise NotImplementedError
 
     def _draw(self, frame: np.ndarray) -> None:
+        """Paint the moving pieces onto `frame`, which already holds `self.background_layer`."""
         raise NotImplementedError
 
     def _info(self) -> dict[str, Any]:
@@ -82,7 +85,8 @@ class GridGame(gym.Env):
         return observation, self._info()
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        if not self.action_space.contains(action):
+        # A plain range check: Discrete.contains costs more than a whole game step.
+        if not 0 <= action < self.action_space.n or int(action) != action:
             raise ValueError(f"invalid action {action!r} for {self.action_space}")
         reward, terminated, info = self._step_game(int(action))
         observation = self._render_frame()
@@ -110,12 +114,18 @@ class GridGame(gym.Env):
 
     def _render_frame(self) -> np.ndarray:
         frame = self._frame
-        frame[:] = self.background
+        np.copyto(frame, self.background_layer)
         self._draw(frame)
         return frame.copy()
 
     def _fill(
-        self, frame: np.ndarray, row: int, col: int, color: Color, rows: int = 1, cols: int = 1
+        self,
+        frame: np.ndarray,
+        row: int,
+        col: int,
+        color: Color | np.ndarray,
+        rows: int = 1,
+        cols: int = 1,
     ) -> None:
         """Paint the block of `rows x cols` cells whose top-left cell is (`row`, `col`)."""
         top, left = row * self.cell_height, col * self.cell_width

@@ -52,6 +52,10 @@ class BreakoutEnv(GridGame):
     def _reset_game(self) -> None:
         self.bricks[:] = False
         self.bricks[list(BRICK_ROWS)] = True
+        self.background_layer[:] = self.background
+        for row, color in zip(BRICK_ROWS, BRICK_COLORS, strict=True):
+            self._fill(self.background_layer, row, 0, color, cols=self.grid_cols)
+            self.background_layer[(row + 1) * self.cell_height - 1] = 0  # seam between rows
         self.paddle_left = (self.grid_cols - PADDLE_WIDTH) // 2
         self.lives = LIVES
         self._serve()
@@ -73,6 +77,7 @@ class BreakoutEnv(GridGame):
         if self.bricks[next_row, next_col]:
             # The ball knocks the brick out and bounces back, staying where it is this step.
             self.bricks[next_row, next_col] = False
+            self._fill(self.background_layer, next_row, next_col, self.background)
             reward = 1.0
             row_step = -row_step
             terminated = not self.bricks.any()
@@ -92,11 +97,5 @@ class BreakoutEnv(GridGame):
         return reward, terminated, self._info()
 
     def _draw(self, frame: np.ndarray) -> None:
-        for row, color in zip(BRICK_ROWS, BRICK_COLORS, strict=True):
-            top = row * self.cell_height
-            band = frame[top : top + self.cell_height]
-            columns = self.bricks[row].repeat(self.cell_width)
-            band[:, columns] = color
-            band[-1] = 0  # a dark seam between brick rows
         self._fill(frame, self.paddle_row, self.paddle_left, PADDLE_COLOR, cols=PADDLE_WIDTH)
         self._fill(frame, self.ball_row, self.ball_col, BALL_COLOR)

@@ -4,9 +4,10 @@ The grid is 21 x 21 cells of 4 x 4 pixels. The agent's paddle (three cells tall)
 the opponent's on the left; the ball moves one column per step. Where the ball meets a paddle sets
 its new vertical heading (top cell: up, middle: level, bottom: down). Each step the opponent moves
 one cell toward the ball's row only with probability `opponent_speed`, so angled shots get past
-it. A point won scores +1, a point lost -1; the game ends when either side reaches
-`points_to_win` (5 by default), so the episode return is the point difference. Register with a
-step limit.
+it. Every point is served toward the agent. A point won scores +1, a point lost -1; the game
+ends when either side reaches `points_to_win` (5 by default), so the episode return is the point
+difference: about -4.7 for random play, about +4 for a paddle that simply follows the ball.
+Register with a step limit.
 """
 
 from __future__ import annotations
@@ -51,11 +52,16 @@ class PongEnv(GridGame):
         self.ball_row, self.ball_col = self.grid_rows // 2, self.grid_cols // 2
         self.ball_row_step, self.ball_col_step = 1, 1
         self.agent_points = self.opponent_points = 0
+        middle = (self.grid_cols // 2) * self.cell_width + self.cell_width // 2
+        self.background_layer[::8, middle] = NET_COLOR
 
     def _serve(self) -> None:
-        self.ball_row, self.ball_col = self.grid_rows // 2, self.grid_cols // 2
+        # Every point is served toward the agent from a random row, so the agent has to return
+        # the ball before it can score; a random agent loses almost every point.
+        self.ball_row = int(self.np_random.integers(PADDLE_HEIGHT, self.grid_rows - PADDLE_HEIGHT))
+        self.ball_col = self.grid_cols // 2
         self.ball_row_step = int(self.np_random.choice((-1, 1)))
-        self.ball_col_step = int(self.np_random.choice((-1, 1)))
+        self.ball_col_step = 1
 
     def _reset_game(self) -> None:
         self.agent_top = self.opponent_top = (self.grid_rows - PADDLE_HEIGHT) // 2
@@ -104,8 +110,6 @@ class PongEnv(GridGame):
         return reward, False, self._info()
 
     def _draw(self, frame: np.ndarray) -> None:
-        middle = (self.grid_cols // 2) * self.cell_width + self.cell_width // 2
-        frame[::8, middle] = NET_COLOR
         self._fill(frame, self.agent_top, self.agent_col, AGENT_COLOR, rows=PADDLE_HEIGHT)
         self._fill(frame, self.opponent_top, self.opponent_col, OPPONENT_COLOR, rows=PADDLE_HEIGHT)
         self._fill(frame, self.ball_row, self.ball_col, BALL_COLOR)

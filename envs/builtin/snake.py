@@ -49,10 +49,19 @@ class SnakeEnv(GridGame):
         row, col = self.grid_rows // 2, self.grid_cols // 2
         self.body = deque([(row, col), (row, col - 1), (row, col - 2)])
         self.occupied[:] = False
+        self.background_layer[:] = self.background
         for cell in self.body:
-            self.occupied[cell] = True
+            self._occupy(cell)
         self.heading = 1
         self._place_food()
+
+    def _occupy(self, cell: tuple[int, int]) -> None:
+        self.occupied[cell] = True
+        self._fill(self.background_layer, *cell, BODY_COLOR)
+
+    def _vacate(self, cell: tuple[int, int]) -> None:
+        self.occupied[cell] = False
+        self._fill(self.background_layer, *cell, self.background)
 
     def _info(self) -> dict[str, Any]:
         return {"length": len(self.body)}
@@ -67,11 +76,11 @@ class SnakeEnv(GridGame):
             return 0.0, True, self._info()
         eats = head == self.food
         if not eats:
-            self.occupied[self.body.pop()] = False  # the tail moves away first
+            self._vacate(self.body.pop())  # the tail moves away first
         if self.occupied[head]:
             return 0.0, True, self._info()
         self.body.appendleft(head)
-        self.occupied[head] = True
+        self._occupy(head)
         if not eats:
             return 0.0, False, self._info()
         if len(self.body) == self.grid_rows * self.grid_cols:
@@ -81,6 +90,4 @@ class SnakeEnv(GridGame):
 
     def _draw(self, frame: np.ndarray) -> None:
         self._fill(frame, *self.food, FOOD_COLOR)
-        body = self.occupied.repeat(self.cell_height, axis=0).repeat(self.cell_width, axis=1)
-        frame[body] = BODY_COLOR
         self._fill(frame, *self.body[0], HEAD_COLOR)

@@ -1,0 +1,131 @@
+"""DQN: the pure pieces (schedule, TD targets, target updates), networks, settings checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from agents.dqn import (
+    DQNConfig,
+    epsilon_greedy,
+    linear_schedule,
+    td_target,
+    update_target,
+    validate,
+)
+from agents.networks import build_q_network, random_shift
+from playground.errors import UserError
+
+
+def test_linear_schedule_exact() -> None:
+    assert linear_schedule(1.0, 0.1, 100, 0) == 1.0
+    assert linear_schedule(1.0, 0.1, 100, 50) == pytest.approx(0.55)
+    assert linear_schedule(1.0, 0.1, 100, 100) == pytest.approx(0.1)
+    assert linear_schedule(1.0, 0.1, 100, 10_000) == pytest.approx(0.1)
+    assert linear_schedule(1.0, 0.1, 0, 0) == 0.1
+
+
+def test_td_target_dqn_uses_target_max() -> None:
+    next_q_target = torch.tensor([[1.0, 5.0], [2.0, -1.0]])
+    target = td_target(
+        returns=torch.tensor([1.0, 0.5]),
+        discounts=torch.tensor([0.9, 0.81]),
+        dones=torch.tensor([0.0, 1.0]),
+        next_q_target=next_q_target,
+        next_q_online=None,
+    )
+    # 1 + 0.9 * 5 ; terminal: no bootstrap
+    assert torch.allclose(target, torch.tensor([5.5, 0.5]))
+
+
+def test_td_target_double_dqn_evaluates_online_argmax_with_target() -> None:
+    next_q_target = torch.tensor([[1.0, 5.0, 3.0]])
+    next_q_online = torch.tensor([[0.0, 1.0, 9.0]])  # online picks action 2
+    target = td_target(
+        torch.tensor([0.0]), torch.tensor([0.5]), torch.tensor([0.0]), next_q_target, next_q_online
+    )
+    assert target.item() == pytest.approx(0.5 * 3.0)  # not 0.5 * 5 (plain max) nor 0.5 * 9
+
+
+def test_n_step_discount_is_applied_to_bootstrap() -> None:
+    # returns already hold r0 + g r1 + g^2 r2; the bootstrap is scaled by g^3
+    gamma = 0.5
+    target = td_target(
+        torch.tensor([1 + gamma * 2 + gamma**2 * 3]),
+        torch.tensor([gamma**3]),
+        torch.tensor([0.0]),
+        torch.tensor([[8.0]]),
+        None,
+    )
+    assert target.item() == pytest.approx(1 + 1 + 0.75 + 1.0)
+
+
+def test_update_target_hard_and_polyak() -> None:
+    online, target = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        online.weight.fill_(1.0)
+        target.weight.fill_(0.0)
+    update_target(target, online, tau=0.25)
+    assert torch.allclose(target.weight, torch.full((2, 2), 0.25))
+    update_target(target, online, tau=1.0)
+    assert torch.equal(target.weight, online.weight)
+
+
+def test_epsilon_greedy() -> None:
+    q_values = torch.tensor([[0.0, 1.0, 0.5]] * 1000)
+    rng = np.random.default_rng(0)
+    assert (epsilon_greedy(q_values, 0.0, rng) == 1).all()
+    random_actions = epsilon_greedy(q_values, 1.0, rng)
+    assert set(np.unique(random_actions)) == {0, 1, 2}
+    share_greedy = (epsilon_greedy(q_values, 0.3, rng) == 1).mean()
+    assert 0.75 < share_greedy < 0.85  # 0.7 + 0.3 / 3
+
+
+@pytest.mark.parametrize("encoder", ["nature", "impala"])
+@pytest.mark.parametrize("dueling", [False, True])
+def test_cnn_q_networks_size_themselves(encoder: str, dueling: bool) -> None:
+    for shape in [(4, 84, 84), (1, 64, 48)]:
+        network = build_q_network(shape, 6, encoder, dueling)
+        frames = torch.randint(0, 256, (5, *shape), dtype=torch.uint8)
+        assert network(frames).shape == (5, 6)
+
+
+def test_dueling_head_mean_advantage_is_zero_centered() -> None:
+    network = build_q_network((3,), 4, "mlp", dueling=True)
+    features = network.encoder(torch.randn(7, 3))
+    q_values = network.head(features)
+    value = network.head.value(features)
+    assert torch.allclose(q_values.mean(dim=1, keepdim=True), value, atol=1e-6)
+
+
+def test_mlp_for_vector_observations_and_cnn_refused() -> None:
+    assert build_q_network((4,), 2)(torch.zeros(3, 4)).shape == (3, 2)
+    with pytest.raises(ValueError, match="needs image observations"):
+        build_q_network((4,), 2, "nature")
+
+
+def test_random_shift_moves_content_within_pad() -> None:
+    frames = torch.zeros(16, 1, 12, 12, dtype=torch.uint8)
+    frames[:, :, 6, 6] = 255
+    shifted = random_shift(frames, pad=2, generator=torch.Generator().manual_seed(0))
+    assert shifted.shape == frames.shape and shifted.dtype == torch.uint8
+    positions = [tuple(torch.nonzero(image[0])[0].tolist()) for image in shifted]
+    assert all(4 <= row <= 8 and 4 <= col <= 8 for row, col in positions)
+    assert len(set(positions)) > 1
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"total_steps": 0}, "--total-steps must be positive"),
+        ({"batch_size": -1}, "--batch-size must be positive"),
+        ({"learning_rate": 0.0}, "--learning-rate must be positive"),
+        ({"buffer_size": 16, "batch_size": 32}, "must be at least --batch-size"),
+        ({"gamma": 1.5}, "--gamma"),
+        ({"freeze_encoder": True}, "--init-from"),
+    ],
+)
+def test_impossible_settings_are_refused(changes: dict, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        validate(DQNConfig(**changes))

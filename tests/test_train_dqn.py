@@ -1,0 +1,196 @@
+"""End-to-end DQN runs: TensorBoard tags, checkpoints, resume, evaluation, transfer, learning."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from agents.dqn import (
+    LAPTOP_SETTINGS,
+    DQNConfig,
+    EvaluateConfig,
+    evaluate,
+    load_dqn_checkpoint,
+    train_dqn,
+)
+from playground.checkpoint import save_checkpoint
+from playground.errors import UserError
+from playground.logger import NullLogger
+from tests.conftest import hparams_tags, read_event_tags, read_scalars
+
+REQUIRED_TAGS = {
+    "charts/episodic_return",
+    "charts/episodic_length",
+    "charts/epsilon",
+    "charts/sps",
+    "losses/td_loss",
+    "losses/q_values",
+    "eval/episodic_return",
+}
+
+
+def tiny(tmp_path: Path, **changes: object) -> DQNConfig:
+    """A run that takes seconds: Catch, small buffer, early learning, frequent logs."""
+    settings = dict(
+        env_id="Playground/Catch-v0",
+        total_steps=400,
+        learning_starts=100,
+        buffer_size=1_000,
+        batch_size=8,
+        target_update_frequency=50,
+        eval_every=200,
+        eval_episodes=2,
+        checkpoint_every=200,
+        log_every=50,
+        runs_dir=str(tmp_path),
+        run_name="run",
+        device="cpu",
+        progress=False,
+    )
+    settings.update(changes)
+    return DQNConfig(**settings)
+
+
+def test_short_run_writes_every_tag_and_checkpoints(tmp_path: Path) -> None:
+    run_dir = train_dqn(tiny(tmp_path))
+    tags = read_event_tags(run_dir)
+    assert set(tags["scalars"]) >= REQUIRED_TAGS, REQUIRED_TAGS - set(tags["scalars"])
+    assert "_hparams_/experiment" in hparams_tags(run_dir)
+    for name in ("latest.pt", "best.pt", "replay.pt"):
+        assert (run_dir / name).is_file(), name
+    checkpoint = load_dqn_checkpoint(run_dir / "latest.pt")
+    assert checkpoint["step"] == 400
+    assert checkpoint["updates"] == (400 - 100) // 4
+    assert {"q_network", "target_network", "optimizer", "rng", "config"} <= set(checkpoint)
+    assert checkpoint["config"]["env_id"] == "Playground/Catch-v0"
+    # Returns logged are the true game score: Catch gives +1 or -1 per one-ball game.
+    returns = {value for _, value in read_scalars(run_dir, "charts/episodic_return")}
+    assert returns <= {-1.0, 1.0}
+
+
+def test_resume_continues_where_the_run_stopped(tmp_path: Path) -> None:
+    first = train_dqn(tiny(tmp_path, total_steps=200))
+    before = load_dqn_checkpoint(first / "latest.pt")
+    assert before["step"] == 200
+    # Resuming takes the saved settings; extend the run by editing its saved total.
+    before["config"]["total_steps"] = 400
+    save_checkpoint(first / "latest.pt", before)
+    resumed = train_dqn(dataclasses.replace(tiny(tmp_path), resume=str(first)))
+    assert resumed == first
+    after = load_dqn_checkpoint(first / "latest.pt")
+    assert after["step"] == 400
+    assert after["updates"] == (400 - 100) // 4  # updates counted across the two sessions
+    # The optimizer state was restored and moved on (Adam's step count grows).
+    adam_steps = lambda checkpoint: next(iter(checkpoint["optimizer"]["state"].values()))["step"]  # noqa: E731
+    assert adam_steps(after) == adam_steps(before) + (400 - 200) // 4
+    # The curves continue: no step logged twice, nothing missing after the resume point.
+    epsilon_steps = [step for step, _ in read_scalars(first, "charts/epsilon")]
+    assert epsilon_steps == sorted(set(epsilon_steps))
+    assert epsilon_steps[-1] == 400 and 250 in epsilon_steps
+
+
+def test_interrupt_saves_a_loadable_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import agents.dqn as dqn
+
+    calls = {"count": 0}
+    real_linear_schedule = dqn.linear_schedule
+
+    def interrupting_schedule(*args: object) -> float:
+        calls["count"] += 1
+        if calls["count"] == 150:
+            raise KeyboardInterrupt
+        return real_linear_schedule(*args)
+
+    monkeypatch.setattr(dqn, "linear_schedule", interrupting_schedule)
+    run_dir = train_dqn(tiny(tmp_path, checkpoint_every=10_000, eval_every=0), logger=NullLogger())
+    checkpoint = load_dqn_checkpoint(run_dir / "latest.pt")
+    assert checkpoint["step"] == 149
+
+
+def test_vector_envs_keep_the_replay_ratio(tmp_path: Path) -> None:
+    run_dir = train_dqn(tiny(tmp_path, num_envs=4, eval_every=0), logger=NullLogger())
+    checkpoint = load_dqn_checkpoint(run_dir / "latest.pt")
+    assert checkpoint["step"] == 400
+    assert checkpoint["updates"] == (400 - 100) // 4
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"encoder": "impala", "dueling": True, "n_step": 3, "double_dqn": False, "loss": "mse"},
+        {"optimizer": "rmsprop", "tau": 0.05, "target_update_frequency": 4, "augment": True},
+        {"env_id": "CartPole-v1", "optimizer": "sgd", "momentum": 0.9, "nesterov": True},
+    ],
+)
+def test_variants_train(tmp_path: Path, changes: dict) -> None:
+    run_dir = train_dqn(
+        tiny(tmp_path, total_steps=240, eval_every=0, **changes), logger=NullLogger()
+    )
+    assert load_dqn_checkpoint(run_dir / "latest.pt")["step"] == 240
+
+
+def test_transfer_loads_the_encoder(tmp_path: Path) -> None:
+    source = train_dqn(
+        tiny(tmp_path, run_name="source", total_steps=200, eval_every=0), logger=NullLogger()
+    )
+    source_encoder = load_dqn_checkpoint(source / "latest.pt")["q_network"]
+    target = train_dqn(
+        tiny(
+            tmp_path,
+            run_name="target",
+            env_id="Playground/Breakout-v0",
+            total_steps=40,
+            learning_starts=1000,
+            eval_every=0,
+            init_from=str(source),
+            freeze_encoder=True,
+        ),
+        logger=NullLogger(),
+    )
+    loaded = load_dqn_checkpoint(target / "latest.pt")["q_network"]
+    for key, value in source_encoder.items():
+        if key.startswith("encoder."):
+            assert torch.equal(loaded[key], value), key
+    with pytest.raises(UserError, match="encoder is"):
+        train_dqn(
+            tiny(tmp_path, run_name="bad", env_id="CartPole-v1", init_from=str(source)),
+            logger=NullLogger(),
+        )
+
+
+def test_evaluate_reports_true_scores_and_refuses_foreign_games(tmp_path: Path) -> None:
+    run_dir = train_dqn(tiny(tmp_path, total_steps=200, eval_every=0), logger=NullLogger())
+    result = evaluate(EvaluateConfig(checkpoint=str(run_dir), episodes=5, device="cpu"))
+    assert result["episodes"] == 5 and -1.0 <= result["mean"] <= 1.0
+    with pytest.raises(UserError, match="trained on Playground/Catch-v0"):
+        evaluate(EvaluateConfig(checkpoint=str(run_dir), env_id="Playground/Snake-v0", episodes=1))
+
+
+def test_unknown_game_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="unknown environment id"):
+        train_dqn(tiny(tmp_path, env_id="ALE/Pongg-v5"))
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_dqn_learns_catch_within_50k_steps(tmp_path: Path) -> None:
+    """The easiest built-in game to near-optimal play (a mean score >= 0.9 of a possible 1.0)."""
+    cfg = DQNConfig(
+        env_id="Playground/Catch-v0",
+        total_steps=20_000,
+        runs_dir=str(tmp_path),
+        run_name="learn",
+        device="cpu",
+        progress=False,
+        **LAPTOP_SETTINGS,
+    )
+    run_dir = train_dqn(cfg, logger=NullLogger())
+    result = evaluate(
+        EvaluateConfig(checkpoint=str(run_dir / "best.pt"), episodes=50, epsilon=0.0, device="cpu")
+    )
+    assert result["mean"] >= 0.9
