@@ -351,7 +351,6 @@ def _train(
         eps=cfg.adam_eps,
         momentum=cfg.momentum,
         nesterov=cfg.nesterov,
-        fused=device.type == "cuda" and cfg.optimizer == "adam",
     )
     autocast = device.type == "cuda" and cfg.precision == "bf16"
 

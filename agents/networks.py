@@ -29,7 +29,7 @@ class NatureCNN(nn.Module):
         self.output_size = features
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.convolutions(observations.float() / 255.0))
+        return self.linear(self.convolutions(_scaled_channels_last(observations)))
 
 
 class ResidualBlock(nn.Module):
@@ -70,7 +70,7 @@ class ImpalaCNN(nn.Module):
         self.output_size = features
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.convolutions(observations.float() / 255.0))
+        return self.linear(self.convolutions(_scaled_channels_last(observations)))
 
 
 class MLPEncoder(nn.Module):
@@ -142,7 +142,11 @@ def build_q_network(
         module = MLPEncoder(observation_shape)
     else:
         raise ValueError(f"unknown encoder {encoder!r}; choose from {', '.join(ENCODERS)}")
-    return QNetwork(module, num_actions, dueling=dueling)
+    network = QNetwork(module, num_actions, dueling=dueling)
+    if len(observation_shape) == 3:
+        # NHWC convolutions are ~10% faster on the CPU (oneDNN) and what tensor cores want.
+        network = network.to(memory_format=torch.channels_last)
+    return network
 
 
 def random_shift(
@@ -164,6 +168,11 @@ def random_shift(
     ]
     shifted = padded[batch_index, channel_index, row_index, col_index]
     return shifted.to(observations.dtype)
+
+
+def _scaled_channels_last(observations: torch.Tensor) -> torch.Tensor:
+    """uint8 frames (N, C, H, W) -> floats in [0, 1], laid out channels-last."""
+    return (observations.float() / 255.0).contiguous(memory_format=torch.channels_last)
 
 
 def _flat_size(module: nn.Module, observation_shape: tuple[int, ...]) -> int:

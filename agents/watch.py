@@ -367,8 +367,10 @@ class Viewer:
             "body": pygame.font.Font(None, 24),
             "small": pygame.font.Font(None, 20),
         }
-        rows = len(self.action_labels)
-        panel_height = 250 + rows * 26 + 150
+        # Many actions (up to 18 in ALE games) get compact rows, so the window stays short.
+        self.compact = len(self.action_labels) > 9
+        self.row_height = 20 if self.compact else 26
+        panel_height = 330 + len(self.action_labels) * self.row_height  # with a one-line key legend
         width = self.game_size[0] + PANEL_WIDTH
         height = max(self.game_size[1], panel_height)
         self.size = (width + width % 2, height + height % 2)
@@ -743,8 +745,10 @@ class Viewer:
         # Q-values: one row per action, bars scaled from the lowest to the highest value.
         self._text(surface, "ACTION VALUES (Q)", (x, y), "small", MUTED)
         y += 22
-        label_width = max(self.fonts["body"].size(name)[0] for name in self.action_labels)
-        value_width = self.fonts["body"].size("-000.00")[0]
+        font = "small" if self.compact else "body"
+        bar_height = self.row_height - 8
+        label_width = max(self.fonts[font].size(name)[0] for name in self.action_labels)
+        value_width = self.fonts[font].size("-000.00")[0]
         bar_left = x + label_width + 10
         bar_width = max(40, right - value_width - 8 - bar_left)
         low, high = float(self.q_values.min()), float(self.q_values.max())
@@ -754,16 +758,19 @@ class Viewer:
             value = 0.0 if abs(value) < 0.005 else value  # no "-0.00"
             fraction = 1.0 if high - low < 1e-6 else 0.06 + 0.94 * (value - low) / (high - low)
             color = ACCENT if chosen else TEXT
-            self._text(surface, name, (x, y), "body", color)
-            pygame.draw.rect(surface, BACKGROUND, (bar_left, y + 1, bar_width, 16), border_radius=3)
+            self._text(surface, name, (x, y), font, color)
+            bar_top = y + 1
+            pygame.draw.rect(
+                surface, BACKGROUND, (bar_left, bar_top, bar_width, bar_height), border_radius=3
+            )
             pygame.draw.rect(
                 surface,
                 ACCENT if chosen else BAR,
-                (bar_left, y + 1, max(3, round(bar_width * fraction)), 16),
+                (bar_left, bar_top, max(3, round(bar_width * fraction)), bar_height),
                 border_radius=3,
             )
-            self._text(surface, f"{value:.2f}", (right, y), "body", color, align="right")
-            y += 26
+            self._text(surface, f"{value:.2f}", (right, y), font, color, align="right")
+            y += self.row_height
         y = self._divider(surface, left, y + 2)
 
         # Score and speed.
@@ -853,10 +860,12 @@ class Viewer:
         text_width = max(font.size(text)[0] for _, text in rows)
         width = key_width + text_width + 3 * 24
         height = 56 + len(rows) * 28 + 16
-        left = (self.size[0] - width) // 2
+        # Over the game when it fits there, so the panel stays readable.
+        area = self.game_size[0] if width + 2 * PADDING <= self.game_size[0] else self.size[0]
+        left = (area - width) // 2
         top = (self.size[1] - height) // 2
         box = pygame.Surface((width, height), pygame.SRCALPHA)
-        box.fill((*BACKGROUND, 235))
+        box.fill((*BACKGROUND, 240))
         surface.blit(box, (left, top))
         pygame.draw.rect(surface, DIVIDER, (left, top, width, height), width=1, border_radius=6)
         self._text(surface, "Keys", (left + 24, top + 18), "title", TEXT)
