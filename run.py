@@ -3,6 +3,7 @@
 
     python run.py train-dqn --env-id Playground/Catch-v0 --total-steps 30000
     python run.py evaluate --checkpoint runs/<name>
+    python run.py watch --checkpoint runs/<name>
     python run.py demo
     python run.py <command> --help     # every setting, with its default and meaning
 
@@ -21,8 +22,8 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Settings of `run.py demo`: a short DQN run on a built-in game, on an embedded default
-    that needs no download and no GPU."""
+    """The quick-start demo: a short DQN run on a built-in game and a small DCGAN, on embedded
+    defaults that need no download and no GPU."""
 
     env_id: str = "Playground/Catch-v0"
     """Built-in game the DQN learns."""
@@ -61,11 +62,13 @@ def main(argv: list[str] | None = None) -> int:
     import tyro
 
     from agents.dqn import DQNConfig, EvaluateConfig, evaluate, train_dqn
+    from agents.watch import WatchConfig, watch
     from playground.errors import UserError
 
     commands = {  # name: (settings, function)
         "train-dqn": (DQNConfig, train_dqn),
         "evaluate": (EvaluateConfig, evaluate),
+        "watch": (WatchConfig, watch),
         "demo": (DemoConfig, run_demo),
     }
     config = tyro.extras.subcommand_cli_from_dict(

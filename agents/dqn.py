@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from agents.networks import ENCODERS, QNetwork, build_q_network, random_shift
-from agents.replay import ReplayBuffer
+from agents.replay import ReplayBuffer, ReplaySample
 from envs import check_env_id, is_pixel_space, make_vector_env
 from playground.checkpoint import load_checkpoint, save_checkpoint
 from playground.device import resolve_device
@@ -37,11 +37,13 @@ from playground.rundir import RunLock, default_run_name, prepare_run_dir
 from playground.seeding import rng_state, seed_everything, set_rng_state
 
 CHECKPOINT_KIND = "dqn"
+WATCH_EXPORT_SECONDS = 3.0  # with --watch, seconds between exports of the latest weights
+EVAL_VIDEO_FRAMES = 1_000  # longest evaluation game logged to TensorBoard as a video
 
 
 @dataclass(frozen=True)
 class DQNConfig:
-    """Settings of `run.py train-dqn`."""
+    """Train a DQN agent on an Atari, built-in or vector-observation game."""
 
     env_id: str = "ALE/Breakout-v5"
     """Game to learn: an ALE id (ALE/Pong-v5, ...), a built-in game (Playground/Catch-v0, ...)
@@ -134,6 +136,11 @@ class DQNConfig:
     it takes at most 2 GiB."""
     log_every: int = 1_000
     """Environment steps between logged training scalars (losses, sps, epsilon)."""
+    eval_video: bool = True
+    """Log one evaluation game as a video (eval/video in TensorBoard) at every evaluation."""
+    watch: bool = False
+    """Open a window that shows the agent play with its latest weights while it trains
+    (a separate process, refreshed every few seconds)."""
     runs_dir: str = "runs"
     """Folder holding one sub-folder per run."""
     run_name: str = ""
@@ -226,6 +233,47 @@ def td_target(
     return returns + discounts * (1.0 - dones) * next_value
 
 
+def dqn_update(
+    batch: ReplaySample,
+    q_network: QNetwork,
+    target_network: QNetwork,
+    optimizer: torch.optim.Optimizer,
+    cfg: DQNConfig,
+    *,
+    augment: bool = False,
+    autocast: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One gradient step on a batch: TD target, loss, backward, clipping, optimizer step.
+    Returns the loss and the mean Q-value of the taken actions as device tensors (no sync)."""
+    observations, next_observations = batch.observations, batch.next_observations
+    if augment:
+        observations, next_observations = (
+            random_shift(observations),
+            random_shift(next_observations),
+        )
+    device_type = observations.device.type
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast):
+        with torch.no_grad():
+            next_q_target = target_network(next_observations).float()
+            next_q_online = q_network(next_observations).float() if cfg.double_dqn else None
+            targets = td_target(
+                batch.returns, batch.discounts, batch.dones, next_q_target, next_q_online
+            )
+        q_taken = q_network(observations).float().gather(1, batch.actions.unsqueeze(1)).squeeze(1)
+    if cfg.loss == "huber":
+        loss = nn.functional.smooth_l1_loss(q_taken, targets)
+    else:
+        loss = nn.functional.mse_loss(q_taken, targets)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.max_grad_norm > 0:
+        nn.utils.clip_grad_norm_(
+            [p for p in q_network.parameters() if p.requires_grad], cfg.max_grad_norm
+        )
+    optimizer.step()
+    return loss.detach(), q_taken.detach().mean()
+
+
 @torch.no_grad()
 def update_target(target: nn.Module, online: nn.Module, tau: float) -> None:
     """Hard copy (tau = 1) or Polyak averaging: target <- tau * online + (1 - tau) * target."""
@@ -295,7 +343,7 @@ def train_dqn(cfg: DQNConfig, logger: Logger | None = None) -> Path:
         check((run_dir / "latest.pt").is_file(), f"--resume: no latest.pt in {run_dir}")
         resumed = load_dqn_checkpoint(run_dir / "latest.pt")
         cfg = config_from_checkpoint(
-            resumed, device=cfg.device, progress=cfg.progress, resume=cfg.resume
+            resumed, device=cfg.device, progress=cfg.progress, resume=cfg.resume, watch=cfg.watch
         )
     validate(cfg)
     check_env_id(cfg.env_id)
@@ -413,32 +461,47 @@ def _train(
 
     def learn() -> tuple[torch.Tensor, torch.Tensor]:
         batch = replay.sample(cfg.batch_size)
-        observations, next_observations = batch.observations, batch.next_observations
-        if cfg.augment and pixels:
-            observations, next_observations = (
-                random_shift(observations),
-                random_shift(next_observations),
-            )
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            with torch.no_grad():
-                next_q_target = target_network(next_observations).float()
-                next_q_online = q_network(next_observations).float() if cfg.double_dqn else None
-                targets = td_target(
-                    batch.returns, batch.discounts, batch.dones, next_q_target, next_q_online
-                )
-            q_taken = (
-                q_network(observations).float().gather(1, batch.actions.unsqueeze(1)).squeeze(1)
-            )
-        if cfg.loss == "huber":
-            loss = nn.functional.smooth_l1_loss(q_taken, targets)
-        else:
-            loss = nn.functional.mse_loss(q_taken, targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.max_grad_norm > 0:
-            nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
-        optimizer.step()
-        return loss.detach(), q_taken.detach().mean()
+        if replay.device != device:
+            batch = ReplaySample(*(tensor.to(device, non_blocking=True) for tensor in batch))
+        return dqn_update(
+            batch,
+            q_network,
+            target_network,
+            optimizer,
+            cfg,
+            augment=cfg.augment and pixels,
+            autocast=autocast,
+        )
+
+    # Watching while learning: a viewer process plays with weights exported every few seconds.
+    policy_path = run_dir / "policy.pt"
+
+    def export_policy() -> None:
+        save_checkpoint(
+            policy_path,
+            {
+                "kind": CHECKPOINT_KIND,
+                "config": dataclasses.asdict(cfg),
+                "network": network_spec,
+                "q_network": q_network.state_dict(),
+                "step": step,
+            },
+        )
+
+    watching = False
+    next_export = math.inf
+    if cfg.watch:
+        from agents.watch import display_available, spawn_watcher  # noqa: PLC0415 (imports pygame)
+
+        check(
+            display_available(),
+            "--watch needs a display; without one, train and then run: "
+            "python run.py watch --headless --record out.mp4 --checkpoint RUN",
+        )
+        export_policy()
+        spawn_watcher(policy_path, cfg.env_id, seed=cfg.seed)
+        watching = True
+        next_export = time.monotonic() + WATCH_EXPORT_SECONDS
 
     # Signals: Ctrl-C and SIGTERM both end the loop through KeyboardInterrupt, saving first.
     previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
@@ -560,6 +623,22 @@ def _train(
                 if mean_score > best_eval:
                     best_eval = mean_score
                     save_checkpoint(run_dir / "best.pt", checkpoint_state())
+                if cfg.eval_video:
+                    from agents.watch import game_fps, record_episode  # noqa: PLC0415
+
+                    frames = record_episode(
+                        q_network,
+                        cfg.env_id,
+                        frame_stack=cfg.frame_stack,
+                        epsilon=cfg.eval_epsilon,
+                        seed=cfg.seed + 20_000 + step,
+                        device=device,
+                        max_frames=EVAL_VIDEO_FRAMES,
+                    )
+                    logger.video("eval/video", frames, step, fps=game_fps(cfg.env_id))
+            if watching and time.monotonic() >= next_export:
+                export_policy()
+                next_export = time.monotonic() + WATCH_EXPORT_SECONDS
             if step >= next_save:
                 next_save = _next(step, cfg.checkpoint_every)
                 save_latest()
@@ -570,6 +649,8 @@ def _train(
         progress.close()
         envs.close()
     save_latest()
+    if watching:
+        export_policy()  # the final weights; the window stays open until closed
     logger.flush()
     if interrupted:
         print(
@@ -611,7 +692,7 @@ def evaluate_policy(
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    """Settings of `run.py evaluate`."""
+    """Play full games with a trained DQN agent and report the mean and spread of the score."""
 
     checkpoint: str
     """A DQN checkpoint file, or a run folder (its best.pt, else latest.pt)."""

@@ -77,7 +77,7 @@ MAX_GAME_HEIGHT = 640  # the automatic --scale fits the game into this many pixe
 
 @dataclass(frozen=True)
 class WatchConfig:
-    """Settings of `run.py watch`."""
+    """Watch an agent play live in a pygame window (or headless, to a video or screenshot)."""
 
     checkpoint: str = ""
     """DQN checkpoint file or run folder (its best.pt, else latest.pt); empty = an untrained network."""
