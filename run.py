@@ -63,12 +63,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from agents.dqn import DQNConfig, EvaluateConfig, evaluate, train_dqn
     from agents.watch import WatchConfig, watch
+    from benchmarks.suite import BenchConfig, run_bench
     from playground.errors import UserError
 
     commands = {  # name: (settings, function)
         "train-dqn": (DQNConfig, train_dqn),
         "evaluate": (EvaluateConfig, evaluate),
         "watch": (WatchConfig, watch),
+        "bench": (BenchConfig, run_bench),
         "demo": (DemoConfig, run_demo),
     }
     config = tyro.extras.subcommand_cli_from_dict(

@@ -27,16 +27,21 @@ from torch import nn
 from agents.networks import ENCODERS, QNetwork, build_q_network, random_shift
 from agents.replay import ReplayBuffer, ReplaySample
 from envs import check_env_id, is_pixel_space, make_vector_env
-from playground.checkpoint import load_checkpoint, save_checkpoint
+from playground.checkpoint import load_checkpoint, require_keys, save_checkpoint
 from playground.device import resolve_device
 from playground.errors import UserError, check, require_positive
 from playground.logger import Logger, TensorBoardLogger
 from playground.optim import OPTIMIZERS, make_optimizer
 from playground.progress import Progress
+from playground.resources import check_fits_in_memory
 from playground.rundir import RunLock, default_run_name, prepare_run_dir
 from playground.seeding import rng_state, seed_everything, set_rng_state
 
 CHECKPOINT_KIND = "dqn"
+# Entries --resume needs; a checkpoint lacking one is refused with its name.
+RESUME_KEYS = (
+    "config", "q_network", "target_network", "optimizer", "step", "updates", "best_eval", "rng"
+)  # fmt: skip
 WATCH_EXPORT_SECONDS = 3.0  # with --watch, seconds between exports of the latest weights
 EVAL_VIDEO_FRAMES = 1_000  # longest evaluation game logged to TensorBoard as a video
 
@@ -342,6 +347,7 @@ def train_dqn(cfg: DQNConfig, logger: Logger | None = None) -> Path:
         run_dir = _resolve_run_dir(cfg.resume, cfg.runs_dir)
         check((run_dir / "latest.pt").is_file(), f"--resume: no latest.pt in {run_dir}")
         resumed = load_dqn_checkpoint(run_dir / "latest.pt")
+        require_keys(resumed, RESUME_KEYS, run_dir / "latest.pt")
         cfg = config_from_checkpoint(
             resumed, device=cfg.device, progress=cfg.progress, resume=cfg.resume, watch=cfg.watch
         )
@@ -360,6 +366,11 @@ def train_dqn(cfg: DQNConfig, logger: Logger | None = None) -> Path:
             logger = TensorBoardLogger(run_dir, purge_step=resumed["step"] if resumed else None)
         try:
             return _train(cfg, run_dir, device, logger, resumed)
+        except torch.OutOfMemoryError:
+            raise UserError(
+                f"out of memory on {device}: lower --batch-size or --num-envs, use "
+                "--replay-device cpu, or a smaller --encoder (latest.pt is kept)"
+            ) from None
         finally:
             if own_logger:
                 logger.close()
@@ -402,6 +413,19 @@ def _train(
     )
     autocast = device.type == "cuda" and cfg.precision == "bf16"
 
+    replay_device = _replay_device(cfg, device, observation_shape)
+    if replay_device.type == "cpu":  # torch.zeros touches every page: refuse before, not during
+        check_fits_in_memory(
+            cfg.buffer_size
+            * ReplayBuffer.bytes_per_transition(
+                observation_shape,
+                cfg.frame_stack if pixels else 1,
+                torch.uint8 if pixels else torch.float32,
+                num_actions,
+            ),
+            f"a replay buffer of {cfg.buffer_size:,} transitions",
+            "lower --buffer-size",
+        )
     replay = ReplayBuffer(
         cfg.buffer_size,
         cfg.num_envs,
@@ -410,7 +434,7 @@ def _train(
         observation_dtype=torch.uint8 if pixels else torch.float32,
         n_step=cfg.n_step,
         gamma=cfg.gamma,
-        device=_replay_device(cfg, device, observation_shape),
+        device=replay_device,
         num_actions=num_actions,
     )
     rng = np.random.default_rng(cfg.seed)
@@ -448,10 +472,28 @@ def _train(
             "replay_step": step if _should_save_replay(cfg, replay) else -1,
         }
 
+    saved_step = step if resumed is not None else None  # step of the newest good latest.pt
+    checked_step = step  # the loss and Q-values were last seen finite at this step
+
+    def check_finite() -> None:
+        """Stop without saving once the loss, the Q-values or the weights stopped being
+        finite, so the last good checkpoint is never overwritten by a diverged network."""
+        nonlocal checked_step
+        values = torch.stack([loss_sum, q_sum, *(p.detach().sum() for p in q_network.parameters())])
+        if not bool(torch.isfinite(values).all()):
+            raise UserError(
+                _diverged("the TD loss or the Q-values", checked_step, step, saved_step)
+            )
+        checked_step = step
+
     def save_latest() -> None:
+        nonlocal saved_step
+        check_finite()
+        logger.flush()  # the curves up to this step are on disk before the checkpoint is
         if _should_save_replay(cfg, replay):
             save_checkpoint(run_dir / "replay.pt", {"kind": "replay", **replay.state_dict()})
         save_checkpoint(run_dir / "latest.pt", checkpoint_state())
+        saved_step = step
 
     if resumed is None:
         logger.hparams(
@@ -511,6 +553,9 @@ def _train(
     replay.start(observations)
     previous_lives = infos.get("lives")
     ended = np.zeros(cfg.num_envs, dtype=bool)  # envs whose last step ended an episode
+    episode_returns = np.zeros(cfg.num_envs, dtype=np.float64)
+    episode_lengths = np.zeros(cfg.num_envs, dtype=np.int64)
+    step_async, step_wait = _async_stepping(envs)
     loss_sum = torch.zeros((), device=device)
     q_sum = torch.zeros((), device=device)
     loss_count = 0
@@ -539,33 +584,17 @@ def _train(
                 ):
                     q_values = q_network(torch.as_tensor(observations, device=device))
                 actions = epsilon_greedy(q_values, epsilon, rng)
-            next_observations, rewards, terminated, truncated, infos = envs.step(actions)
+            if step_async is not None:
+                step_async(actions)
+            else:
+                outcome = envs.step(actions)
 
-            # Store. A lost life ends the episode for learning only; the game goes on.
-            learning_done = None
-            if cfg.life_loss_terminal and previous_lives is not None and "lives" in infos:
-                learning_done = (infos["lives"] < previous_lives) & ~ended
-                previous_lives = infos["lives"]
-            learning_rewards = np.sign(rewards) if cfg.clip_rewards else rewards
-            replay.add(
-                actions, learning_rewards, terminated, truncated, next_observations, learning_done
-            )
-            if "_episode" in infos:
-                for index in np.flatnonzero(infos["_episode"]):
-                    episode_return = float(infos["episode"]["r"][index])
-                    recent_returns.append(episode_return)
-                    logger.scalar("charts/episodic_return", episode_return, step)
-                    logger.scalar(
-                        "charts/episodic_length", float(infos["episode"]["l"][index]), step
-                    )
-            ended = np.logical_or(terminated, truncated)
-            observations = next_observations
-            step += cfg.num_envs
-
-            # Learn: one update per train_frequency env steps, whatever the number of envs.
+            # Learn, while the envs step when they can (ale-py's C++ threads): one update per
+            # train_frequency env steps, whatever the number of envs. The update samples the
+            # buffer as it was before this step's transitions, a one-step lag.
             # (len(replay) syncs with the device, so it is asked only until the buffer is ready.)
             replay_ready = replay_ready or (
-                step > cfg.learning_starts and len(replay) >= cfg.batch_size
+                step + cfg.num_envs > cfg.learning_starts and len(replay) >= cfg.batch_size
             )
             if replay_ready:
                 update_credit += cfg.num_envs / cfg.train_frequency
@@ -576,9 +605,36 @@ def _train(
                     loss_count += 1
                     updates += 1
                     update_credit -= 1.0
-                if step // cfg.target_update_frequency != target_period:
-                    target_period = step // cfg.target_update_frequency
+                if (step + cfg.num_envs) // cfg.target_update_frequency != target_period:
+                    target_period = (step + cfg.num_envs) // cfg.target_update_frequency
                     update_target(target_network, q_network, cfg.tau)
+            if step_async is not None:
+                outcome = step_wait()
+            next_observations, rewards, terminated, truncated, infos = outcome
+            step += cfg.num_envs
+
+            # Store. A lost life ends the episode for learning only; the game goes on.
+            learning_done = None
+            if cfg.life_loss_terminal and previous_lives is not None and "lives" in infos:
+                learning_done = (infos["lives"] < previous_lives) & ~ended
+                previous_lives = infos["lives"]
+            learning_rewards = np.sign(rewards) if cfg.clip_rewards else rewards
+            replay.add(
+                actions, learning_rewards, terminated, truncated, next_observations, learning_done
+            )
+            # Episode statistics: true rewards of whole games (a step after a game's end is the
+            # autoreset step of the next one, not part of either).
+            playing = ~ended
+            episode_returns[playing] += rewards[playing]
+            episode_lengths[playing] += 1
+            ended = np.logical_or(terminated, truncated)
+            for index in np.flatnonzero(ended):
+                recent_returns.append(float(episode_returns[index]))
+                logger.scalar("charts/episodic_return", float(episode_returns[index]), step)
+                logger.scalar("charts/episodic_length", float(episode_lengths[index]), step)
+            episode_returns[ended] = 0.0
+            episode_lengths[ended] = 0
+            observations = next_observations
 
             # Log, evaluate, save.
             if step >= next_log:
@@ -591,13 +647,18 @@ def _train(
                 if loss_count:
                     # One host sync per log period, not per update.
                     td_loss = (loss_sum / loss_count).item()
+                    q_value = (q_sum / loss_count).item()
                     if not math.isfinite(td_loss):
                         raise UserError(
-                            f"the TD loss became {td_loss} at step {step}: training diverged; lower "
-                            f"--learning-rate or keep --max-grad-norm > 0 (last good checkpoint: {run_dir / 'latest.pt'})"
+                            _diverged(f"the TD loss ({td_loss})", checked_step, step, saved_step)
                         )
+                    if not math.isfinite(q_value):
+                        raise UserError(
+                            _diverged(f"the Q-values ({q_value})", checked_step, step, saved_step)
+                        )
+                    checked_step = step
                     logger.scalar("losses/td_loss", td_loss, step)
-                    logger.scalar("losses/q_values", (q_sum / loss_count).item(), step)
+                    logger.scalar("losses/q_values", q_value, step)
                     loss_sum.zero_()
                     q_sum.zero_()
                     loss_count = 0
@@ -622,6 +683,7 @@ def _train(
                 )
                 if mean_score > best_eval:
                     best_eval = mean_score
+                    check_finite()
                     save_checkpoint(run_dir / "best.pt", checkpoint_state())
                 if cfg.eval_video:
                     from agents.watch import game_fps, record_episode  # noqa: PLC0415
@@ -775,6 +837,18 @@ def _load_encoder(
     q_network.encoder.load_state_dict(weights)
 
 
+def _async_stepping(envs: Any) -> tuple[Any, Any]:
+    """The vector env's split step (send actions / receive results) when it has one, so the
+    learner can run while the envs step; (None, None) otherwise. It bypasses the vector
+    episode-statistics wrapper, which is why the training loop keeps its own statistics."""
+    base = envs.unwrapped
+    if hasattr(base, "send") and hasattr(base, "recv"):  # ale-py's AtariVectorEnv
+        return base.send, base.recv
+    if hasattr(base, "step_async") and hasattr(base, "step_wait"):  # gymnasium's AsyncVectorEnv
+        return base.step_async, base.step_wait
+    return None, None
+
+
 def _replay_device(
     cfg: DQNConfig, device: torch.device, observation_shape: tuple[int, ...]
 ) -> torch.device:
@@ -800,6 +874,20 @@ def _should_save_replay(cfg: DQNConfig, replay: ReplayBuffer) -> bool:
     if cfg.save_replay == "always":
         return True
     return replay.nbytes <= 2 * 1024**3
+
+
+def _diverged(what: str, since_step: int, step: int, saved_step: int | None) -> str:
+    """One line for a run whose numbers stopped being finite."""
+    kept = (
+        f"latest.pt of step {saved_step} is kept (no later state was saved)"
+        if saved_step is not None
+        else "no checkpoint had been saved yet"
+    )
+    return (
+        f"training diverged: {what} stopped being finite between steps {since_step} and {step}; "
+        f"likely cause: a learning rate too high for this game (lower --learning-rate) or no "
+        f"gradient clipping (keep --max-grad-norm > 0); {kept}"
+    )
 
 
 def _next(step: int, every: int) -> int:

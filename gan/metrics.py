@@ -9,15 +9,16 @@ Two feature networks:
 - ``"classifier"``: the offline fallback. A small CNN is trained for a few seconds on the real
   images: on their labels when there are at least two classes (MNIST digits, the game each
   Atari frame came from), otherwise on a self-supervised proxy task (predict which of four
-  rotations, 0/90/180/270 degrees, was applied). Its penultimate activations are the
-  features. Scores are comparable between runs only with the same data and seed, never with
+  rotations, 0/90/180/270 degrees, was applied). Its penultimate activations, scaled so the
+  real ones have unit mean variance per dimension, are the features. Scores are comparable between runs only with the same data and seed, never with
   published Inception FIDs.
 
 ``"auto"`` picks inception when a weights file is given, else the classifier.
 
 The feature network runs once per image set; torchmetrics receives the finished (N, D)
 features through an identity module, so FID and KID share one pass and the real features
-are computed once, in ``__init__``.
+are computed once, in ``__init__``. KID is the mean over ``kid_subsets`` random subsets of
+``kid_subset_size`` (shrunk to the number of images when fewer are given).
 
 Example::
 
@@ -27,6 +28,7 @@ Example::
 
 from __future__ import annotations
 
+import pickle
 import warnings
 from pathlib import Path
 
@@ -55,15 +57,15 @@ class FeatureClassifier(nn.Module):
         super().__init__()
         self.num_features = feature_size
         self.body = nn.Sequential(
-            nn.Conv2d(channels, 32, 4, stride=2, padding=1),
+            nn.Conv2d(channels, 16, 4, stride=2, padding=1),
             nn.LeakyReLU(0.2),
-            # 32 x 16 x 16
+            # 16 x 16 x 16
+            nn.Conv2d(16, 32, 4, stride=2, padding=1),
+            nn.LeakyReLU(0.2),
+            # 32 x 8 x 8
             nn.Conv2d(32, 64, 4, stride=2, padding=1),
             nn.LeakyReLU(0.2),
-            # 64 x 8 x 8
-            nn.Conv2d(64, 128, 4, stride=2, padding=1),
-            nn.LeakyReLU(0.2),
-            # 128 x 4 x 4
+            # 64 x 4 x 4
             nn.Flatten(),
         )
         with torch.no_grad():
@@ -72,13 +74,16 @@ class FeatureClassifier(nn.Module):
         self.embed = nn.Sequential(nn.Linear(flat_size, feature_size), nn.LeakyReLU(0.2))
         # feature_size
         self.head = nn.Linear(feature_size, num_classes)
+        # Set after training so real features have unit mean variance per dimension, which keeps
+        # FID and KID in a readable range whatever the activations' scale.
+        self.register_buffer("feature_scale", torch.tensor(1.0))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1], (N, C, H, W) of any square size -> features (N, feature_size)."""
-        return self.embed(self.body(_resize(images, CLASSIFIER_INPUT_SIZE)))
+        return self.embed(self.body(_resize(images, CLASSIFIER_INPUT_SIZE))) * self.feature_scale
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self(images))
+        return self.head(self.embed(self.body(_resize(images, CLASSIFIER_INPUT_SIZE))))
 
 
 class InceptionFeatures(nn.Module):
@@ -97,6 +102,19 @@ class InceptionFeatures(nn.Module):
                 "(torch-fidelity release) to that path, or use the offline feature 'classifier'"
             )
         try:
+            # Read with weights_only=True first: torch-fidelity itself unpickles the file
+            # without that guard, so only a plain state dict may reach it.
+            state = torch.load(weights_path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError) as error:
+            raise UserError(
+                f"{weights_path} is not a usable FID Inception weights file "
+                f"({type(error).__name__}); expected {INCEPTION_WEIGHTS_NAME}"
+            ) from None
+        if not isinstance(state, dict):
+            raise UserError(
+                f"{weights_path} holds no state dict; expected {INCEPTION_WEIGHTS_NAME}"
+            )
+        try:
             from torchmetrics.image.fid import NoTrainInceptionV3
 
             self.network = NoTrainInceptionV3(
@@ -110,9 +128,9 @@ class InceptionFeatures(nn.Module):
                 "(pip install torch-fidelity) plus a local weights file; "
                 "or use the offline feature 'classifier'"
             ) from None
-        except (RuntimeError, OSError, KeyError, ValueError) as error:
+        except (RuntimeError, KeyError) as error:
             raise UserError(
-                f"{weights_path} is not a usable FID Inception weights file "
+                f"{weights_path} does not fit the FID Inception network "
                 f"({type(error).__name__}); expected {INCEPTION_WEIGHTS_NAME}"
             ) from None
 
@@ -153,18 +171,22 @@ class QualityMetric:
         device: torch.device | str = "cpu",
         seed: int = 0,
         max_real: int = 5000,
-        classifier_steps: int = 300,
-        kid_subsets: int = 100,
-        kid_subset_size: int = 1000,
+        classifier_steps: int = 200,
+        kid_subsets: int = 50,
+        kid_subset_size: int = 500,
     ) -> None:
         if feature not in FEATURE_CHOICES:
             raise UserError(f"metric feature {feature!r} is not one of {'|'.join(FEATURE_CHOICES)}")
         if real_images.dtype != torch.uint8 or real_images.dim() != 4:
-            raise ValueError(f"real_images must be uint8 (N, C, H, W), got {real_images.dtype} "
-                             f"{tuple(real_images.shape)}")
+            raise ValueError(
+                f"real_images must be uint8 (N, C, H, W), got {real_images.dtype} "
+                f"{tuple(real_images.shape)}"
+            )
         count, channels, height, width = real_images.shape
         if channels not in (1, 3) or height != width or count < 2:
-            raise ValueError(f"real_images must be (N>=2, 1|3, S, S), got {tuple(real_images.shape)}")
+            raise ValueError(
+                f"real_images must be (N>=2, 1|3, S, S), got {tuple(real_images.shape)}"
+            )
         if labels is not None and labels.shape != (count,):
             raise ValueError(f"labels must have shape ({count},), got {tuple(labels.shape)}")
         if feature == "inception" and inception_weights is None:
@@ -206,18 +228,20 @@ class QualityMetric:
                 subset_size=kid_subset_size,
                 reset_real_features=False,
             ).to(self.device)
-        real_features = self.features(real_images.float() / 127.5 - 1)
+        real_features = self.features(real_images)
         self.real_count = real_features.shape[0]
         self._fid.update(real_features, real=True)
         self._kid.update(real_features, real=True)
 
     @torch.no_grad()
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        """Images in [-1, 1], (N, C, H, W) -> features (N, D) on this metric's device."""
-        chunks = [
-            self.network(chunk.to(self.device, torch.float32))
-            for chunk in images.detach().split(CHUNK_SIZE)
-        ]
+        """Images (N, C, H, W), uint8 or floats in [-1, 1] -> features (N, D) on this metric's
+        device. Converted chunk by chunk, so a large uint8 set never exists as floats."""
+        chunks = []
+        for chunk in images.detach().split(CHUNK_SIZE):
+            chunk = chunk.to(self.device)
+            chunk = chunk.float() / 127.5 - 1 if chunk.dtype == torch.uint8 else chunk.float()
+            chunks.append(self.network(chunk))
         return torch.cat(chunks)
 
     def compute(self, fake_images: torch.Tensor) -> dict[str, float]:
@@ -253,8 +277,8 @@ def train_feature_classifier(
     *,
     seed: int = 0,
     device: torch.device | str = "cpu",
-    steps: int = 300,
-    batch_size: int = 128,
+    steps: int = 200,
+    batch_size: int = 64,
     learning_rate: float = 2e-3,
 ) -> FeatureClassifier:
     """Train the fallback feature network on uint8 (N, C, H, W) ``images``.
@@ -272,8 +296,8 @@ def train_feature_classifier(
     # (N, C, 32, 32) in [-1, 1]
     use_labels = labels is not None and torch.unique(labels).numel() >= 2
     if use_labels:
-        _classes, targets = torch.unique(labels, return_inverse=True)
-        num_classes = int(_classes.numel())
+        classes, targets = torch.unique(labels, return_inverse=True)
+        num_classes = int(classes.numel())
         targets = targets.to(device)
     else:
         num_classes = 4
@@ -298,11 +322,16 @@ def train_feature_classifier(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-    return network.eval()
+    network.eval()
+    with torch.no_grad():
+        features = torch.cat([network(chunk) for chunk in inputs.split(CHUNK_SIZE)])
+        network.feature_scale.fill_(features.var(dim=0).mean().clamp_min(1e-12).rsqrt().item())
+    return network
 
 
 def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
     if images.shape[-1] == size and images.shape[-2] == size:
         return images
-    return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True,
-                         align_corners=False)
+    return F.interpolate(
+        images, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )

@@ -1,0 +1,325 @@
+"""An independent judge of generated digits, separate from the FID/KID used during training.
+
+Trains its own LeNet-style classifier (a different network from gan.metrics' feature CNN) on
+8,000 digits of the MNIST test split, reports its accuracy on the other 2,000, then classifies
+generated digits (resized to 28 x 28) and prints:
+
+- the fraction classified with confidence > 0.9 (recognisable digits),
+- the histogram over the ten classes,
+- the number of classes holding at least 5% of the samples (10 = no mode collapse), also
+  counting confident predictions only.
+
+Generated images come from a GAN checkpoint (`--checkpoint`, a train-gan file or run
+directory; the moving-average generator when present), or from a file (`--images`): a tensor
+saved with torch.save, (N, 1, H, W) in [-1, 1] or uint8, or a PNG grid as written by
+torchvision's make_grid (`--grid-cell`, `--grid-padding`). `--sanity held-out|noise` judges the
+2,000 held-out real digits or uniform noise instead, to see what the numbers look like at
+the two extremes.
+
+    python benchmarks/gan_digits.py --checkpoint runs/gan-mnist --json runs/gan_digits.json
+    python benchmarks/gan_digits.py --images samples.png --grid-cell 32
+    python benchmarks/gan_digits.py --sanity held-out
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from playground.device import resolve_device  # noqa: E402
+from playground.errors import UserError  # noqa: E402
+
+TRAIN_COUNT = 8000
+CONFIDENCE = 0.9
+CLASS_SHARE = 0.05
+
+
+class LeNet(nn.Module):
+    """LeNet-5 with ReLU and max pooling: (N, 1, 28, 28) in [-1, 1] -> logits (N, 10)."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 6, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            # 6 x 14 x 14
+            nn.Conv2d(6, 16, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            # 16 x 5 x 5
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            flat_size = self.features(torch.zeros(1, 1, 28, 28)).shape[1]
+        self.classifier = nn.Sequential(
+            nn.Linear(flat_size, 120),
+            nn.ReLU(),
+            nn.Linear(120, 84),
+            nn.ReLU(),
+            nn.Linear(84, num_classes),
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(images))
+
+
+def read_mnist_test(raw_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """The MNIST test split from its IDX files: uint8 (10000, 1, 28, 28) and int64 labels."""
+    images_file = raw_dir / "t10k-images-idx3-ubyte"
+    labels_file = raw_dir / "t10k-labels-idx1-ubyte"
+    if not (images_file.is_file() and labels_file.is_file()):
+        raise UserError(
+            f"MNIST test split not found in {raw_dir}: put t10k-images-idx3-ubyte and "
+            "t10k-labels-idx1-ubyte there (uncompressed) or pass --mnist-dir"
+        )
+    images = np.fromfile(images_file, dtype=np.uint8, offset=16).reshape(-1, 1, 28, 28)
+    labels = np.fromfile(labels_file, dtype=np.uint8, offset=8).astype(np.int64)
+    return torch.from_numpy(images), torch.from_numpy(labels)
+
+
+def to_digits(images: torch.Tensor) -> torch.Tensor:
+    """uint8 or [-1, 1] float (N, C, H, W) -> float (N, 1, 28, 28) in [-1, 1]."""
+    if images.dim() == 3:
+        images = images.unsqueeze(1)
+    if images.dim() != 4 or images.shape[1] not in (1, 3):
+        raise UserError(f"expected images (N, 1|3, H, W), got shape {tuple(images.shape)}")
+    images = images.float() / 127.5 - 1 if images.dtype == torch.uint8 else images.float()
+    images = images.mean(dim=1, keepdim=True).clamp(-1, 1)
+    if images.shape[-2:] != (28, 28):
+        images = F.interpolate(
+            images, size=(28, 28), mode="bilinear", antialias=True, align_corners=False
+        )
+    return images
+
+
+def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random small affine warps (scale 0.85-1.15, rotation +-10 degrees, shift +-10%), so
+    digits drawn a little larger, smaller or off-centre (as resized GAN output is) still
+    classify."""
+    count = images.shape[0]
+    scale = torch.empty(count).uniform_(0.85, 1.15, generator=generator)
+    angle = torch.empty(count).uniform_(-0.17, 0.17, generator=generator)
+    shift = torch.empty(count, 2).uniform_(-0.1, 0.1, generator=generator)
+    cosine, sine = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack(
+        [
+            torch.stack([cosine, -sine, shift[:, 0]], dim=1),
+            torch.stack([sine, cosine, shift[:, 1]], dim=1),
+        ],
+        dim=1,
+    ).to(images.device)
+    # (N, 2, 3) maps output coordinates to input coordinates
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images + 1, grid, align_corners=False, padding_mode="zeros") - 1
+
+
+def outliers(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Non-digits the classifier should be unsure about: each training digit's pixels shuffled
+    (same ink, no shape) or smooth random blobs."""
+    count = images.shape[0]
+    flat = images.flatten(1)
+    order = torch.argsort(torch.rand(flat.shape, generator=generator), dim=1)
+    shuffled = flat.gather(1, order).reshape(images.shape)
+    blobs = torch.rand(count, 1, 7, 7, generator=generator) * 2 - 1
+    blobs = F.interpolate(blobs, size=images.shape[-2:], mode="bicubic", align_corners=False)
+    use_blobs = torch.rand(count, 1, 1, 1, generator=generator) < 0.5
+    return torch.where(use_blobs, blobs.clamp(-1, 1), shuffled)
+
+
+def train_classifier(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    epochs: int,
+    seed: int,
+    device: torch.device,
+    batch_size: int = 128,
+) -> LeNet:
+    """Train LeNet on float (N, 1, 28, 28) `images` in [-1, 1] with Adam, augmented.
+
+    A quarter-batch of outliers (see `outliers`) is trained towards the uniform distribution
+    ("outlier exposure"), so that a confident prediction means a digit-like image: without
+    it, a plain classifier calls most noise an 8 with confidence > 0.9."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    model = LeNet().to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    steps_per_epoch = images.shape[0] // batch_size
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=2e-3, total_steps=epochs * steps_per_epoch
+    )
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(images.shape[0], generator=generator)
+        for step in range(steps_per_epoch):
+            index = order[step * batch_size : (step + 1) * batch_size]
+            batch = augment(images[index], generator).to(device)
+            strange = outliers(images[index[: batch_size // 4]], generator).to(device)
+            loss = F.cross_entropy(model(batch), labels[index].to(device))
+            # cross-entropy towards the uniform distribution over the ten classes
+            loss = loss - 0.25 * model(strange).log_softmax(dim=1).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def probabilities(model: LeNet, images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Class probabilities (N, 10) of float (N, 1, 28, 28) images, on the CPU."""
+    return torch.cat([model(chunk.to(device)).softmax(dim=1).cpu() for chunk in images.split(1024)])
+
+
+def judge(probs: torch.Tensor) -> dict:
+    """Confidence and class spread of classified samples."""
+    confidence, predicted = probs.max(dim=1)
+    histogram = torch.bincount(predicted, minlength=10)
+    shares = histogram.float() / probs.shape[0]
+    confident = predicted[confidence > CONFIDENCE]
+    confident_shares = torch.bincount(confident, minlength=10).float() / probs.shape[0]
+    return {
+        "samples": int(probs.shape[0]),
+        "confident_fraction": float((confidence > CONFIDENCE).float().mean()),
+        "mean_confidence": float(confidence.mean()),
+        "histogram": histogram.tolist(),
+        "classes_at_least_5_percent": int((shares >= CLASS_SHARE).sum()),
+        # the same count over confident predictions only: garbage spread over all classes
+        # does not pass for variety
+        "confident_classes_at_least_5_percent": int((confident_shares >= CLASS_SHARE).sum()),
+    }
+
+
+def load_image_file(path: Path, cell: int, padding: int) -> torch.Tensor:
+    """Generated images from a torch.save'd tensor or a make_grid PNG."""
+    if not path.is_file():
+        raise UserError(f"--images {path}: file not found")
+    if path.suffix == ".pt":
+        images = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(images, torch.Tensor):
+            raise UserError(
+                f"--images {path}: expected a saved tensor, got {type(images).__name__}"
+            )
+        return images
+    if path.suffix.lower() != ".png":
+        raise UserError(f"--images {path}: expected a .pt tensor or a .png grid")
+    from PIL import Image
+
+    grid = torch.from_numpy(np.asarray(Image.open(path).convert("L")).copy())
+    # (H, W) uint8; cells of `cell` pixels separated (and surrounded) by `padding` pixels
+    stride = cell + padding
+    rows, columns = (grid.shape[0] - padding) // stride, (grid.shape[1] - padding) // stride
+    if rows < 1 or columns < 1:
+        raise UserError(f"--images {path}: {tuple(grid.shape)} holds no {cell} px cells")
+    cells = grid[padding : padding + rows * stride, padding : padding + columns * stride]
+    cells = cells.reshape(rows, stride, columns, stride)[:, :cell, :, :cell]
+    images = cells.permute(0, 2, 1, 3).reshape(rows * columns, 1, cell, cell)
+    # make_grid fills the unused cells of the last row with a flat colour.
+    return images[images.flatten(1).float().std(dim=1) > 0]
+
+
+def generate_from_checkpoint(
+    path: Path, samples: int, seed: int, device: torch.device
+) -> torch.Tensor:
+    from gan.sample import load_generator
+    from playground.checkpoint import load_checkpoint
+
+    generator = load_generator(load_checkpoint(path, kind="gan")).to(device)
+    noise = torch.randn(
+        samples, generator.latent_size, generator=torch.Generator().manual_seed(seed)
+    )
+    with torch.no_grad():
+        return torch.cat([generator(chunk.to(device)).cpu() for chunk in noise.split(256)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path, help="GAN checkpoint file or run directory")
+    source.add_argument("--images", type=Path, help="generated images: tensor .pt or grid .png")
+    source.add_argument(
+        "--sanity", choices=["held-out", "noise"], help="judge real held-out digits or noise"
+    )
+    parser.add_argument("--samples", type=int, default=2000, help="images drawn from a checkpoint")
+    parser.add_argument("--grid-cell", type=int, default=32, help="side of one image in a PNG grid")
+    parser.add_argument("--grid-padding", type=int, default=2, help="pixels between grid cells")
+    parser.add_argument(
+        "--mnist-dir",
+        type=Path,
+        default=Path("/work/shared/data/MNIST/raw"),
+        help="folder holding the MNIST test split IDX files",
+    )
+    parser.add_argument("--epochs", type=int, default=6, help="classifier training epochs")
+    parser.add_argument("--seed", type=int, default=0, help="seed for training and sampling")
+    parser.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N|mps")
+    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    args = parser.parse_args()
+
+    try:
+        device = resolve_device(args.device)
+        digits, labels = read_mnist_test(args.mnist_dir)
+        digits = to_digits(digits)
+        # The images first, so a wrong path fails before the classifier trains.
+        if args.checkpoint is not None:
+            source_name = str(args.checkpoint)
+            images = generate_from_checkpoint(args.checkpoint, args.samples, args.seed, device)
+        elif args.images is not None:
+            source_name = str(args.images)
+            images = load_image_file(args.images, args.grid_cell, args.grid_padding)
+        elif args.sanity == "held-out":
+            source_name, images = "held-out real digits", digits[TRAIN_COUNT:]
+        else:
+            source_name = "uniform noise"
+            noise_generator = torch.Generator().manual_seed(args.seed)
+            images = torch.rand(2000, 1, 28, 28, generator=noise_generator) * 2 - 1
+        images = to_digits(images)
+        start = time.perf_counter()
+        model = train_classifier(
+            digits[:TRAIN_COUNT],
+            labels[:TRAIN_COUNT],
+            epochs=args.epochs,
+            seed=args.seed,
+            device=device,
+        )
+        train_seconds = time.perf_counter() - start
+        held_out = probabilities(model, digits[TRAIN_COUNT:], device)
+        accuracy = float((held_out.argmax(dim=1) == labels[TRAIN_COUNT:]).float().mean())
+        print(
+            f"classifier: LeNet, {TRAIN_COUNT} training digits, held-out accuracy "
+            f"{accuracy:.4f} on {len(held_out)} ({train_seconds:.1f} s)"
+        )
+
+        results = judge(probabilities(model, images, device))
+    except UserError as error:
+        raise SystemExit(f"error: {error}") from None
+
+    results = {"source": source_name, "classifier_held_out_accuracy": accuracy, **results}
+    print(f"samples: {results['samples']} from {source_name}")
+    print(
+        f"confident (> {CONFIDENCE}): {results['confident_fraction']:.3f}   "
+        f"mean confidence {results['mean_confidence']:.3f}"
+    )
+    print("histogram: " + "  ".join(f"{d}:{n}" for d, n in enumerate(results["histogram"])))
+    print(
+        f"classes with >= 5% of samples: {results['classes_at_least_5_percent']} / 10 "
+        f"(confident ones only: {results['confident_classes_at_least_5_percent']} / 10)"
+    )
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,236 @@
+"""`run.py bench`: measure this machine and print numbers a user can compare across machines.
+
+Each figure is measured on purpose here, never in unit tests. Rows: env steps/s (one env and a
+vector env), replay bytes per transition and sample rate, DQN learner updates/s, end-to-end DQN
+training steps/s at the Nature / CleanRL settings (batch 32, one update per 4 env steps) and
+DCGAN training images/s at 64x64 and 32x32, batch 128.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from playground.device import resolve_device
+from playground.errors import UserError, require_positive
+
+PARTS = ("env", "replay", "learner", "dqn", "gan")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Measure env, replay, DQN and DCGAN speed on this machine; print a table, write JSON."""
+
+    device: str = "auto"
+    """auto | cpu | cuda | cuda:N | mps."""
+    env_id: str = "ALE/Breakout-v5"
+    """Game for the env and end-to-end DQN figures."""
+    num_envs: int = 8
+    """Size of the vector env measured beside the single env."""
+    seconds: float = 3.0
+    """Seconds spent on each env / replay / learner measurement."""
+    dqn_steps: int = 2_000
+    """End-to-end DQN steps timed after learning starts (at 1,000 steps)."""
+    dqn_num_envs: int = 1
+    """Environments of the end-to-end DQN run (the replay ratio stays 1 update per 4 steps)."""
+    gan_steps: int = 20
+    """DCGAN training steps timed per image size (after 3 warm-up steps)."""
+    parts: tuple[str, ...] = PARTS
+    """Which measurements to run: env, replay, learner, dqn, gan."""
+    json_path: str = ""
+    """Also write the results to this JSON file."""
+
+
+@dataclass
+class Row:
+    name: str
+    value: float
+    unit: str
+    detail: str = ""
+
+
+def run_bench(cfg: BenchConfig) -> list[Row]:
+    """Run the selected measurements, print them as a table, optionally save JSON."""
+    require_positive(num_envs=cfg.num_envs, seconds=cfg.seconds, dqn_steps=cfg.dqn_steps, gan_steps=cfg.gan_steps)
+    unknown = set(cfg.parts) - set(PARTS)
+    if unknown:
+        raise UserError(f"--parts: unknown {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}")
+    device = resolve_device(cfg.device)
+    measures: dict[str, Callable[[BenchConfig, torch.device], list[Row]]] = {
+        "env": bench_envs,
+        "replay": bench_replay,
+        "learner": bench_learner,
+        "dqn": bench_dqn,
+        "gan": bench_gan,
+    }
+    rows: list[Row] = []
+    print(f"device {device}, torch {torch.__version__}, {os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}")
+    for part in PARTS:
+        if part in cfg.parts:
+            for row in measures[part](cfg, device):
+                rows.append(row)
+                print(f"  {row.name:<44} {row.value:>12,.1f} {row.unit:<14} {row.detail}", flush=True)
+    if cfg.json_path:
+        payload = {
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "device": str(device),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+            "cpu_cores": os.cpu_count(),
+            "torch": torch.__version__,
+            "config": asdict(cfg),
+            "results": [asdict(row) for row in rows],
+        }
+        Path(cfg.json_path).write_text(json.dumps(payload, indent=2))
+        print(f"wrote {cfg.json_path}")
+    return rows
+
+
+def _rate(step: Callable[[], int], seconds: float, warmup: int = 3) -> float:
+    """Units per second of `step()` (which returns the units it did), over about `seconds`."""
+    for _ in range(warmup):
+        step()
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        done += step()
+    return done / (time.perf_counter() - start)
+
+
+def bench_envs(cfg: BenchConfig, device: torch.device) -> list[Row]:
+    from envs import make_env, make_vector_env
+
+    rows = []
+    for env_id in ("Playground/Catch-v0", cfg.env_id):
+        env = make_env(env_id, seed=0)
+        env.reset(seed=0)
+        rng = np.random.default_rng(0)
+        count = int(env.action_space.n)
+
+        def single_step(env=env, rng=rng, count=count) -> int:
+            _, _, terminated, truncated, _ = env.step(int(rng.integers(count)))
+            if terminated or truncated:
+                env.reset()
+            return 1
+
+        rows.append(Row(f"env steps/s, 1 env ({env_id})", _rate(single_step, cfg.seconds), "steps/s"))
+        env.close()
+    envs = make_vector_env(cfg.env_id, cfg.num_envs, seed=0)
+    envs.reset(seed=0)
+    rng = np.random.default_rng(0)
+
+    def vector_step() -> int:
+        envs.step(rng.integers(0, envs.single_action_space.n, cfg.num_envs))
+        return cfg.num_envs
+
+    rows.append(Row(f"env steps/s, {cfg.num_envs} envs ({cfg.env_id})", _rate(vector_step, cfg.seconds), "steps/s", "vector env"))
+    envs.close()
+    return rows
+
+
+def _filled_replay(device: torch.device, capacity: int = 50_000, num_envs: int = 8):
+    from agents.replay import ReplayBuffer
+
+    replay = ReplayBuffer(capacity, num_envs, (4, 84, 84), 4, device=device, num_actions=18)
+    rng = np.random.default_rng(0)
+    observations = np.zeros((num_envs, 4, 84, 84), dtype=np.uint8)
+    observations[:, -1] = rng.integers(0, 256, (num_envs, 84, 84), dtype=np.uint8)
+    replay.start(observations)
+    for step in range(capacity // num_envs + 10):
+        observations = np.roll(observations, -1, axis=1)
+        observations[:, -1] = rng.integers(0, 256, (num_envs, 84, 84), dtype=np.uint8)
+        ended = np.zeros(num_envs, dtype=bool)
+        ended[step % num_envs] = step % 97 == 0
+        replay.add(rng.integers(0, 18, num_envs), rng.standard_normal(num_envs), ended, np.zeros(num_envs, dtype=bool), observations)
+        if ended.any():
+            observations[ended] = 0
+    return replay
+
+
+def bench_replay(cfg: BenchConfig, device: torch.device) -> list[Row]:
+    from agents.replay import ReplayBuffer
+
+    per_transition = ReplayBuffer.bytes_per_transition((4, 84, 84), 4, num_actions=18)
+    replay = _filled_replay(device)
+    rate = _rate(lambda: (replay.sample(32), 32)[1], cfg.seconds)
+    return [
+        Row("replay bytes per transition (4x84x84)", per_transition, "bytes", f"{per_transition * 1e6 / 2**30:.2f} GiB per 1M"),
+        Row("replay sample rate, batch 32", rate, "transitions/s", f"on {replay.device}"),
+    ]
+
+
+def bench_learner(cfg: BenchConfig, device: torch.device) -> list[Row]:
+    from agents.dqn import DQNConfig, dqn_update
+    from agents.networks import build_q_network
+    from playground.optim import make_optimizer
+
+    replay = _filled_replay(device)
+    dqn = DQNConfig()
+    q_network = build_q_network((4, 84, 84), 18).to(device)
+    target_network = build_q_network((4, 84, 84), 18).to(device)
+    optimizer = make_optimizer("adam", q_network.parameters(), 1e-4)
+
+    def update() -> int:
+        dqn_update(replay.sample(32), q_network, target_network, optimizer, dqn)
+        return 1
+
+    def synchronized_rate() -> float:
+        rate = _rate(update, cfg.seconds)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return rate
+
+    return [Row("DQN learner updates/s, batch 32", synchronized_rate(), "updates/s", "sample + double-DQN target + huber + adam")]
+
+
+def bench_dqn(cfg: BenchConfig, device: torch.device) -> list[Row]:
+    from agents.dqn import DQNConfig, train_dqn
+    from playground.logger import MemoryLogger
+
+    learning_starts = 1_000
+    logger = MemoryLogger()
+    with tempfile.TemporaryDirectory() as runs_dir:
+        train_dqn(
+            DQNConfig(
+                env_id=cfg.env_id,
+                total_steps=learning_starts + cfg.dqn_steps,
+                learning_starts=learning_starts,
+                buffer_size=10_000,
+                num_envs=cfg.dqn_num_envs,
+                eval_every=0,
+                checkpoint_every=10**9,
+                save_replay="never",
+                log_every=100,
+                runs_dir=runs_dir,
+                device=str(device),
+                progress=False,
+            ),
+            logger=logger,
+        )
+    # charts/sps is measured over each 100-step log period; keep the ones after learning starts.
+    rates = [value for step, value in logger.values["charts/sps"] if step > learning_starts + 100]
+    return [
+        Row(
+            f"DQN training steps/s ({cfg.env_id})",
+            float(np.mean(rates)),
+            "steps/s",
+            f"batch 32, 1 update / 4 steps, {cfg.dqn_num_envs} env(s), after learning starts",
+        )
+    ]
+
+
+def bench_gan(cfg: BenchConfig, device: torch.device) -> list[Row]:
+    from gan.train import measure_images_per_second
+
+    rows = []
+    for image_size in (64, 32):
+        rate = measure_images_per_second(image_size=image_size, batch_size=128, steps=cfg.gan_steps, device=device)
+        rows.append(Row(f"DCGAN training images/s, {image_size}x{image_size}, batch 128", rate, "images/s", "3 channels, widths 64"))
+    return rows
