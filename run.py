@@ -4,6 +4,7 @@
     python run.py train-dqn --env-id Playground/Catch-v0 --total-steps 30000
     python run.py evaluate --checkpoint runs/<name>
     python run.py watch --checkpoint runs/<name>
+    python run.py train-gan --dataset idx:../shared/data/MNIST/raw --steps 2000
     python run.py demo
     python run.py <command> --help     # every setting, with its default and meaning
 
@@ -29,6 +30,8 @@ class DemoConfig:
     """Built-in game the DQN learns."""
     dqn_steps: int = 20_000
     """Environment steps of DQN training."""
+    gan_steps: int = 250
+    """Training steps of the DCGAN on Atari frames (the embedded data set)."""
     device: str = "cpu"
     """Device for the demo (cpu keeps it the same on every machine; auto uses a GPU)."""
     runs_dir: str = "runs"
@@ -38,9 +41,12 @@ class DemoConfig:
 
 
 def run_demo(cfg: DemoConfig) -> None:
-    """Train a DQN on a built-in game, then say where the logs and checkpoints are."""
+    """Train a DQN on a built-in game and a DCGAN on Atari frames, then say where the logs and
+    checkpoints are and how to look at them."""
     from agents.dqn import LAPTOP_SETTINGS, DQNConfig, train_dqn
+    from gan.train import GanConfig, train_gan
 
+    print(f"[1/2] DQN learns {cfg.env_id} ({cfg.dqn_steps:,} steps on {cfg.device})")
     dqn_dir = train_dqn(
         DQNConfig(
             env_id=cfg.env_id,
@@ -51,10 +57,17 @@ def run_demo(cfg: DemoConfig) -> None:
             **LAPTOP_SETTINGS,
         )
     )
-    print(f"\nDQN run: {dqn_dir}\n  checkpoints: {dqn_dir / 'latest.pt'}, {dqn_dir / 'best.pt'}")
-    print(f"  evaluate:    python run.py evaluate --checkpoint {dqn_dir}")
+    print(f"[2/2] DCGAN learns to draw Atari frames ({cfg.gan_steps:,} steps on {cfg.device})")
+    gan_dir = train_gan(
+        GanConfig(steps=cfg.gan_steps, seed=cfg.seed, device=cfg.device, runs_dir=cfg.runs_dir)
+    )
+    print(f"\nDQN run:   {dqn_dir}  (latest.pt, best.pt)")
+    print(f"  evaluate: python run.py evaluate --checkpoint {dqn_dir}")
+    print(f"  watch:    python run.py watch --checkpoint {dqn_dir}")
+    print(f"DCGAN run: {gan_dir}  (latest.pt, best.pt)")
+    print(f"  sample:   python run.py sample --checkpoint {gan_dir} --output samples.png")
     print(
-        f"\nWatch the curves: tensorboard --logdir {cfg.runs_dir}   (then open http://localhost:6006)"
+        f"\nTensorBoard: .venv/bin/tensorboard --logdir {cfg.runs_dir}   (then open http://localhost:6006)"
     )
 
 
@@ -64,12 +77,16 @@ def main(argv: list[str] | None = None) -> int:
     from agents.dqn import DQNConfig, EvaluateConfig, evaluate, train_dqn
     from agents.watch import WatchConfig, watch
     from benchmarks.suite import BenchConfig, run_bench
+    from gan.sample import SampleConfig, sample
+    from gan.train import GanConfig, train_gan
     from playground.errors import UserError
 
     commands = {  # name: (settings, function)
         "train-dqn": (DQNConfig, train_dqn),
         "evaluate": (EvaluateConfig, evaluate),
         "watch": (WatchConfig, watch),
+        "train-gan": (GanConfig, train_gan),
+        "sample": (SampleConfig, sample),
         "bench": (BenchConfig, run_bench),
         "demo": (DemoConfig, run_demo),
     }

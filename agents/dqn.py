@@ -27,7 +27,8 @@ from torch import nn
 from agents.networks import ENCODERS, QNetwork, build_q_network, random_shift
 from agents.replay import ReplayBuffer, ReplaySample
 from envs import check_env_id, is_pixel_space, make_vector_env
-from playground.checkpoint import load_checkpoint, require_keys, save_checkpoint
+from playground.checkpoint import load_checkpoint, save_checkpoint
+from playground.config import resolve_resume_dir, resumed_settings
 from playground.device import resolve_device
 from playground.errors import UserError, check, require_positive
 from playground.logger import Logger, TensorBoardLogger
@@ -38,6 +39,7 @@ from playground.rundir import RunLock, default_run_name, prepare_run_dir
 from playground.seeding import rng_state, seed_everything, set_rng_state
 
 CHECKPOINT_KIND = "dqn"
+RESUME_OVERRIDABLE = ("total_steps", "device", "progress", "watch")
 # Entries --resume needs; a checkpoint lacking one is refused with its name.
 RESUME_KEYS = (
     "config", "q_network", "target_network", "optimizer", "step", "updates", "best_eval", "rng"
@@ -151,8 +153,8 @@ class DQNConfig:
     run_name: str = ""
     """Name of this run's folder (default: dqn-<game>-s<seed>-<time>)."""
     resume: str = ""
-    """Continue the run in this folder (or runs/<name>) from its latest.pt, with its saved
-    settings; --device is still taken from the command line."""
+    """Continue the run in this folder (or runs/<name>) from its latest.pt with its saved
+    settings; --total-steps, --device, --progress and --watch given here override them."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -328,15 +330,6 @@ def config_from_checkpoint(checkpoint: dict[str, Any], **overrides: Any) -> DQNC
     return DQNConfig(**{**saved, **overrides})
 
 
-def _resolve_run_dir(resume: str, runs_dir: str) -> Path:
-    path = Path(resume)
-    if not path.exists() and (Path(runs_dir) / resume).exists():
-        path = Path(runs_dir) / resume
-    if path.is_file():
-        path = path.parent
-    return path
-
-
 # ----------------------------------------------------------------------------- training
 
 
@@ -344,13 +337,9 @@ def train_dqn(cfg: DQNConfig, logger: Logger | None = None) -> Path:
     """Train a DQN agent; returns the run folder (TensorBoard logs, latest.pt, best.pt)."""
     resumed: dict[str, Any] | None = None
     if cfg.resume:
-        run_dir = _resolve_run_dir(cfg.resume, cfg.runs_dir)
-        check((run_dir / "latest.pt").is_file(), f"--resume: no latest.pt in {run_dir}")
+        run_dir = resolve_resume_dir(cfg.resume, cfg.runs_dir)
         resumed = load_dqn_checkpoint(run_dir / "latest.pt")
-        require_keys(resumed, RESUME_KEYS, run_dir / "latest.pt")
-        cfg = config_from_checkpoint(
-            resumed, device=cfg.device, progress=cfg.progress, resume=cfg.resume, watch=cfg.watch
-        )
+        cfg = resumed_settings(DQNConfig, resumed["config"], cfg, RESUME_OVERRIDABLE)
     validate(cfg)
     check_env_id(cfg.env_id)
     device = resolve_device(cfg.device)
@@ -363,7 +352,11 @@ def train_dqn(cfg: DQNConfig, logger: Logger | None = None) -> Path:
     with RunLock(run_dir):
         own_logger = logger is None
         if logger is None:
-            logger = TensorBoardLogger(run_dir, purge_step=resumed["step"] if resumed else None)
+            # Curves a killed session drew after its checkpoint are purged (the points at the
+            # checkpoint's own step were logged before it was saved, so they stay); a new run
+            # purges those of one killed here before its first checkpoint.
+            purge_step = resumed["step"] + 1 if resumed else 0
+            logger = TensorBoardLogger(run_dir, purge_step=purge_step)
         try:
             return _train(cfg, run_dir, device, logger, resumed)
         except torch.OutOfMemoryError:
@@ -445,10 +438,10 @@ def _train(
         optimizer.load_state_dict(resumed["optimizer"])
         step, updates, best_eval = resumed["step"], resumed["updates"], resumed["best_eval"]
         set_rng_state(resumed["rng"], rng)
-        replay_path = run_dir / "replay.pt"
-        if replay_path.is_file() and resumed.get("replay_step") == step:
-            replay.load_state_dict(
-                torch.load(replay_path, map_location=replay.device, weights_only=True)
+        if resumed.get("replay_step") == step and not _load_replay(replay, run_dir, step):
+            print(
+                f"note: no replay buffer of step {step} in {run_dir}; it fills again",
+                file=sys.stderr,
             )
     network_spec = {
         "observation_shape": list(observation_shape),
@@ -490,9 +483,15 @@ def _train(
         nonlocal saved_step
         check_finite()
         logger.flush()  # the curves up to this step are on disk before the checkpoint is
+        replay_path, previous_replay = run_dir / "replay.pt", run_dir / "replay.previous.pt"
         if _should_save_replay(cfg, replay):
-            save_checkpoint(run_dir / "replay.pt", {"kind": "replay", **replay.state_dict()})
+            # The buffer latest.pt points at is kept until the new latest.pt is in place, so a
+            # kill between the two saves still resumes with the matching buffer.
+            if replay_path.is_file():
+                replay_path.replace(previous_replay)
+            save_checkpoint(replay_path, {"kind": "replay", "step": step, **replay.state_dict()})
         save_checkpoint(run_dir / "latest.pt", checkpoint_state())
+        previous_replay.unlink(missing_ok=True)
         saved_step = step
 
     if resumed is None:
@@ -866,6 +865,23 @@ def _replay_device(
         free, _ = torch.cuda.mem_get_info(device)
         return device if needed < free // 2 else torch.device("cpu")
     return torch.device("cpu")
+
+
+def _load_replay(replay: ReplayBuffer, run_dir: Path, step: int) -> bool:
+    """Restore the replay buffer saved with the checkpoint of `step` (replay.pt, or
+    replay.previous.pt when a run was killed between saving the two); False when neither is."""
+    for name in ("replay.pt", "replay.previous.pt"):
+        path = run_dir / name
+        if not path.is_file():
+            continue
+        try:
+            state = load_checkpoint(path, kind="replay", map_location=replay.device)
+        except UserError:
+            continue
+        if state.get("step", step) == step:  # files of older versions carry no step
+            replay.load_state_dict(state)
+            return True
+    return False
 
 
 def _should_save_replay(cfg: DQNConfig, replay: ReplayBuffer) -> bool:

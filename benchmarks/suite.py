@@ -60,10 +60,14 @@ class Row:
 
 def run_bench(cfg: BenchConfig) -> list[Row]:
     """Run the selected measurements, print them as a table, optionally save JSON."""
-    require_positive(num_envs=cfg.num_envs, seconds=cfg.seconds, dqn_steps=cfg.dqn_steps, gan_steps=cfg.gan_steps)
+    require_positive(
+        num_envs=cfg.num_envs, seconds=cfg.seconds, dqn_steps=cfg.dqn_steps, gan_steps=cfg.gan_steps
+    )
     unknown = set(cfg.parts) - set(PARTS)
     if unknown:
-        raise UserError(f"--parts: unknown {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}")
+        raise UserError(
+            f"--parts: unknown {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}"
+        )
     device = resolve_device(cfg.device)
     measures: dict[str, Callable[[BenchConfig, torch.device], list[Row]]] = {
         "env": bench_envs,
@@ -73,17 +77,23 @@ def run_bench(cfg: BenchConfig) -> list[Row]:
         "gan": bench_gan,
     }
     rows: list[Row] = []
-    print(f"device {device}, torch {torch.__version__}, {os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}")
+    print(
+        f"device {device}, torch {torch.__version__}, {os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}"
+    )
     for part in PARTS:
         if part in cfg.parts:
             for row in measures[part](cfg, device):
                 rows.append(row)
-                print(f"  {row.name:<44} {row.value:>12,.1f} {row.unit:<14} {row.detail}", flush=True)
+                print(
+                    f"  {row.name:<44} {row.value:>12,.1f} {row.unit:<14} {row.detail}", flush=True
+                )
     if cfg.json_path:
         payload = {
             "date": time.strftime("%Y-%m-%d %H:%M:%S"),
             "device": str(device),
-            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+            "device_name": torch.cuda.get_device_name(device)
+            if device.type == "cuda"
+            else platform.processor(),
             "cpu_cores": os.cpu_count(),
             "torch": torch.__version__,
             "config": asdict(cfg),
@@ -120,7 +130,9 @@ def bench_envs(cfg: BenchConfig, device: torch.device) -> list[Row]:
                 env.reset()
             return 1
 
-        rows.append(Row(f"env steps/s, 1 env ({env_id})", _rate(single_step, cfg.seconds), "steps/s"))
+        rows.append(
+            Row(f"env steps/s, 1 env ({env_id})", _rate(single_step, cfg.seconds), "steps/s")
+        )
         env.close()
     envs = make_vector_env(cfg.env_id, cfg.num_envs, seed=0)
     envs.reset(seed=0)
@@ -130,7 +142,14 @@ def bench_envs(cfg: BenchConfig, device: torch.device) -> list[Row]:
         envs.step(rng.integers(0, envs.single_action_space.n, cfg.num_envs))
         return cfg.num_envs
 
-    rows.append(Row(f"env steps/s, {cfg.num_envs} envs ({cfg.env_id})", _rate(vector_step, cfg.seconds), "steps/s", "vector env"))
+    rows.append(
+        Row(
+            f"env steps/s, {cfg.num_envs} envs ({cfg.env_id})",
+            _rate(vector_step, cfg.seconds),
+            "steps/s",
+            "vector env",
+        )
+    )
     envs.close()
     return rows
 
@@ -148,7 +167,13 @@ def _filled_replay(device: torch.device, capacity: int = 50_000, num_envs: int =
         observations[:, -1] = rng.integers(0, 256, (num_envs, 84, 84), dtype=np.uint8)
         ended = np.zeros(num_envs, dtype=bool)
         ended[step % num_envs] = step % 97 == 0
-        replay.add(rng.integers(0, 18, num_envs), rng.standard_normal(num_envs), ended, np.zeros(num_envs, dtype=bool), observations)
+        replay.add(
+            rng.integers(0, 18, num_envs),
+            rng.standard_normal(num_envs),
+            ended,
+            np.zeros(num_envs, dtype=bool),
+            observations,
+        )
         if ended.any():
             observations[ended] = 0
     return replay
@@ -161,7 +186,12 @@ def bench_replay(cfg: BenchConfig, device: torch.device) -> list[Row]:
     replay = _filled_replay(device)
     rate = _rate(lambda: (replay.sample(32), 32)[1], cfg.seconds)
     return [
-        Row("replay bytes per transition (4x84x84)", per_transition, "bytes", f"{per_transition * 1e6 / 2**30:.2f} GiB per 1M"),
+        Row(
+            "replay bytes per transition (4x84x84)",
+            per_transition,
+            "bytes",
+            f"{per_transition * 1e6 / 2**30:.2f} GiB per 1M",
+        ),
         Row("replay sample rate, batch 32", rate, "transitions/s", f"on {replay.device}"),
     ]
 
@@ -187,7 +217,14 @@ def bench_learner(cfg: BenchConfig, device: torch.device) -> list[Row]:
             torch.cuda.synchronize(device)
         return rate
 
-    return [Row("DQN learner updates/s, batch 32", synchronized_rate(), "updates/s", "sample + double-DQN target + huber + adam")]
+    return [
+        Row(
+            "DQN learner updates/s, batch 32",
+            synchronized_rate(),
+            "updates/s",
+            "sample + double-DQN target + huber + adam",
+        )
+    ]
 
 
 def bench_dqn(cfg: BenchConfig, device: torch.device) -> list[Row]:
@@ -227,10 +264,39 @@ def bench_dqn(cfg: BenchConfig, device: torch.device) -> list[Row]:
 
 
 def bench_gan(cfg: BenchConfig, device: torch.device) -> list[Row]:
-    from gan.train import measure_images_per_second
+    from gan.train import GanConfig, train_gan
+    from playground.logger import MemoryLogger
 
     rows = []
     for image_size in (64, 32):
-        rate = measure_images_per_second(image_size=image_size, batch_size=128, steps=cfg.gan_steps, device=device)
-        rows.append(Row(f"DCGAN training images/s, {image_size}x{image_size}, batch 128", rate, "images/s", "3 channels, widths 64"))
+        logger = MemoryLogger()
+        warmup = 3
+        with tempfile.TemporaryDirectory() as runs_dir:
+            train_gan(
+                GanConfig(
+                    dataset="fake",
+                    image_size=image_size,
+                    batch_size=128,
+                    steps=warmup + cfg.gan_steps,
+                    log_every=warmup,  # the first window holds the warm-up steps
+                    sample_every=0,
+                    metric_every=0,
+                    checkpoint_every=10**9,
+                    ema_decay=0.0,
+                    diff_augment="",
+                    device=str(device),
+                    runs_dir=runs_dir,
+                    progress=False,
+                ),
+                logger=logger,
+            )
+        rates = [value for step, value in logger.values["perf/images_per_sec"] if step > warmup]
+        rows.append(
+            Row(
+                f"DCGAN training images/s, {image_size}x{image_size}, batch 128",
+                float(np.mean(rates)),
+                "images/s",
+                "3 channels, widths 64, no EMA / DiffAugment (as the PyTorch example)",
+            )
+        )
     return rows

@@ -22,7 +22,9 @@ from playground.errors import UserError
 
 def random_brightness(images: torch.Tensor) -> torch.Tensor:
     """Add one offset in [-0.5, 0.5) per image."""
-    return images + (torch.rand(images.shape[0], 1, 1, 1, dtype=images.dtype, device=images.device) - 0.5)
+    return images + (
+        torch.rand(images.shape[0], 1, 1, 1, dtype=images.dtype, device=images.device) - 0.5
+    )
 
 
 def random_saturation(images: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from playground.errors import UserError
 
 TORCHVISION_DATASETS = ("mnist", "fashion-mnist", "cifar10", "celeba")
-DATASET_HELP = "atari, mnist, fashion-mnist, cifar10, celeba, idx:PATH or folder:PATH"
+DATASET_HELP = "atari, mnist, fashion-mnist, cifar10, celeba, idx:PATH, folder:PATH or fake"
 ATARI_GAMES = ("Pong", "Breakout", "SpaceInvaders", "Freeway")
 ATARI_FRAMES_PER_GAME = 1024
 
@@ -78,14 +78,14 @@ def native_channels(spec: str) -> int | None:
     """The channels a data set has before any conversion (None: only known after loading)."""
     if spec in ("mnist", "fashion-mnist") or spec.startswith("idx:"):
         return 1
-    if spec in ("cifar10", "celeba", "atari"):
+    if spec in ("cifar10", "celeba", "atari", "fake"):
         return 3
     return None
 
 
 def check_dataset_spec(spec: str) -> None:
     """Refuse an unknown `--dataset` value before anything is loaded."""
-    known = spec == "atari" or spec in TORCHVISION_DATASETS
+    known = spec in ("atari", "fake") or spec in TORCHVISION_DATASETS
     prefixed = spec.startswith(("idx:", "folder:")) and len(spec.split(":", 1)[1]) > 0
     if not (known or prefixed):
         raise UserError(f"--dataset {spec!r} is not known; use one of {DATASET_HELP}")
@@ -105,6 +105,14 @@ def load_dataset(
     check_dataset_spec(spec)
     if spec == "atari":
         images, labels, label_names = collect_atari_frames(image_size, seed)
+    elif spec == "fake":
+        # 1,000 random colour images, like the PyTorch DCGAN example's `--dataset fake`: for
+        # measuring speed, not for learning anything.
+        generator = torch.Generator().manual_seed(seed)
+        images = torch.randint(
+            0, 256, (1000, 3, image_size, image_size), dtype=torch.uint8, generator=generator
+        )
+        labels, label_names = None, ()
     elif spec in TORCHVISION_DATASETS:
         images, labels, label_names = _load_torchvision(spec, data_dir, image_size)
     elif spec.startswith("idx:"):
@@ -141,7 +149,9 @@ def resize_images(images: torch.Tensor, size: int, chunk: int = 1024) -> torch.T
     pieces = []
     for start in range(0, images.shape[0], chunk):
         piece = images[start : start + chunk].float()
-        piece = F.interpolate(piece, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        piece = F.interpolate(
+            piece, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
         pieces.append(piece.round().clamp(0, 255).to(torch.uint8))
     return torch.cat(pieces)
 
@@ -150,7 +160,10 @@ def resize_images(images: torch.Tensor, size: int, chunk: int = 1024) -> torch.T
 
 
 def collect_atari_frames(
-    image_size: int, seed: int = 0, games: tuple[str, ...] = ATARI_GAMES, frames_per_game: int = ATARI_FRAMES_PER_GAME
+    image_size: int,
+    seed: int = 0,
+    games: tuple[str, ...] = ATARI_GAMES,
+    frames_per_game: int = ATARI_FRAMES_PER_GAME,
 ) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
     """Play each game with a seeded random policy and keep every observation, resized to
     `image_size`; label = index of the game."""
@@ -158,7 +171,9 @@ def collect_atari_frames(
         import ale_py
         import gymnasium
     except ImportError as error:
-        raise UserError(f"--dataset atari needs ale-py and gymnasium ({error}); pip install -r requirements.txt") from None
+        raise UserError(
+            f"--dataset atari needs ale-py and gymnasium ({error}); pip install -r requirements.txt"
+        ) from None
     gymnasium.register_envs(ale_py)
     all_frames, all_labels = [], []
     for index, game in enumerate(games):
@@ -190,7 +205,9 @@ _DOWNLOAD_HOSTS = {
 
 def _online(host: str, timeout: float = 3.0) -> bool:
     try:
-        with socket.create_connection((host, 443 if "amazonaws" not in host else 80), timeout=timeout):
+        with socket.create_connection(
+            (host, 443 if "amazonaws" not in host else 80), timeout=timeout
+        ):
             return True
     except OSError:
         return False
@@ -260,7 +277,11 @@ def read_idx(path: Path) -> np.ndarray:
     offset = 4 + 4 * ndim
     if len(data) < offset + count * dtype.itemsize:
         raise UserError(f"{path} is truncated: expected {count} values of shape {shape}")
-    return np.frombuffer(data, dtype, count=count, offset=offset).reshape(shape).astype(dtype.newbyteorder("="))
+    return (
+        np.frombuffer(data, dtype, count=count, offset=offset)
+        .reshape(shape)
+        .astype(dtype.newbyteorder("="))
+    )
 
 
 def _idx_image_files(path: Path) -> list[Path]:
@@ -273,15 +294,23 @@ def _idx_image_files(path: Path) -> list[Path]:
     names = {p.name for p in files}
     files = [p for p in files if not (p.suffix == ".gz" and p.name[:-3] in names)]
     if not files:
-        raise UserError(f"--dataset idx:{path}: no IDX images file (…-images-idx3-ubyte[.gz]) there")
+        raise UserError(
+            f"--dataset idx:{path}: no IDX images file (…-images-idx3-ubyte[.gz]) there"
+        )
     return files
 
 
 def _idx_label_file(images_file: Path) -> Path | None:
-    name = images_file.name.replace("images-idx3", "labels-idx1").replace("images.idx3", "labels.idx1")
+    name = images_file.name.replace("images-idx3", "labels-idx1").replace(
+        "images.idx3", "labels.idx1"
+    )
     if name == images_file.name:
         return None
-    for candidate in (images_file.with_name(name), images_file.with_name(name + ".gz"), images_file.with_name(name.removesuffix(".gz"))):
+    for candidate in (
+        images_file.with_name(name),
+        images_file.with_name(name + ".gz"),
+        images_file.with_name(name.removesuffix(".gz")),
+    ):
         if candidate.is_file():
             return candidate
     return None
@@ -292,11 +321,15 @@ def _load_idx(path: Path) -> tuple[torch.Tensor, torch.Tensor | None, tuple[str,
     for images_file in _idx_image_files(path):
         array = read_idx(images_file)
         if array.ndim != 3 or array.dtype != np.uint8:
-            raise UserError(f"{images_file} does not hold uint8 images (N, H, W); got {array.dtype} {array.shape}")
+            raise UserError(
+                f"{images_file} does not hold uint8 images (N, H, W); got {array.dtype} {array.shape}"
+            )
         image_parts.append(torch.from_numpy(array).unsqueeze(1))  # (N, 1, H, W)
         label_file = _idx_label_file(images_file)
         labels = read_idx(label_file) if label_file is not None else None
-        label_parts.append(None if labels is None or len(labels) != len(array) else torch.from_numpy(labels).long())
+        label_parts.append(
+            None if labels is None or len(labels) != len(array) else torch.from_numpy(labels).long()
+        )
     images = torch.cat(image_parts)
     labels = torch.cat(label_parts) if all(part is not None for part in label_parts) else None
     label_names = tuple(str(i) for i in range(int(labels.max()) + 1)) if labels is not None else ()
@@ -306,7 +339,9 @@ def _load_idx(path: Path) -> tuple[torch.Tensor, torch.Tensor | None, tuple[str,
 # ---- folder:PATH ---------------------------------------------------------------------------
 
 
-def _load_folder(root: Path, image_size: int) -> tuple[torch.Tensor, torch.Tensor | None, tuple[str, ...]]:
+def _load_folder(
+    root: Path, image_size: int
+) -> tuple[torch.Tensor, torch.Tensor | None, tuple[str, ...]]:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     if not root.is_dir():
@@ -318,12 +353,16 @@ def _load_folder(root: Path, image_size: int) -> tuple[torch.Tensor, torch.Tenso
                 image.load()
                 grey = image.mode in ("1", "L", "LA", "I", "I;16", "F")
                 # Centre-crop to a square, then resize (as torchvision's Resize + CenterCrop).
-                square = ImageOps.fit(image.convert("RGB"), (image_size, image_size), Image.Resampling.BICUBIC)
+                square = ImageOps.fit(
+                    image.convert("RGB"), (image_size, image_size), Image.Resampling.BICUBIC
+                )
         except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
             skipped += 1
             continue
         all_grey = all_grey and grey
-        images.append(torch.from_numpy(np.asarray(square).copy()).permute(2, 0, 1))  # (3, size, size)
+        images.append(
+            torch.from_numpy(np.asarray(square).copy()).permute(2, 0, 1)
+        )  # (3, size, size)
         relative = path.relative_to(root)
         folders.append(relative.parts[0] if len(relative.parts) > 1 else "")
     if skipped:

@@ -49,7 +49,9 @@ def init_weights(module: nn.Module) -> None:
 class Generator(nn.Module):
     """Maps a latent vector z (N, latent_size) to an image (N, channels, size, size) in [-1, 1]."""
 
-    def __init__(self, image_size: int = 64, channels: int = 3, latent_size: int = 100, width: int = 64):
+    def __init__(
+        self, image_size: int = 64, channels: int = 3, latent_size: int = 100, width: int = 64
+    ):
         super().__init__()
         doublings = check_image_size(image_size)
         if channels not in (1, 3):
@@ -66,9 +68,11 @@ class Generator(nn.Module):
         ]
         in_width = top
         for block in range(1, doublings):
-            out_width = in_width // 2
+            out_width = top // 2**block
             layers += [
-                nn.ConvTranspose2d(in_width, out_width, kernel_size=4, stride=2, padding=1, bias=False),
+                nn.ConvTranspose2d(
+                    in_width, out_width, kernel_size=4, stride=2, padding=1, bias=False
+                ),
                 nn.BatchNorm2d(out_width),
                 nn.ReLU(inplace=True),
                 # (width * 2**(doublings-1-block)) x (4 * 2**block) x (4 * 2**block),
@@ -117,7 +121,7 @@ class Discriminator(nn.Module):
         ]
         in_width = width
         for block in range(1, doublings):
-            out_width = in_width * 2
+            out_width = width * 2**block
             layers.append(conv(in_width, out_width, stride=2, padding=1))
             if not spectral_norm:
                 layers.append(nn.BatchNorm2d(out_width))
@@ -164,7 +168,10 @@ def architecture(
 def build_models(arch: dict[str, int | bool]) -> tuple[Generator, Discriminator]:
     """Generator and discriminator for an `architecture(...)` dict."""
     generator = Generator(
-        int(arch["image_size"]), int(arch["channels"]), int(arch["latent_size"]), int(arch["generator_width"])
+        int(arch["image_size"]),
+        int(arch["channels"]),
+        int(arch["latent_size"]),
+        int(arch["generator_width"]),
     )
     discriminator = Discriminator(
         int(arch["image_size"]),
