@@ -216,8 +216,10 @@ class QualityMetric:
         self.network = self.network.to(self.device).eval().requires_grad_(False)
 
         num_features = int(self.network.num_features)
+        # One process computes the metric on all its samples: never all-gather states, even
+        # when a process group exists (torchrun), where only rank 0 evaluates.
         self._fid = FrechetInceptionDistance(
-            feature=_Precomputed(num_features), reset_real_features=False
+            feature=_Precomputed(num_features), reset_real_features=False, sync_on_compute=False
         ).to(self.device)
         with warnings.catch_warnings():
             # KID warns that it stores every feature; a few thousand rows of D floats is small.
@@ -227,6 +229,7 @@ class QualityMetric:
                 subsets=kid_subsets,
                 subset_size=kid_subset_size,
                 reset_real_features=False,
+                sync_on_compute=False,
             ).to(self.device)
         real_features = self.features(real_images)
         self.real_count = real_features.shape[0]

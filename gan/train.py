@@ -33,6 +33,7 @@ from gan.data import (
     to_float,
     to_uint8,
 )
+from gan.distributed import Distributed, sync_batch_norm
 from gan.losses import discriminator_loss, generator_loss
 from gan.models import Generator, architecture, build_models, check_image_size
 from playground.checkpoint import load_checkpoint, save_checkpoint
@@ -76,7 +77,9 @@ class GanConfig:
     discriminator_width: int = 64
     """channels of the discriminator's first layer (ndf); doubles towards 4 x 4"""
     batch_size: int = 64
-    """real (and fake) images per step"""
+    """real (and fake) images per step, over all processes (torchrun splits it evenly)"""
+    sync_batch_norm: bool = False
+    """under torchrun, batch norm uses the statistics of the global batch, not each process's"""
     steps: int = 250
     """total training steps (a resumed run continues up to this number)"""
     generator_learning_rate: float = 2e-4
@@ -184,14 +187,29 @@ def validate(cfg: GanConfig) -> None:
 
 
 def train_gan(cfg: GanConfig, logger: Logger | None = None) -> Path:
-    """Train a DCGAN as `cfg` says; return the run folder (latest.pt, best.pt, event files)."""
+    """Train a DCGAN as `cfg` says; return the run folder (latest.pt, best.pt, event files).
+
+    Under `torchrun` every process calls this; they train one model with DDP (gradients
+    averaged, `cfg.batch_size` split over them) and rank 0 alone writes the run folder."""
+    distributed = Distributed.from_env()
+    try:
+        return _train_gan(cfg, logger, distributed)
+    finally:
+        distributed.close()
+
+
+def _train_gan(cfg: GanConfig, logger: Logger | None, distributed: Distributed) -> Path:
     previous = None
     if cfg.resume:
-        run_dir = resolve_resume_dir(cfg.resume, cfg.runs_dir)
-        previous = load_checkpoint(run_dir / "latest.pt", kind="gan")
+        # Rank 0 reads the checkpoint and hands it to the others: every rank resumes from the
+        # same state, and the other machines need no copy of the run folder.
+        run_dir, previous = distributed.run_on_main(
+            lambda: read_resume_checkpoint(cfg.resume, cfg.runs_dir)
+        )
         cfg = resumed_settings(GanConfig, previous["config"], cfg, RESUME_OVERRIDABLE)
     validate(cfg)
-    device = resolve_device(cfg.device)
+    distributed.local_batch_size(cfg.batch_size)  # refuses a batch that does not split evenly
+    device = distributed.device(resolve_device(cfg.device))
     precision = cfg.precision
     if precision != "fp32" and device.type != "cuda":
         print(f"note: --precision {precision} applies on CUDA only; running fp32 on {device.type}")
@@ -217,14 +235,19 @@ def train_gan(cfg: GanConfig, logger: Logger | None = None) -> Path:
         cfg.discriminator_width,
         cfg.spectral_norm,
     )
-    print(
-        f"data: {data.name}, {len(data)} images of {channels} x {cfg.image_size} x {cfg.image_size}"
-    )
+    if distributed.is_main:
+        print(
+            f"data: {data.name}, {len(data)} images of {channels} x {cfg.image_size} x "
+            f"{cfg.image_size}"
+            + (f"; {distributed.world_size} processes" if distributed.enabled else "")
+        )
 
     if previous is None:
         run_name = cfg.run_name or default_run_name("gan", cfg.dataset, cfg.seed)
-        run_dir = prepare_run_dir(cfg.runs_dir, run_name, resume=False)
-    with RunLock(run_dir):
+        run_dir = distributed.run_on_main(
+            lambda: prepare_run_dir(cfg.runs_dir, run_name, resume=False)
+        )
+    with RunLock(run_dir) if distributed.is_main else nullcontext():
         start_step = int(previous["step"]) if previous is not None else 0
         if start_step >= cfg.steps:
             raise UserError(
@@ -233,6 +256,9 @@ def train_gan(cfg: GanConfig, logger: Logger | None = None) -> Path:
 
         # ---- networks, optimizers, state ----
         generator, discriminator = build_models(arch)
+        if distributed.enabled and cfg.sync_batch_norm:
+            generator = sync_batch_norm(generator, device)
+            discriminator = sync_batch_norm(discriminator, device)
         memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         generator.to(device, memory_format=memory_format)
         discriminator.to(device, memory_format=memory_format)
@@ -249,11 +275,12 @@ def train_gan(cfg: GanConfig, logger: Logger | None = None) -> Path:
             betas=cfg.betas, momentum=cfg.momentum, nesterov=cfg.nesterov, fused=fused,
         )  # fmt: skip
         scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-        # The fixed noise comes from its own seeded generator so it does not depend on how
-        # much randomness data loading used; it is saved and restored on resume.
-        fixed_noise = torch.randn(
-            cfg.num_samples, cfg.latent_size, generator=torch.Generator().manual_seed(cfg.seed)
-        ).to(device)
+        # Noise and batch indices come from their own generator, seeded alike on every rank:
+        # each rank draws the whole global batch and keeps its shard, so N processes train on
+        # exactly the images and noise one process would. Its first draw is the fixed noise,
+        # which thus does not depend on how much randomness data loading used.
+        batch_rng = torch.Generator().manual_seed(cfg.seed)
+        fixed_noise = torch.randn(cfg.num_samples, cfg.latent_size, generator=batch_rng).to(device)
         best_fid = math.inf
 
         if previous is not None:
@@ -268,14 +295,31 @@ def train_gan(cfg: GanConfig, logger: Logger | None = None) -> Path:
                 scaler.load_state_dict(previous["grad_scaler"])
             fixed_noise = previous["fixed_noise"].to(device)
             best_fid = float(previous.get("best_fid", math.inf))
+            if previous.get("batch_rng") is not None:
+                batch_rng.set_state(previous["batch_rng"])
             set_rng_state(previous["rng"])
-            print(f"resuming {run_dir} at step {start_step}")
+            if distributed.is_main:
+                print(f"resuming {run_dir} at step {start_step}")
+        if distributed.rank > 0:
+            # Augmentation draws differ between ranks (rank 0 keeps the run's own stream).
+            seed_everything(distributed.seed(cfg.seed) + start_step)
 
         data = data.to(device)
-        train_generator: nn.Module = torch.compile(generator) if cfg.compile else generator
-        train_discriminator: nn.Module = (
-            torch.compile(discriminator) if cfg.compile else discriminator
+        # DDP averages the gradients over the ranks; the unwrapped modules are what is saved,
+        # so a checkpoint resumes with any number of processes.
+        train_generator = distributed.wrap(generator, device)
+        train_discriminator = distributed.wrap(discriminator, device)
+        train_generator = torch.compile(train_generator) if cfg.compile else train_generator
+        train_discriminator = (
+            torch.compile(train_discriminator) if cfg.compile else train_discriminator
         )
+        # Update G reads D through the plain module: D's weights get no gradient there, and
+        # DDP would wait for them.
+        generator_step_discriminator: nn.Module = train_discriminator
+        if distributed.enabled:
+            generator_step_discriminator = (
+                torch.compile(discriminator) if cfg.compile else discriminator
+            )
         autocast = (
             torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
             if precision != "fp32"
@@ -304,16 +348,21 @@ def train_gan(cfg: GanConfig, logger: Logger | None = None) -> Path:
                 "architecture": arch,
                 "dataset": {"name": data.name, "label_names": list(data.label_names)},
                 "rng": rng_state(),
+                "batch_rng": batch_rng.get_state(),
                 "best_fid": best_fid,
             }
 
-        metric = make_metric(cfg, data, device) if cfg.metric_every > 0 else None
+        metric = (
+            make_metric(cfg, data, device) if cfg.metric_every > 0 and distributed.is_main else None
+        )
+        if not distributed.is_main:
+            logger = Logger()  # rank 0 alone logs
         own_logger = logger is None
         if logger is None:
             logger = TensorBoardLogger(
                 run_dir, purge_step=start_step + 1 if previous is not None else None
             )
-        if previous is None:
+        if previous is None and distributed.is_main:
             shown = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.seed))
             real_grid = grid(to_float(data.images[shown[: cfg.num_samples].to(device)]))
             logger.image("samples/real", real_grid, 0)
@@ -321,7 +370,9 @@ def train_gan(cfg: GanConfig, logger: Logger | None = None) -> Path:
         # Ctrl-C asks the loop to stop after the current step, so latest.pt is never saved
         # halfway through one (a second Ctrl-C interrupts at once).
         stop = StopFlag()
-        progress = Progress(cfg.steps, initial=start_step, enabled=cfg.progress)
+        progress = Progress(
+            cfg.steps, initial=start_step, enabled=cfg.progress and distributed.is_main
+        )
         # Loss values stay on the device and are read only every log_every steps.
         totals = torch.zeros(4, device=device)  # d_loss, g_loss, d_real, d_fake
         first_bad_step = torch.zeros((), dtype=torch.int64, device=device)
@@ -330,8 +381,10 @@ def train_gan(cfg: GanConfig, logger: Logger | None = None) -> Path:
         try:
             with stop:
                 for step in range(start_step + 1, cfg.steps + 1):
-                    noise = torch.randn(cfg.batch_size, cfg.latent_size, device=device)
-                    real = data.sample(cfg.batch_size).contiguous(memory_format=memory_format)
+                    noise, real = draw_batch(
+                        data, batch_rng, cfg.batch_size, cfg.latent_size, distributed, device
+                    )
+                    real = real.contiguous(memory_format=memory_format)
 
                     # ---- update D: push D(x) up on real images and D(G(z)) down on fakes ----
                     with autocast:
@@ -349,7 +402,9 @@ def train_gan(cfg: GanConfig, logger: Logger | None = None) -> Path:
                     # ---- update G: make D call the same fakes real ----
                     discriminator.requires_grad_(False)  # no weight gradients for D here
                     with autocast:
-                        g_loss = generator_loss(train_discriminator(augment(fake)), cfg.loss)
+                        g_loss = generator_loss(
+                            generator_step_discriminator(augment(fake)), cfg.loss
+                        )
                     generator_optimizer.zero_grad(set_to_none=True)
                     scaler.scale(g_loss).backward()
                     scaler.step(generator_optimizer)
@@ -373,11 +428,25 @@ def train_gan(cfg: GanConfig, logger: Logger | None = None) -> Path:
                         )
                     window_steps += 1
                     progress.update(step)
-                    final = step == cfg.steps or stop.requested
+                    stop_requested = stop.requested
+                    if distributed.enabled:
+                        # Every rank must stop at the same step; they agree at each log step.
+                        stop_requested = step % cfg.log_every == 0 and distributed.any(
+                            stop.requested, device
+                        )
+                        checks_finite = (
+                            step % cfg.log_every == 0
+                            or step % cfg.checkpoint_every == 0
+                            or (cfg.metric_every and step % cfg.metric_every == 0)
+                            or step == cfg.steps
+                        )
+                        if checks_finite:  # a NaN on any rank stops all of them
+                            distributed.max_(first_bad_step)
+                    final = step == cfg.steps or stop_requested
 
                     if step % cfg.log_every == 0 or final:
                         check_finite(first_bad_step, run_dir)
-                        means = (totals / window_steps).tolist()
+                        means = (distributed.mean_(totals) / window_steps).tolist()
                         elapsed = time.perf_counter() - window_start
                         last = dict(
                             zip(
@@ -413,13 +482,19 @@ def train_gan(cfg: GanConfig, logger: Logger | None = None) -> Path:
                         if scores["fid"] < best_fid:
                             best_fid = scores["fid"]
                             save_checkpoint(run_dir / "best.pt", checkpoint(step))
-                    if step % cfg.checkpoint_every == 0 or final or stop.requested:
+                    if not distributed.enabled:
+                        stop_requested = stop.requested  # also a Ctrl-C during this step's logs
+                    if step % cfg.checkpoint_every == 0 or final or stop_requested:
                         check_finite(first_bad_step, run_dir)
-                        save_checkpoint(run_dir / "latest.pt", checkpoint(step))
-                    if stop.requested:
+                        if distributed.is_main:
+                            logger.flush()  # curves up to this step reach disk before it
+                            save_checkpoint(run_dir / "latest.pt", checkpoint(step))
+                    if stop_requested:
                         progress.write(f"interrupted: saved step {step} to {run_dir / 'latest.pt'}")
                         break
-            if metric is None:
+            distributed.check_identical(generator, "generator")
+            distributed.check_identical(discriminator, "discriminator")
+            if metric is None and distributed.is_main:
                 # Without a quality metric the last weights are the best we know of.
                 save_checkpoint(run_dir / "best.pt", checkpoint(step))
             final_metrics = (
@@ -435,9 +510,36 @@ def train_gan(cfg: GanConfig, logger: Logger | None = None) -> Path:
             else:
                 logger.flush()
 
-    print(f"run folder: {run_dir} (latest.pt, best.pt, TensorBoard events)")
-    print(f"view the logs: tensorboard --logdir {cfg.runs_dir}")
+    if distributed.is_main:
+        if distributed.enabled:
+            print(f"{distributed.world_size} processes hold identical weights")
+        print(f"run folder: {run_dir} (latest.pt, best.pt, TensorBoard events)")
+        print(f"view the logs: tensorboard --logdir {cfg.runs_dir}")
     return run_dir
+
+
+def read_resume_checkpoint(resume: str, runs_dir: str) -> tuple[Path, dict[str, Any]]:
+    """The folder `--resume` names and its latest.pt."""
+    run_dir = resolve_resume_dir(resume, runs_dir)
+    return run_dir, load_checkpoint(run_dir / "latest.pt", kind="gan")
+
+
+def draw_batch(
+    data: ImageDataset,
+    batch_rng: torch.Generator,
+    batch_size: int,
+    latent_size: int,
+    distributed: Distributed,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's share of one global batch: (noise (B/N, latent), real images (B/N, C, H, W)
+    in [-1, 1]). Every rank draws the same global batch from `batch_rng` and keeps its shard."""
+    noise = torch.randn(batch_size, latent_size, generator=batch_rng)
+    indices = torch.randint(len(data), (batch_size,), generator=batch_rng)
+    shard = distributed.shard(batch_size)
+    noise = noise[shard].to(device, non_blocking=True)
+    real = to_float(data.images[indices[shard].to(data.images.device, non_blocking=True)])
+    return noise, real
 
 
 def check_compatible(state: dict[str, Any], arch: dict[str, int | bool], path: Path) -> None:
