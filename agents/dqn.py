@@ -27,7 +27,7 @@ from torch import nn
 from agents.networks import ENCODERS, QNetwork, build_q_network, random_shift
 from agents.replay import ReplayBuffer, ReplaySample
 from envs import check_env_id, is_pixel_space, make_vector_env
-from playground.checkpoint import load_checkpoint, save_checkpoint
+from playground.checkpoint import load_checkpoint, require_keys, save_checkpoint
 from playground.config import resolve_resume_dir, resumed_settings
 from playground.device import resolve_device
 from playground.errors import UserError, check, require_positive
@@ -339,10 +339,12 @@ def train_dqn(cfg: DQNConfig, logger: Logger | None = None) -> Path:
     if cfg.resume:
         run_dir = resolve_resume_dir(cfg.resume, cfg.runs_dir)
         resumed = load_dqn_checkpoint(run_dir / "latest.pt")
+        require_keys(resumed, RESUME_KEYS, run_dir / "latest.pt")
         cfg = resumed_settings(DQNConfig, resumed["config"], cfg, RESUME_OVERRIDABLE)
     validate(cfg)
     check_env_id(cfg.env_id)
     device = resolve_device(cfg.device)
+    _check_replay_fits(cfg, device)
     if not cfg.resume:
         run_dir = prepare_run_dir(
             cfg.runs_dir,
@@ -407,18 +409,6 @@ def _train(
     autocast = device.type == "cuda" and cfg.precision == "bf16"
 
     replay_device = _replay_device(cfg, device, observation_shape)
-    if replay_device.type == "cpu":  # torch.zeros touches every page: refuse before, not during
-        check_fits_in_memory(
-            cfg.buffer_size
-            * ReplayBuffer.bytes_per_transition(
-                observation_shape,
-                cfg.frame_stack if pixels else 1,
-                torch.uint8 if pixels else torch.float32,
-                num_actions,
-            ),
-            f"a replay buffer of {cfg.buffer_size:,} transitions",
-            "lower --buffer-size",
-        )
     replay = ReplayBuffer(
         cfg.buffer_size,
         cfg.num_envs,
@@ -865,6 +855,31 @@ def _replay_device(
         free, _ = torch.cuda.mem_get_info(device)
         return device if needed < free // 2 else torch.device("cpu")
     return torch.device("cpu")
+
+
+def _check_replay_fits(cfg: DQNConfig, device: torch.device) -> None:
+    """Refuse, before anything is written, a replay buffer bigger than the free RAM (its
+    torch.zeros touches every page, so it would otherwise fail, or be killed, while filling)."""
+    envs = make_vector_env(cfg.env_id, 1, seed=cfg.seed, frame_stack=cfg.frame_stack)
+    try:
+        observation_shape = tuple(envs.single_observation_space.shape)
+        pixels = is_pixel_space(envs.single_observation_space)
+        num_actions = int(envs.single_action_space.n)
+    finally:
+        envs.close()
+    if _replay_device(cfg, device, observation_shape).type != "cpu":
+        return
+    per_transition = ReplayBuffer.bytes_per_transition(
+        observation_shape,
+        cfg.frame_stack if pixels else 1,
+        torch.uint8 if pixels else torch.float32,
+        num_actions,
+    )
+    check_fits_in_memory(
+        cfg.buffer_size * per_transition,
+        f"a replay buffer of {cfg.buffer_size:,} transitions ({per_transition} bytes each)",
+        "lower --buffer-size",
+    )
 
 
 def _load_replay(replay: ReplayBuffer, run_dir: Path, step: int) -> bool:

@@ -23,14 +23,17 @@ from __future__ import annotations
 import gzip
 import socket
 import struct
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from playground.errors import UserError
+from playground.resources import check_fits_in_memory
 
 TORCHVISION_DATASETS = ("mnist", "fashion-mnist", "cifar10", "celeba")
 DATASET_HELP = "atari, mnist, fashion-mnist, cifar10, celeba, idx:PATH, folder:PATH or fake"
@@ -339,6 +342,21 @@ def _load_idx(path: Path) -> tuple[torch.Tensor, torch.Tensor | None, tuple[str,
 # ---- folder:PATH ---------------------------------------------------------------------------
 
 
+def _to_rgb(image: Any) -> Any:
+    """An RGB copy of any Pillow image. 16- and 32-bit grey is scaled to 8 bits (`convert`
+    would clip it to white); transparent pixels are composited onto black."""
+    from PIL import Image
+
+    if image.mode.startswith("I"):
+        array = np.asarray(image).astype(np.float64) / 257.0  # 0..65535 -> 0..255
+        image = Image.fromarray(np.clip(array, 0, 255).round().astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA", "La") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        return Image.alpha_composite(black, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
 def _load_folder(
     root: Path, image_size: int
 ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[str, ...]]:
@@ -346,17 +364,33 @@ def _load_folder(
 
     if not root.is_dir():
         raise UserError(f"--dataset folder:{root}: no such folder")
+    paths = sorted(p for p in root.rglob("*") if p.is_file())
+    # The decoded images are held twice for a moment (the list, then the stacked tensor).
+    check_fits_in_memory(
+        2 * len(paths) * 3 * image_size**2,
+        f"--dataset folder:{root} ({len(paths):,} files at {image_size} x {image_size})",
+        "use a smaller --image-size or fewer files",
+    )
     images, folders, skipped, all_grey = [], [], 0, True
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+    for path in paths:
         try:
-            with Image.open(path) as image:
-                image.load()
-                grey = image.mode in ("1", "L", "LA", "I", "I;16", "F")
-                # Centre-crop to a square, then resize (as torchvision's Resize + CenterCrop).
-                square = ImageOps.fit(
-                    image.convert("RGB"), (image_size, image_size), Image.Resampling.BICUBIC
-                )
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+            with warnings.catch_warnings():
+                # Images above Pillow's pixel limit (89 M) are skipped, not just warned about.
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as image:
+                    image.load()
+                    grey = image.mode in ("1", "L", "LA", "I", "I;16", "F")
+                    # Centre-crop to a square, then resize (as torchvision's Resize + CenterCrop).
+                    square = ImageOps.fit(
+                        _to_rgb(image), (image_size, image_size), Image.Resampling.BICUBIC
+                    )
+        except (
+            UnidentifiedImageError,
+            OSError,
+            ValueError,
+            Image.DecompressionBombError,
+            Image.DecompressionBombWarning,
+        ):
             skipped += 1
             continue
         all_grey = all_grey and grey

@@ -7,10 +7,14 @@ checks so a foreign or corrupted file gets one clear line instead of a traceback
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
+import re
+import shutil
 import tempfile
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,7 @@ import torch
 from playground.errors import UserError
 
 FORMAT_VERSION = 1
+OLDEST_FORMAT_VERSION = 1  # formats older than this cannot be read any more
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
@@ -37,11 +42,40 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+    except (OSError, RuntimeError) as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise UserError(_write_failure(path, error)) from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     _fsync_directory(path.parent)
     return path
+
+
+def _write_failure(path: Path, error: BaseException) -> str:
+    """One line for a checkpoint that could not be written. torch.save reports a full disk as
+    a RuntimeError from its zip writer, so the free space is looked at to name the cause."""
+    if (
+        isinstance(error, OSError)
+        and error.errno in (errno.ENOSPC, errno.EDQUOT)
+        or _nearly_full(path.parent)
+    ):
+        reason = "no space left on the device"
+    elif isinstance(error, OSError):
+        reason = error.strerror or str(error)
+    else:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+    return (
+        f"cannot write {path}: {reason}; the checkpoints saved before are intact. Free some "
+        "space (or pick another --runs-dir), then continue with --resume"
+    )
+
+
+def _nearly_full(directory: Path) -> bool:
+    try:
+        return shutil.disk_usage(directory).free < 1024**2
+    except OSError:
+        return False
 
 
 def load_checkpoint(
@@ -60,9 +94,13 @@ def load_checkpoint(
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else "unsafe content"
+        # torch's message is a paragraph; keep the line that names what was refused.
+        found = re.search(
+            r"(unsupported GLOBAL [\w.]+|Unsupported (global|operand)[^\n.]*)", str(error)
+        )
+        detail = found.group(0).strip() if found else "unreadable or unsafe content"
         raise UserError(
-            f"{path} was refused: it is not a plain checkpoint ({first_line[:160]})"
+            f"{path} was refused, nothing in it was run: it is not a plain checkpoint ({detail})"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
         raise UserError(
@@ -70,6 +108,12 @@ def load_checkpoint(
         ) from None
     if not isinstance(state, dict) or "format_version" not in state:
         raise UserError(f"{path} is not a checkpoint written by this playground")
+    version = state["format_version"]
+    if not isinstance(version, int) or version < OLDEST_FORMAT_VERSION:
+        raise UserError(
+            f"{path} was written by an older version of the playground (format {version!r}, "
+            f"this one reads formats {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION}); train anew"
+        )
     if state["format_version"] > FORMAT_VERSION:
         raise UserError(
             f"{path} was written by a newer version of the playground (format "
@@ -80,6 +124,17 @@ def load_checkpoint(
             f"{path} is a {state.get('kind', 'unknown')!r} checkpoint, not a {kind!r} one"
         )
     return state
+
+
+def require_keys(state: dict[str, Any], keys: Iterable[str], path: str | Path) -> None:
+    """Refuse a checkpoint that lacks entries this version needs (an older or partial file)
+    with one line naming them."""
+    missing = [key for key in keys if key not in state]
+    if missing:
+        raise UserError(
+            f"{path} lacks {', '.join(missing)} (written by an older version of the playground, "
+            f"format {state.get('format_version')!r}?); it cannot be resumed, train anew"
+        )
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -7,13 +7,20 @@ Training loops are handed a `Logger` and call `scalar`, `image`, `video`, `text`
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import io
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
+
+from playground.errors import UserError
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
 
 
 class Logger:
@@ -69,6 +76,46 @@ class MemoryLogger(Logger):
         self.values.setdefault(tag, []).append((step, float(value)))
 
 
+def _reporting_write_errors(method: _Method) -> _Method:
+    """Turn a failed write of the event file (full disk, lost mount) into one clear line.
+    The SummaryWriter writes from a background thread, which hands its error to the next call."""
+
+    @functools.wraps(method)
+    def wrapper(self: TensorBoardLogger, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except OSError as error:
+            reason = error.strerror or str(error) or type(error).__name__
+            raise UserError(
+                f"cannot write the TensorBoard logs in {self.log_dir}: {reason}; the run stopped "
+                "here and the checkpoints already saved are intact: free some space, then --resume"
+            ) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+_quiet_hook_installed = False
+
+
+def _quiet_event_writer_errors() -> None:
+    """Keep the event writer thread from printing a traceback for an OSError: the error is
+    raised again on the training thread, as one line, by the next logging call."""
+    global _quiet_hook_installed
+    if _quiet_hook_installed:
+        return
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if type(args.thread).__name__ == "_AsyncWriterThread" and issubclass(
+            args.exc_type, OSError
+        ):
+            return
+        previous(args)
+
+    threading.excepthook = hook
+    _quiet_hook_installed = True
+
+
 class TensorBoardLogger(Logger):
     """Writes TensorBoard event files under `log_dir`.
 
@@ -81,11 +128,14 @@ class TensorBoardLogger(Logger):
 
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        _quiet_event_writer_errors()
         self._writer = SummaryWriter(str(self.log_dir), purge_step=purge_step, flush_secs=10)
 
+    @_reporting_write_errors
     def scalar(self, tag: str, value: float, step: int) -> None:
         self._writer.add_scalar(tag, float(value), step)
 
+    @_reporting_write_errors
     def image(self, tag: str, image: np.ndarray | torch.Tensor, step: int) -> None:
         array = _to_numpy(image)
         dataformats = "HW" if array.ndim == 2 else "CHW"
@@ -93,6 +143,7 @@ class TensorBoardLogger(Logger):
             array = (np.clip(array, 0.0, 1.0) * 255).round().astype(np.uint8)
         self._writer.add_image(tag, array, step, dataformats=dataformats)
 
+    @_reporting_write_errors
     def video(self, tag: str, frames: np.ndarray | torch.Tensor, step: int, fps: int = 30) -> None:
         # TensorBoard shows videos as animated GIFs inside an image summary; encoding the GIF
         # with Pillow here avoids SummaryWriter.add_video's dependency on moviepy.
@@ -114,9 +165,11 @@ class TensorBoardLogger(Logger):
         summary = Summary(value=[Summary.Value(tag=tag, image=summary_image)])
         self._writer._get_file_writer().add_summary(summary, step)
 
+    @_reporting_write_errors
     def text(self, tag: str, text: str, step: int = 0) -> None:
         self._writer.add_text(tag, text, step)
 
+    @_reporting_write_errors
     def hparams(
         self, params: Mapping[str, Any], metrics: Mapping[str, float] | None = None
     ) -> None:
@@ -131,11 +184,13 @@ class TensorBoardLogger(Logger):
             file_writer.add_summary(summary)
         self.text("config", markdown_table(clean))
 
+    @_reporting_write_errors
     def flush(self) -> None:
         self._writer.flush()
 
     def close(self) -> None:
-        self._writer.close()
+        with contextlib.suppress(OSError):  # a write error was reported already; keep it seen
+            self._writer.close()
 
 
 def encode_gif(frames: np.ndarray, fps: int) -> bytes:

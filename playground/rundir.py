@@ -30,7 +30,7 @@ def prepare_run_dir(root: str | Path, name: str, resume: bool) -> Path:
                 f"--resume: no checkpoint to resume in {run_dir} (expected {run_dir / 'latest.pt'})"
             )
         return run_dir
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and any(run_dir.iterdir()) and not _died_before_first_checkpoint(run_dir):
         raise UserError(
             f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-name"
         )
@@ -39,6 +39,17 @@ def prepare_run_dir(root: str | Path, name: str, resume: bool) -> Path:
     except OSError as error:
         raise UserError(f"cannot create run directory {run_dir}: {error.strerror}") from None
     return run_dir
+
+
+def _died_before_first_checkpoint(run_dir: Path) -> bool:
+    """True for a folder holding only what a run leaves when it is killed before saving its
+    first checkpoint (lock file, event files, temporary files): starting anew there loses
+    nothing, and the new run's logger purges the old curves (`purge_step=0`)."""
+    leftovers = (".lock", "events.out.tfevents.*", ".*.tmp", "replay.pt", "replay.previous.pt")
+    return all(
+        entry.is_file() and any(entry.match(pattern) for pattern in leftovers)
+        for entry in run_dir.iterdir()
+    )
 
 
 class RunLock:
@@ -59,6 +70,10 @@ class RunLock:
         os.ftruncate(descriptor, 0)
         os.write(descriptor, str(os.getpid()).encode())
         self._descriptor = descriptor
+        # Half-written temporary files of a process killed while saving: nobody else can be
+        # writing them now that this process holds the lock.
+        for stale in self.path.parent.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
         return self
 
     def release(self) -> None:

@@ -56,7 +56,7 @@ def test_checkpoint_save_failure_keeps_previous(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError):
+    with pytest.raises(UserError, match="no space left on the device"):
         save_checkpoint(path, {"kind": "dqn", "step": 2})
     monkeypatch.undo()
     assert load_checkpoint(path)["step"] == 1
