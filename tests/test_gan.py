@@ -402,11 +402,13 @@ class InterruptAt(Logger):
 
 
 def test_ctrl_c_saves_latest_and_returns(tmp_path: Path):
+    # The handler in force before (the default one, or SIG_IGN in a background job) comes back.
+    handler_before = signal.getsignal(signal.SIGINT)
     run_dir = train_gan(
         tiny_config(tmp_path, steps=50, log_every=1, checkpoint_every=100), InterruptAt(3)
     )
     assert load_checkpoint(run_dir / "latest.pt", kind="gan")["step"] == 3
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is handler_before
 
 
 def test_impossible_settings_are_refused_up_front(tmp_path: Path):
