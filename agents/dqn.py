@@ -28,7 +28,7 @@ from agents.networks import ENCODERS, QNetwork, build_q_network, random_shift
 from agents.replay import ReplayBuffer, ReplaySample
 from envs import check_env_id, is_pixel_space, make_vector_env
 from playground.checkpoint import load_checkpoint, require_keys, save_checkpoint
-from playground.config import resolve_resume_dir, resumed_settings
+from playground.config import resolve_resume_dir, resumed_settings, settings_from_saved
 from playground.device import resolve_device
 from playground.errors import UserError, check, require_positive
 from playground.logger import Logger, TensorBoardLogger
@@ -325,9 +325,7 @@ def network_from_checkpoint(checkpoint: dict[str, Any]) -> QNetwork:
 
 def config_from_checkpoint(checkpoint: dict[str, Any], **overrides: Any) -> DQNConfig:
     """The DQNConfig a checkpoint was trained with (fields unknown to this version are ignored)."""
-    known = {field.name for field in dataclasses.fields(DQNConfig)}
-    saved = {key: value for key, value in checkpoint["config"].items() if key in known}
-    return DQNConfig(**{**saved, **overrides})
+    return settings_from_saved(DQNConfig, checkpoint["config"], **overrides)
 
 
 # ----------------------------------------------------------------------------- training

@@ -25,17 +25,27 @@ def resolve_resume_dir(resume: str, runs_dir: str) -> Path:
     return path
 
 
+def settings_from_saved(
+    config_type: type[Config], saved: dict[str, Any], **overrides: Any
+) -> Config:
+    """Rebuild settings saved in a checkpoint (fields this version does not know are ignored;
+    fields it added since take their defaults), with `overrides` on top."""
+    known = {field.name for field in dataclasses.fields(config_type)}  # type: ignore[arg-type]
+    values = {name: value for name, value in saved.items() if name in known}
+    return config_type(**{**values, **overrides})
+
+
 def resumed_settings(
     config_type: type[Config], saved: dict[str, Any], given: Config, overridable: Iterable[str]
 ) -> Config:
     """The settings a resumed run continues with: the ones saved in its checkpoint, except the
     `overridable` fields that the command line set to something other than their default
-    (more steps, another device, ...). Saved fields this version does not know are ignored."""
-    known = {field.name for field in dataclasses.fields(config_type)}  # type: ignore[arg-type]
+    (more steps, another device, ...)."""
     defaults = config_type()
-    values = {name: value for name, value in saved.items() if name in known}
-    for name in overridable:
-        if getattr(given, name) != getattr(defaults, name):
-            values[name] = getattr(given, name)
-    values["resume"] = given.resume  # type: ignore[attr-defined]
-    return config_type(**values)
+    overrides = {
+        name: getattr(given, name)
+        for name in overridable
+        if getattr(given, name) != getattr(defaults, name)
+    }
+    overrides["resume"] = given.resume  # type: ignore[attr-defined]
+    return settings_from_saved(config_type, saved, **overrides)
