@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from agents.learner import CAPTURABLE_OPTIMIZERS, DQNLearner
 from agents.networks import ENCODERS, QNetwork, build_q_network, random_shift
 from agents.replay import ReplayBuffer, ReplaySample
 from envs import check_env_id, is_pixel_space, make_vector_env
@@ -39,7 +40,8 @@ from playground.rundir import RunLock, default_run_name, prepare_run_dir
 from playground.seeding import rng_state, seed_everything, set_rng_state
 
 CHECKPOINT_KIND = "dqn"
-RESUME_OVERRIDABLE = ("total_steps", "device", "progress", "watch")
+# Settings a resumed run may change: none of them changes what is learned.
+RESUME_OVERRIDABLE = ("total_steps", "device", "progress", "watch", "compile", "cuda_graph")
 # Entries --resume needs; a checkpoint lacking one is refused with its name.
 RESUME_KEYS = (
     "config", "q_network", "target_network", "optimizer", "step", "updates", "best_eval", "rng"
@@ -122,6 +124,11 @@ class DQNConfig:
     """Random-shift image augmentation (DrQ) on sampled observations."""
     precision: Literal["fp32", "bf16"] = "fp32"
     """bf16 autocast for the network on CUDA (ignored on the CPU)."""
+    compile: bool = False
+    """torch.compile the update (fused kernels; the first update compiles for a minute or so)."""
+    cuda_graph: bool = False
+    """On CUDA, capture the whole update, replay sampling included, as one CUDA graph replayed
+    once per update (ignored on the CPU; adagrad cannot be captured)."""
 
     # Transfer learning
     init_from: str = ""
@@ -211,6 +218,11 @@ def validate(cfg: DQNConfig) -> None:
         f"--optimizer {cfg.optimizer!r} is not one of {', '.join(OPTIMIZERS)}",
     )
     check(not cfg.freeze_encoder or bool(cfg.init_from), "--freeze-encoder needs --init-from CKPT")
+    check(
+        not cfg.cuda_graph or cfg.optimizer in CAPTURABLE_OPTIMIZERS,
+        f"--cuda-graph cannot capture --optimizer {cfg.optimizer}; "
+        f"use {', '.join(CAPTURABLE_OPTIMIZERS)}, or leave out --cuda-graph",
+    )
 
 
 # ----------------------------------------------------------------------------- pure pieces
@@ -249,9 +261,11 @@ def dqn_update(
     *,
     augment: bool = False,
     autocast: bool = False,
+    autocast_cache: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One gradient step on a batch: TD target, loss, backward, clipping, optimizer step.
-    Returns the loss and the mean Q-value of the taken actions as device tensors (no sync)."""
+    Returns the loss and the mean Q-value of the taken actions as device tensors (no sync).
+    Nothing in it reads a value back to the host, so it can be compiled and graph-captured."""
     observations, next_observations = batch.observations, batch.next_observations
     if augment:
         observations, next_observations = (
@@ -259,7 +273,9 @@ def dqn_update(
             random_shift(next_observations),
         )
     device_type = observations.device.type
-    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast):
+    with torch.autocast(
+        device_type, dtype=torch.bfloat16, enabled=autocast, cache_enabled=autocast_cache
+    ):
         with torch.no_grad():
             next_q_target = target_network(next_observations).float()
             next_q_online = q_network(next_observations).float() if cfg.double_dqn else None
@@ -403,8 +419,11 @@ def _train(
         eps=cfg.adam_eps,
         momentum=cfg.momentum,
         nesterov=cfg.nesterov,
+        capturable=cfg.cuda_graph and device.type == "cuda",
     )
     autocast = device.type == "cuda" and cfg.precision == "bf16"
+    if cfg.cuda_graph and device.type != "cuda":
+        print(f"note: --cuda-graph applies on CUDA only; ignored on {device}", file=sys.stderr)
 
     replay_device = _replay_device(cfg, device, observation_shape)
     replay = ReplayBuffer(
@@ -488,19 +507,19 @@ def _train(
         )
     # A first evaluation baseline is not needed; the first eval happens after eval_every steps.
 
-    def learn() -> tuple[torch.Tensor, torch.Tensor]:
-        batch = replay.sample(cfg.batch_size)
-        if replay.device != device:
-            batch = ReplaySample(*(tensor.to(device, non_blocking=True) for tensor in batch))
-        return dqn_update(
-            batch,
-            q_network,
-            target_network,
-            optimizer,
-            cfg,
-            augment=cfg.augment and pixels,
-            autocast=autocast,
-        )
+    # Sample + update, eager, compiled or captured as a CUDA graph (agents/learner.py).
+    learner = DQNLearner(
+        replay,
+        q_network,
+        target_network,
+        optimizer,
+        cfg,
+        device,
+        augment=cfg.augment and pixels,
+        autocast=autocast,
+        compile=cfg.compile,
+        cuda_graph=cfg.cuda_graph,
+    )
 
     # Watching while learning: a viewer process plays with weights exported every few seconds.
     policy_path = run_dir / "policy.pt"
@@ -586,7 +605,7 @@ def _train(
             if replay_ready:
                 update_credit += cfg.num_envs / cfg.train_frequency
                 while update_credit >= 1.0:
-                    loss, q_mean = learn()
+                    loss, q_mean = learner.step()
                     loss_sum += loss
                     q_sum += q_mean
                     loss_count += 1

@@ -12,6 +12,8 @@ observation of a new episode. The buffer remembers which envs ended, records tha
 observation as a first frame and makes no transition of it.
 
 Everything lives in torch tensors on one device, so a buffer on the GPU samples there.
+`sample` is exact and cheapest on the CPU; `sample_sync_free` never waits for the device, so
+on a GPU it can run ahead of it and be captured in a CUDA graph (see agents/learner.py).
 
     replay = ReplayBuffer(capacity=100_000, num_envs=8, observation_shape=(4, 84, 84),
                           frame_stack=4, num_actions=envs.single_action_space.n, n_step=3)
@@ -150,6 +152,9 @@ class ReplayBuffer:
         self.started = False
         self._episode_frames = np.zeros(num_envs, dtype=np.int64)  # offset of the newest frame
         self._checked_position = 0  # `valid` is exact for the buffer as it was at this position
+        # `_checked_position` on the device, read by `sample_sync_free` (and by a captured CUDA
+        # graph, which cannot read a Python int that changes).
+        self._position_tensor = torch.zeros((), dtype=torch.int64, device=self.device)
 
         self._action_numpy_dtype = self.actions.cpu().numpy().dtype
         self._env_base = torch.arange(num_envs, device=self.device) * slots_per_env  # (E,)
@@ -281,6 +286,11 @@ class ReplayBuffer:
 
     # ---------------------------------------------------------------- validity
 
+    def refresh_validity(self) -> None:
+        """Bring the sampling state up to date with the frames written so far (both samplers
+        do this first; a caller replaying a captured sampler must call it before each replay)."""
+        self._refresh_validity()
+
     def _refresh_validity(self) -> None:
         """Bring `valid` and `valid_count` up to date with the frames written since last time.
 
@@ -312,6 +322,7 @@ class ReplayBuffer:
                 self.valid_count += valid.sum() - old.sum()
                 self.valid.index_copy_(0, slots, valid)
         self._checked_position = end
+        self._position_tensor.fill_(end)
 
     def _validity(self, envs: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Whether the transitions at these stored positions (all >= position - C) can be sampled.
@@ -374,8 +385,37 @@ class ReplayBuffer:
         else:
             slots = self._exact_draw(batch_size, generator)
 
+        return self._transitions(slots, self.position)
+
+    def sample_sync_free(
+        self, batch_size: int, generator: torch.Generator | None = None
+    ) -> ReplaySample:
+        """Like `sample`, drawn by inverse transform over the running count of valid slots,
+        with fixed shapes and no value read back to the host.
+
+        It never waits for the device, so on a GPU the batch is drawn while earlier work still
+        runs, and after `refresh_validity()` the whole call can be captured in a CUDA graph.
+        The cost is a cumulative sum over the whole buffer per call: nothing on a GPU, but on
+        the CPU `sample` is faster. The caller makes sure a transition is sampleable
+        (`len(self) > 0`); on an empty buffer the batch is meaningless.
+        """
+        self._refresh_validity()
+        cumulative = self.valid.cumsum(0)  # (C,) valid slots up to and including each one
+        # Uniform integers in [0, count): float64 keeps every count below 2**53 exact.
+        picks = (
+            torch.rand(batch_size, dtype=torch.float64, generator=generator, device=self.device)
+            * cumulative[-1]
+        )
+        # The slot holding the (pick + 1)-th valid transition.
+        slots = torch.searchsorted(cumulative, picks.to(torch.int64), right=True)
+        return self._transitions(slots.clamp_(max=self.capacity - 1), self._position_tensor)
+
+    def _transitions(self, slots: torch.Tensor, position: int | torch.Tensor) -> ReplaySample:
+        """The n-step transitions starting at `slots` (B,) of a buffer written up to `position`
+        (an int, or the same value as a device tensor)."""
+        size = self.slots_per_env
         envs = slots // size
-        positions = self.position - 1 - (self.position - 1 - slots % size) % size  # (B,)
+        positions = position - 1 - (position - 1 - slots % size) % size  # (B,)
         base = envs * size
         steps = positions[:, None] + self._step_numbers  # (B, n)
         flags = self._step_flags(base, steps)

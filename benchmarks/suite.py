@@ -44,6 +44,9 @@ class BenchConfig:
     """Environments of the end-to-end DQN run (the replay ratio stays 1 update per 4 steps)."""
     gan_steps: int = 20
     """DCGAN training steps timed per image size (after 3 warm-up steps)."""
+    fast_paths: bool = True
+    """Also time the compiled DQN update and, on CUDA, the CUDA-graph one (compiling takes a
+    minute or so)."""
     parts: tuple[str, ...] = PARTS
     """Which measurements to run: env, replay, learner, dqn, gan."""
     json_path: str = ""
@@ -85,7 +88,7 @@ def run_bench(cfg: BenchConfig) -> list[Row]:
             for row in measures[part](cfg, device):
                 rows.append(row)
                 print(
-                    f"  {row.name:<44} {row.value:>12,.1f} {row.unit:<14} {row.detail}", flush=True
+                    f"  {row.name:<56} {row.value:>12,.1f} {row.unit:<14} {row.detail}", flush=True
                 )
     if cfg.json_path:
         payload = {
@@ -104,13 +107,27 @@ def run_bench(cfg: BenchConfig) -> list[Row]:
     return rows
 
 
-def _rate(step: Callable[[], int], seconds: float, warmup: int = 3) -> float:
-    """Units per second of `step()` (which returns the units it did), over about `seconds`."""
+def _rate(
+    step: Callable[[], int],
+    seconds: float,
+    warmup: int = 3,
+    synchronize: torch.device | None = None,
+) -> float:
+    """Units per second of `step()` (which returns the units it did), over about `seconds`.
+    With `synchronize` a CUDA device, the clock stops when the device has done the work queued,
+    not when the host has queued it."""
+
+    def wait() -> None:
+        if synchronize is not None and synchronize.type == "cuda":
+            torch.cuda.synchronize(synchronize)
+
     for _ in range(warmup):
         step()
+    wait()
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         done += step()
+    wait()
     return done / (time.perf_counter() - start)
 
 
@@ -118,7 +135,7 @@ def bench_envs(cfg: BenchConfig, device: torch.device) -> list[Row]:
     from envs import make_env, make_vector_env
 
     rows = []
-    for env_id in ("Playground/Catch-v0", cfg.env_id):
+    for env_id in dict.fromkeys(("Playground/Catch-v0", cfg.env_id)):  # each game once
         env = make_env(env_id, seed=0)
         env.reset(seed=0)
         rng = np.random.default_rng(0)
@@ -184,7 +201,9 @@ def bench_replay(cfg: BenchConfig, device: torch.device) -> list[Row]:
 
     per_transition = ReplayBuffer.bytes_per_transition((4, 84, 84), 4, num_actions=18)
     replay = _filled_replay(device)
-    rate = _rate(lambda: (replay.sample(32), 32)[1], cfg.seconds)
+    exact = _rate(lambda: (replay.sample(32), 32)[1], cfg.seconds, synchronize=device)
+    sync_free = _rate(lambda: (replay.sample_sync_free(32), 32)[1], cfg.seconds, synchronize=device)
+    chosen = "used on GPUs" if device.type == "cuda" else "used on GPUs, not here"
     return [
         Row(
             "replay bytes per transition (4x84x84)",
@@ -192,39 +211,62 @@ def bench_replay(cfg: BenchConfig, device: torch.device) -> list[Row]:
             "bytes",
             f"{per_transition * 1e6 / 2**30:.2f} GiB per 1M",
         ),
-        Row("replay sample rate, batch 32", rate, "transitions/s", f"on {replay.device}"),
+        Row("replay sample rate, batch 32", exact, "transitions/s", f"on {replay.device}"),
+        Row(
+            "replay sample rate, batch 32, sync-free",
+            sync_free,
+            "transitions/s",
+            f"on {replay.device}, {replay.capacity:,} slots; {chosen}",
+        ),
     ]
 
 
+def learner_variants(cfg: BenchConfig, device: torch.device) -> list[tuple[str, dict[str, bool]]]:
+    """The update paths timed here: eager always; compiled with --fast-paths; on CUDA the CUDA
+    graph alone and with compile."""
+    variants = [("eager", {})]
+    if cfg.fast_paths:
+        variants.append(("compiled", {"compile": True}))
+        if device.type == "cuda":
+            variants.append(("CUDA graph", {"cuda_graph": True}))
+            variants.append(("compiled + CUDA graph", {"compile": True, "cuda_graph": True}))
+    return variants
+
+
 def bench_learner(cfg: BenchConfig, device: torch.device) -> list[Row]:
-    from agents.dqn import DQNConfig, dqn_update
+    from agents.dqn import DQNConfig
+    from agents.learner import DQNLearner
     from agents.networks import build_q_network
     from playground.optim import make_optimizer
 
     replay = _filled_replay(device)
     dqn = DQNConfig()
-    q_network = build_q_network((4, 84, 84), 18).to(device)
-    target_network = build_q_network((4, 84, 84), 18).to(device)
-    optimizer = make_optimizer("adam", q_network.parameters(), 1e-4)
-
-    def update() -> int:
-        dqn_update(replay.sample(32), q_network, target_network, optimizer, dqn)
-        return 1
-
-    def synchronized_rate() -> float:
-        rate = _rate(update, cfg.seconds)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return rate
-
-    return [
-        Row(
-            "DQN learner updates/s, batch 32",
-            synchronized_rate(),
-            "updates/s",
-            "sample + double-DQN target + huber + adam",
+    rows = []
+    for name, options in learner_variants(cfg, device):
+        q_network = build_q_network((4, 84, 84), 18).to(device)
+        target_network = build_q_network((4, 84, 84), 18).to(device).requires_grad_(False)
+        optimizer = make_optimizer(
+            "adam",
+            q_network.parameters(),
+            1e-4,
+            capturable=options.get("cuda_graph", False) and device.type == "cuda",
         )
-    ]
+        learner = DQNLearner(replay, q_network, target_network, optimizer, dqn, device, **options)
+        started = time.perf_counter()
+        learner.step()  # compiles, with compile
+        setup = time.perf_counter() - started
+
+        def update(learner=learner) -> int:
+            learner.step()
+            return 1
+
+        # Warm-up covers a CUDA graph's capture; the rate is timed up to a device sync.
+        rate = _rate(update, cfg.seconds, warmup=5, synchronize=device)
+        detail = "sample + double-DQN target + huber + adam"
+        if options.get("compile"):
+            detail += f"; compiling took {setup:.0f} s"
+        rows.append(Row(f"DQN learner updates/s, batch 32, {name}", rate, "updates/s", detail))
+    return rows
 
 
 def bench_dqn(cfg: BenchConfig, device: torch.device) -> list[Row]:
@@ -232,71 +274,89 @@ def bench_dqn(cfg: BenchConfig, device: torch.device) -> list[Row]:
     from playground.logger import MemoryLogger
 
     learning_starts = 1_000
-    logger = MemoryLogger()
-    with tempfile.TemporaryDirectory() as runs_dir:
-        train_dqn(
-            DQNConfig(
-                env_id=cfg.env_id,
-                total_steps=learning_starts + cfg.dqn_steps,
-                learning_starts=learning_starts,
-                buffer_size=10_000,
-                num_envs=cfg.dqn_num_envs,
-                eval_every=0,
-                checkpoint_every=10**9,
-                save_replay="never",
-                log_every=100,
-                runs_dir=runs_dir,
-                device=str(device),
-                progress=False,
-            ),
-            logger=logger,
+    variants = [("eager", {})]
+    if cfg.fast_paths:
+        fastest = {"compile": True, "cuda_graph": device.type == "cuda"}
+        variants.append(("compiled + CUDA graph" if device.type == "cuda" else "compiled", fastest))
+    rows = []
+    for name, options in variants:
+        logger = MemoryLogger()
+        with tempfile.TemporaryDirectory() as runs_dir:
+            train_dqn(
+                DQNConfig(
+                    env_id=cfg.env_id,
+                    total_steps=learning_starts + cfg.dqn_steps,
+                    learning_starts=learning_starts,
+                    buffer_size=10_000,
+                    num_envs=cfg.dqn_num_envs,
+                    eval_every=0,
+                    checkpoint_every=10**9,
+                    save_replay="never",
+                    log_every=100,
+                    runs_dir=runs_dir,
+                    device=str(device),
+                    progress=False,
+                    **options,
+                ),
+                logger=logger,
+            )
+        # charts/sps is measured over each 100-step log period; keep the ones after learning
+        # starts, and after the first update's compiling.
+        rates = [
+            value for step, value in logger.values["charts/sps"] if step > learning_starts + 200
+        ]
+        rows.append(
+            Row(
+                f"DQN training steps/s ({cfg.env_id}), {name}",
+                float(np.mean(rates)),
+                "steps/s",
+                f"batch 32, 1 update / 4 steps, {cfg.dqn_num_envs} env(s), after learning starts",
+            )
         )
-    # charts/sps is measured over each 100-step log period; keep the ones after learning starts.
-    rates = [value for step, value in logger.values["charts/sps"] if step > learning_starts + 100]
-    return [
-        Row(
-            f"DQN training steps/s ({cfg.env_id})",
-            float(np.mean(rates)),
-            "steps/s",
-            f"batch 32, 1 update / 4 steps, {cfg.dqn_num_envs} env(s), after learning starts",
-        )
-    ]
+    return rows
 
 
 def bench_gan(cfg: BenchConfig, device: torch.device) -> list[Row]:
     from gan.train import GanConfig, train_gan
     from playground.logger import MemoryLogger
 
+    variants: list[tuple[str, dict[str, object]]] = [("", {})]
+    if cfg.fast_paths and device.type == "cuda":
+        # On a 2-core CPU compiling gained nothing (84 vs 82 images/s at 64x64, 431 vs 470
+        # at 32x32, 2026-11-22), so it is timed on GPUs only.
+        variants.append((", bf16 + compiled", {"precision": "bf16", "compile": True}))
     rows = []
     for image_size in (64, 32):
-        logger = MemoryLogger()
-        warmup = 3
-        with tempfile.TemporaryDirectory() as runs_dir:
-            train_gan(
-                GanConfig(
-                    dataset="fake",
-                    image_size=image_size,
-                    batch_size=128,
-                    steps=warmup + cfg.gan_steps,
-                    log_every=warmup,  # the first window holds the warm-up steps
-                    sample_every=0,
-                    metric_every=0,
-                    checkpoint_every=10**9,
-                    ema_decay=0.0,
-                    diff_augment="",
-                    device=str(device),
-                    runs_dir=runs_dir,
-                    progress=False,
-                ),
-                logger=logger,
+        for name, options in variants:
+            logger = MemoryLogger()
+            warmup = 3
+            with tempfile.TemporaryDirectory() as runs_dir:
+                train_gan(
+                    GanConfig(
+                        dataset="fake",
+                        image_size=image_size,
+                        batch_size=128,
+                        steps=warmup + cfg.gan_steps,
+                        log_every=warmup,  # the first window holds the warm-up (and compiling)
+                        sample_every=0,
+                        metric_every=0,
+                        checkpoint_every=10**9,
+                        ema_decay=0.0,
+                        diff_augment="",
+                        device=str(device),
+                        runs_dir=runs_dir,
+                        progress=False,
+                        **options,
+                    ),
+                    logger=logger,
+                )
+            rates = [value for step, value in logger.values["perf/images_per_sec"] if step > warmup]
+            rows.append(
+                Row(
+                    f"DCGAN training images/s, {image_size}x{image_size}, batch 128{name}",
+                    float(np.mean(rates)),
+                    "images/s",
+                    "3 channels, widths 64, no EMA / DiffAugment (as the PyTorch example)",
+                )
             )
-        rates = [value for step, value in logger.values["perf/images_per_sec"] if step > warmup]
-        rows.append(
-            Row(
-                f"DCGAN training images/s, {image_size}x{image_size}, batch 128",
-                float(np.mean(rates)),
-                "images/s",
-                "3 channels, widths 64, no EMA / DiffAugment (as the PyTorch example)",
-            )
-        )
     return rows

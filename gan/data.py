@@ -37,6 +37,10 @@ from playground.resources import check_fits_in_memory
 
 TORCHVISION_DATASETS = ("mnist", "fashion-mnist", "cifar10", "celeba")
 DATASET_HELP = "atari, mnist, fashion-mnist, cifar10, celeba, idx:PATH, folder:PATH or fake"
+# A data set is kept on a GPU (uint8, batches indexed there) when it takes at most this share of
+# the GPU's free memory; a larger one stays in pinned host memory and each batch is copied over.
+GPU_DATA_SHARE = 0.5
+
 ATARI_GAMES = ("Pong", "Breakout", "SpaceInvaders", "Freeway")
 ATARI_FRAMES_PER_GAME = 1024
 
@@ -61,10 +65,25 @@ class ImageDataset:
         labels = None if self.labels is None else self.labels.to(device)
         return ImageDataset(self.images.to(device), labels, self.name, self.label_names)
 
+    @property
+    def nbytes(self) -> int:
+        return self.images.nbytes + (0 if self.labels is None else self.labels.nbytes)
+
     def sample(self, batch_size: int) -> torch.Tensor:
         """A random batch (with replacement) as float in [-1, 1], on the images' device."""
         indices = torch.randint(len(self), (batch_size,), device=self.images.device)
         return to_float(self.images[indices])
+
+
+def data_device(nbytes: int, device: torch.device, free_bytes: int | None = None) -> torch.device:
+    """Where to keep a data set of `nbytes` for training on `device`: on a CUDA device when it
+    takes at most GPU_DATA_SHARE of the free memory (`free_bytes`, asked of the device when not
+    given), else on the CPU. Other devices keep it themselves."""
+    if device.type != "cuda":
+        return device
+    if free_bytes is None:
+        free_bytes, _ = torch.cuda.mem_get_info(device)
+    return device if nbytes <= GPU_DATA_SHARE * free_bytes else torch.device("cpu")
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:

@@ -28,6 +28,7 @@ from gan.augment import diff_augment, parse_policy
 from gan.data import (
     ImageDataset,
     check_dataset_spec,
+    data_device,
     load_dataset,
     native_channels,
     to_float,
@@ -278,9 +279,13 @@ def _train_gan(cfg: GanConfig, logger: Logger | None, distributed: Distributed) 
         # Noise and batch indices come from their own generator, seeded alike on every rank:
         # each rank draws the whole global batch and keeps its shard, so N processes train on
         # exactly the images and noise one process would. Its first draw is the fixed noise,
-        # which thus does not depend on how much randomness data loading used.
-        batch_rng = torch.Generator().manual_seed(cfg.seed)
-        fixed_noise = torch.randn(cfg.num_samples, cfg.latent_size, generator=batch_rng).to(device)
+        # which thus does not depend on how much randomness data loading used. On a GPU it
+        # lives there, so drawing a batch needs nothing from the host.
+        batch_rng = torch.Generator(device if device.type == "cuda" else "cpu")
+        batch_rng.manual_seed(cfg.seed)
+        fixed_noise = torch.randn(
+            cfg.num_samples, cfg.latent_size, generator=batch_rng, device=batch_rng.device
+        ).to(device)
         best_fid = math.inf
 
         if previous is not None:
@@ -296,7 +301,12 @@ def _train_gan(cfg: GanConfig, logger: Logger | None, distributed: Distributed) 
             fixed_noise = previous["fixed_noise"].to(device)
             best_fid = float(previous.get("best_fid", math.inf))
             if previous.get("batch_rng") is not None:
-                batch_rng.set_state(previous["batch_rng"])
+                try:
+                    batch_rng.set_state(previous["batch_rng"])
+                except RuntimeError:  # saved by a generator on another kind of device
+                    batch_rng.manual_seed(cfg.seed + start_step)
+                    if distributed.is_main:
+                        print("note: resumed on another device; the batch draws are reseeded")
             set_rng_state(previous["rng"])
             if distributed.is_main:
                 print(f"resuming {run_dir} at step {start_step}")
@@ -304,7 +314,15 @@ def _train_gan(cfg: GanConfig, logger: Logger | None, distributed: Distributed) 
             # Augmentation draws differ between ranks (rank 0 keeps the run's own stream).
             seed_everything(distributed.seed(cfg.seed) + start_step)
 
-        data = data.to(device)
+        data_home = data_device(data.nbytes, device)
+        data = data.to(data_home)
+        if data_home != device:
+            data.images = data.images.pin_memory()
+            if distributed.is_main:
+                print(
+                    f"note: the data set ({data.nbytes / 2**30:.1f} GiB) does not fit on {device}"
+                    " beside training; it stays in host memory and each batch is copied over"
+                )
         # DDP averages the gradients over the ranks; the unwrapped modules are what is saved,
         # so a checkpoint resumes with any number of processes.
         train_generator = distributed.wrap(generator, device)
@@ -364,7 +382,7 @@ def _train_gan(cfg: GanConfig, logger: Logger | None, distributed: Distributed) 
             )
         if previous is None and distributed.is_main:
             shown = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.seed))
-            real_grid = grid(to_float(data.images[shown[: cfg.num_samples].to(device)]))
+            real_grid = grid(to_float(data.images[shown[: cfg.num_samples]]))
             logger.image("samples/real", real_grid, 0)
 
         # Ctrl-C asks the loop to stop after the current step, so latest.pt is never saved
@@ -534,12 +552,13 @@ def draw_batch(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """This rank's share of one global batch: (noise (B/N, latent), real images (B/N, C, H, W)
     in [-1, 1]). Every rank draws the same global batch from `batch_rng` and keeps its shard."""
-    noise = torch.randn(batch_size, latent_size, generator=batch_rng)
-    indices = torch.randint(len(data), (batch_size,), generator=batch_rng)
+    noise = torch.randn(batch_size, latent_size, generator=batch_rng, device=batch_rng.device)
+    indices = torch.randint(len(data), (batch_size,), generator=batch_rng, device=batch_rng.device)
     shard = distributed.shard(batch_size)
     noise = noise[shard].to(device, non_blocking=True)
-    real = to_float(data.images[indices[shard].to(data.images.device, non_blocking=True)])
-    return noise, real
+    # Indexed where the images live (the GPU when they fit there), then moved if they do not.
+    real = data.images[indices[shard].to(data.images.device, non_blocking=True)]
+    return noise, to_float(real.to(device, non_blocking=True))
 
 
 def check_compatible(state: dict[str, Any], arch: dict[str, int | bool], path: Path) -> None:

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from gan.augment import diff_augment, parse_policy, random_cutout, random_translation
-from gan.data import load_dataset, read_idx
+from gan.data import data_device, load_dataset, read_idx
 from gan.losses import discriminator_loss, generator_loss
 from gan.models import Discriminator, Generator
 from gan.sample import SampleConfig, sample
@@ -251,6 +251,15 @@ def test_torchvision_dataset_offline_is_a_user_error(
     monkeypatch.setattr("gan.data._online", lambda host, timeout=3.0: False)
     with pytest.raises(UserError, match="--data-dir"):
         load_dataset("cifar10", image_size=32, data_dir=str(tmp_path))
+
+
+def test_data_sets_stay_on_the_gpu_only_when_they_fit():
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    gib = 2**30
+    assert data_device(3 * gib, cuda, free_bytes=10 * gib) == cuda
+    assert data_device(6 * gib, cuda, free_bytes=10 * gib) == cpu  # over half the free memory
+    assert data_device(6 * gib, cpu) == cpu
+    assert data_device(6 * gib, torch.device("mps")) == torch.device("mps")
 
 
 def test_atari_frames_are_collected_offline_and_seeded():

@@ -5,7 +5,8 @@ what the env really produced, across episode ends and the ring's wrap-around."""
 from __future__ import annotations
 
 import copy
-from collections import deque
+import math
+from collections import Counter, deque
 from pathlib import Path
 
 import numpy as np
@@ -180,14 +181,21 @@ def decode(observations: np.ndarray, vector_observations: bool) -> list[Key]:
     return [tuple(code) for code in codes.tolist()]
 
 
-def check_samples(replay: ReplayBuffer, truth: GroundTruth, generator: torch.Generator) -> None:
-    """Every sample equals the env's own data; all sampleable transitions, and only they, appear."""
+def check_samples(
+    replay: ReplayBuffer,
+    truth: GroundTruth,
+    generator: torch.Generator,
+    sync_free: bool = False,
+) -> None:
+    """Every sample equals the env's own data; all sampleable transitions, and only they, appear
+    (drawn with `sample`, or with `sample_sync_free`)."""
     n_step, gamma, stack = replay.n_step, replay.gamma, replay.frame_stack
     expected_keys = truth.sampleable(replay.slots_per_env, n_step, gamma, stack)
     assert len(replay) == len(expected_keys)
     if not expected_keys:
         return
-    batch = replay.sample(40 * len(expected_keys), generator)
+    draw = replay.sample_sync_free if sync_free else replay.sample
+    batch = draw(40 * len(expected_keys), generator)
     keys = decode(batch.observations.cpu().numpy(), truth.env.vector_observations)
     assert set(keys) == expected_keys, (
         "sampled incomplete or overwritten transitions, or missed some"
@@ -209,7 +217,10 @@ def check_samples(replay: ReplayBuffer, truth: GroundTruth, generator: torch.Gen
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("n_step", [1, 3])
-def test_samples_match_the_env_across_episodes_and_wraparound(device: str, n_step: int) -> None:
+@pytest.mark.parametrize("sync_free", [False, True], ids=["sample", "sample_sync_free"])
+def test_samples_match_the_env_across_episodes_and_wraparound(
+    device: str, n_step: int, sync_free: bool
+) -> None:
     env = FakeVectorEnv(num_envs=3, frame_stack=4, seed=n_step)
     replay = ReplayBuffer(120, 3, (4, 6, 6), 4, n_step=n_step, gamma=0.5, device=device)
     truth = GroundTruth(env)
@@ -220,8 +231,8 @@ def test_samples_match_the_env_across_episodes_and_wraparound(device: str, n_ste
     for step in range(1, 301):  # 301 frames per env through a 40-slot ring: seven laps
         truth.advance(replay)
         if step in checks:
-            check_samples(replay, truth, generator)
-    check_samples(replay, truth, generator)
+            check_samples(replay, truth, generator, sync_free)
+    check_samples(replay, truth, generator, sync_free)
 
 
 def test_vector_observations_with_frame_stack_one() -> None:
@@ -234,6 +245,7 @@ def test_vector_observations_with_frame_stack_one() -> None:
         truth.advance(replay)
         if step % 11 == 0:
             check_samples(replay, truth, generator)
+            check_samples(replay, truth, generator, sync_free=True)
     batch = replay.sample(8, generator)
     assert batch.observations.shape == (8, 4) and batch.observations.dtype == torch.float32
 
@@ -391,3 +403,48 @@ def test_bad_inputs_are_refused_before_anything_is_written() -> None:
 def test_a_buffer_too_small_for_its_envs_is_a_user_error() -> None:
     with pytest.raises(UserError, match="at least 64"):
         ReplayBuffer(40, 8, (4, 6, 6), 4, n_step=3)
+
+
+def test_sync_free_sampling_is_uniform_over_valid_transitions() -> None:
+    # Early on (few transitions valid among the written slots) and after laps of the rings.
+    env = FakeVectorEnv(num_envs=3, frame_stack=4, seed=11)
+    replay = ReplayBuffer(120, 3, (4, 6, 6), 4, n_step=3, gamma=0.5)
+    truth = GroundTruth(env)
+    truth.start(replay)
+    generator = torch.Generator().manual_seed(0)
+    for steps in (6, 200):
+        for _ in range(steps):
+            truth.advance(replay)
+        replay.refresh_validity()
+        valid_slots = torch.nonzero(replay.valid).squeeze(1)
+        draws = 2_000 * len(valid_slots)
+        batch = replay.sample_sync_free(draws, generator)
+        keys = decode(batch.observations.numpy(), vector_observations=False)
+        counts = np.array(list(Counter(keys).values()))
+        assert len(counts) == len(valid_slots) == len(replay)
+        # Pearson chi-square against uniform, far below any plausible deviation (p ~ 1e-6).
+        expected = draws / len(counts)
+        chi_square = float(((counts - expected) ** 2 / expected).sum())
+        dof = len(counts) - 1
+        assert chi_square < dof + 5 * math.sqrt(2 * dof) + 10
+
+
+def test_sync_free_sampling_reads_nothing_back_from_the_device(monkeypatch) -> None:
+    env = FakeVectorEnv(num_envs=2, frame_stack=4, seed=2)
+    replay = ReplayBuffer(60, 2, (4, 6, 6), 4, n_step=3, gamma=0.9)
+    truth = GroundTruth(env)
+    truth.start(replay)
+    for _ in range(50):
+        truth.advance(replay)
+
+    def host_read(*args, **kwargs):
+        raise AssertionError("a tensor value was read back to the host")
+
+    for name in ("item", "tolist", "numpy", "__bool__", "__int__", "__float__", "__index__"):
+        monkeypatch.setattr(torch.Tensor, name, host_read)
+    batch = replay.sample_sync_free(32)
+    monkeypatch.undo()
+    assert batch.observations.shape == (32, 4, 6, 6)
+    with pytest.raises(AssertionError, match="read back"):  # the guard does catch reads
+        monkeypatch.setattr(torch.Tensor, "item", host_read)
+        replay.sample(32)

@@ -1,0 +1,179 @@
+"""The DQN update's fast paths (torch.compile, CUDA graph, sync-free sampling) against the plain
+eager path: same results for a fixed seed over a few updates."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from agents.dqn import DQNConfig, load_dqn_checkpoint, train_dqn, validate
+from agents.learner import DQNLearner
+from agents.networks import build_q_network
+from agents.replay import ReplayBuffer
+from playground.errors import UserError
+from playground.logger import NullLogger
+from playground.optim import make_optimizer
+
+OBSERVATION_SHAPE = (4, 44, 44)  # the smallest frames a Nature CNN takes, rounded up
+NUM_ACTIONS = 5
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def filled_replay(device: torch.device | str = "cpu") -> ReplayBuffer:
+    """A buffer holding a few hundred random transitions with episode ends and n-step 3."""
+    replay = ReplayBuffer(
+        600, 2, OBSERVATION_SHAPE, 4, n_step=3, gamma=0.99, device=device, num_actions=NUM_ACTIONS
+    )
+    rng = np.random.default_rng(0)
+    observations = np.zeros((2, *OBSERVATION_SHAPE), dtype=np.uint8)
+    observations[:, -1] = rng.integers(0, 256, (2, *OBSERVATION_SHAPE[1:]), dtype=np.uint8)
+    replay.start(observations)
+    for step in range(250):
+        ended = np.array([step % 37 == 36, step % 53 == 52])
+        observations = np.roll(observations, -1, axis=1)
+        observations[:, -1] = rng.integers(0, 256, (2, *OBSERVATION_SHAPE[1:]), dtype=np.uint8)
+        replay.add(
+            rng.integers(0, NUM_ACTIONS, 2), rng.standard_normal(2), ended, [False, False],
+            observations,
+        )  # fmt: skip
+        observations[ended] = 0
+    return replay
+
+
+def make_learner(
+    replay: ReplayBuffer, device: torch.device, cfg: DQNConfig, **options: bool
+) -> DQNLearner:
+    """A learner on freshly seeded networks (the same weights for every call)."""
+    torch.manual_seed(0)
+    q_network = build_q_network(OBSERVATION_SHAPE, NUM_ACTIONS, "nature", cfg.dueling).to(device)
+    target_network = copy.deepcopy(q_network).requires_grad_(False)
+    with torch.no_grad():  # a target that differs from the online network
+        for parameter in target_network.parameters():
+            parameter.mul_(0.9)
+    optimizer = make_optimizer(
+        cfg.optimizer,
+        q_network.parameters(),
+        cfg.learning_rate,
+        capturable=options.get("cuda_graph", False) and device.type == "cuda",
+    )
+    return DQNLearner(replay, q_network, target_network, optimizer, cfg, device, **options)
+
+
+def run_updates(learner: DQNLearner, updates: int, seed: int = 1) -> list[tuple[float, float]]:
+    """Loss and mean Q of each update (the replay is sampled with the global generator)."""
+    torch.manual_seed(seed)
+    if learner.device.type == "cuda":
+        torch.cuda.manual_seed(seed)
+    results = []
+    for _ in range(updates):
+        loss, q_mean = learner.step()
+        results.append((float(loss), float(q_mean)))
+    return results
+
+
+def assert_same_parameters(first: torch.nn.Module, second: torch.nn.Module, atol: float) -> None:
+    for (name, a), b in zip(first.named_parameters(), second.parameters(), strict=True):
+        torch.testing.assert_close(
+            a, b, atol=atol, rtol=1e-4, msg=lambda text, n=name: f"{n}: {text}"
+        )
+
+
+CFG = DQNConfig(batch_size=16, learning_rate=1e-3, n_step=3, double_dqn=True, loss="huber")
+
+
+def test_cuda_graph_is_ignored_on_the_cpu() -> None:
+    replay = filled_replay()
+    plain = make_learner(replay, torch.device("cpu"), CFG)
+    graphed = make_learner(replay, torch.device("cpu"), CFG, cuda_graph=True)
+    assert not graphed.use_graph
+    assert run_updates(plain, 3) == run_updates(graphed, 3)
+    assert_same_parameters(plain.q_network, graphed.q_network, atol=0.0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "cfg",
+    [CFG, dataclasses.replace(CFG, dueling=True, double_dqn=False, loss="mse", max_grad_norm=0.0)],
+    ids=["double-huber-clipped", "dueling-mse"],
+)
+def test_compiled_update_matches_the_eager_one_on_the_cpu(cfg: DQNConfig) -> None:
+    replay = filled_replay()
+    eager = make_learner(replay, torch.device("cpu"), cfg)
+    compiled = make_learner(replay, torch.device("cpu"), cfg, compile=True)
+    eager_results = run_updates(eager, 4)
+    compiled_results = run_updates(compiled, 4)
+    np.testing.assert_allclose(compiled_results, eager_results, rtol=1e-4, atol=1e-6)
+    # The weights moved, and both paths moved them the same way.
+    initial = make_learner(replay, torch.device("cpu"), cfg).q_network
+    assert not torch.equal(next(initial.parameters()), next(eager.q_network.parameters()))
+    assert_same_parameters(eager.q_network, compiled.q_network, atol=1e-5)
+
+
+@needs_cuda
+@pytest.mark.parametrize("compile", [False, True], ids=["graph", "compile+graph"])
+@pytest.mark.parametrize("replay_device", ["cuda", "cpu"])
+def test_cuda_graph_matches_the_eager_update(compile: bool, replay_device: str) -> None:
+    device = torch.device("cuda")
+    replay = filled_replay(replay_device)
+    eager = make_learner(replay, device, CFG)
+    graphed = make_learner(replay, device, CFG, cuda_graph=True, compile=compile)
+    # Warm-up updates, the capture and eight replays draw the same batches as eager updates.
+    eager_results = run_updates(eager, 12)
+    graph_results = run_updates(graphed, 12)
+    assert graphed.use_graph and graphed._graph is not None
+    np.testing.assert_allclose(graph_results, eager_results, rtol=1e-3, atol=1e-5)
+    assert_same_parameters(eager.q_network, graphed.q_network, atol=1e-4)
+
+
+@needs_cuda
+def test_a_graph_replay_reads_nothing_back_to_the_host() -> None:
+    device = torch.device("cuda")
+    learner = make_learner(filled_replay("cuda"), device, CFG, cuda_graph=True)
+    run_updates(learner, 5)  # warm-up and capture
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(5):
+            learner.step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def test_adagrad_cannot_be_captured() -> None:
+    with pytest.raises(UserError, match="--cuda-graph cannot capture --optimizer adagrad"):
+        validate(DQNConfig(cuda_graph=True, optimizer="adagrad"))
+
+
+@pytest.mark.slow
+def test_a_compiled_run_trains_and_resumes(tmp_path: Path, capsys) -> None:
+    settings = dict(
+        env_id="Playground/Catch-v0",
+        learning_starts=100,
+        buffer_size=1_000,
+        batch_size=8,
+        eval_every=0,
+        checkpoint_every=200,
+        log_every=50,
+        runs_dir=str(tmp_path),
+        run_name="run",
+        device="cpu",
+        progress=False,
+    )
+    run_dir = train_dqn(DQNConfig(total_steps=200, **settings), logger=NullLogger())
+    first = load_dqn_checkpoint(run_dir / "latest.pt")
+    assert first["step"] == 200 and first["updates"] == 25
+    # Speed flags may be switched on when resuming: they do not change what is learned.
+    train_dqn(
+        DQNConfig(total_steps=300, resume=str(run_dir), compile=True, cuda_graph=True, **settings),
+        logger=NullLogger(),
+    )
+    assert "--cuda-graph applies on CUDA only" in capsys.readouterr().err
+    second = load_dqn_checkpoint(run_dir / "latest.pt")
+    assert second["step"] == 300 and second["updates"] == 50
+    assert second["config"]["compile"] is True
+    assert all(torch.isfinite(value).all() for value in second["q_network"].values())
