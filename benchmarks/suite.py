@@ -3,7 +3,9 @@
 Each figure is measured on purpose here, never in unit tests. Rows: env steps/s (one env and a
 vector env), replay bytes per transition and sample rate, DQN learner updates/s, end-to-end DQN
 training steps/s at the Nature / CleanRL settings (batch 32, one update per 4 env steps) and
-DCGAN training images/s at 64x64 and 32x32, batch 128.
+DCGAN training images/s at 64x64 and 32x32, batch 128; the DQN and DCGAN ones plain and with
+their fast paths (`--fast-paths`: torch.compile, CUDA graphs, bf16). GPU work is timed up to a
+device synchronisation.
 """
 
 from __future__ import annotations
@@ -45,8 +47,8 @@ class BenchConfig:
     gan_steps: int = 20
     """DCGAN training steps timed per image size (after 3 warm-up steps)."""
     fast_paths: bool = True
-    """Also time the compiled DQN update and, on CUDA, the CUDA-graph one (compiling takes a
-    minute or so)."""
+    """Also time the DQN update and run compiled (on CUDA also as a CUDA graph) and, on CUDA,
+    the DCGAN in bf16 compiled (compiling takes a minute or so)."""
     parts: tuple[str, ...] = PARTS
     """Which measurements to run: env, replay, learner, dqn, gan."""
     json_path: str = ""
