@@ -3,6 +3,7 @@ eager path: same results for a fixed seed over a few updates."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 from pathlib import Path
@@ -148,6 +149,38 @@ def test_a_graph_sampling_on_the_gpu_updates_every_step_without_host_reads() -> 
     assert steps == {10.0}  # every call, replays included, stepped the optimizer once
     after = list(learner.q_network.parameters())
     assert all(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_a_failed_capture_falls_back_to_the_eager_update(monkeypatch, capsys) -> None:
+    """The CUDA-graph bookkeeping, on the CPU: warm-up updates are real updates, and a capture
+    that fails leaves a note and an eager run with the same results as one never captured."""
+
+    class Stream:
+        def __init__(self, device=None) -> None:
+            pass
+
+        def wait_stream(self, other) -> None:
+            pass
+
+    def failing_capture(graph):
+        raise RuntimeError("operation not permitted when stream is capturing\nmore detail")
+
+    monkeypatch.setattr(torch.cuda, "Stream", Stream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: Stream())
+    monkeypatch.setattr(torch.cuda, "stream", lambda stream: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda: object())
+    monkeypatch.setattr(torch.cuda, "graph", failing_capture)
+    replay = filled_replay()
+    plain = make_learner(replay, torch.device("cpu"), CFG)
+    graphed = make_learner(replay, torch.device("cpu"), CFG, cuda_graph=True)
+    graphed.use_graph = True  # as on a GPU
+    assert run_updates(graphed, 6) == run_updates(plain, 6)
+    assert not graphed.use_graph
+    err = capsys.readouterr().err
+    assert err.count("capturing the DQN update as a CUDA graph failed") == 1
+    assert "(operation not permitted when stream is capturing)" in err
+    assert_same_parameters(plain.q_network, graphed.q_network, atol=0.0)
 
 
 def test_adagrad_cannot_be_captured() -> None:
