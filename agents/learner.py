@@ -148,10 +148,10 @@ class DQNLearner:
         if self.replay.device == self.device:
             work = self._sample_and_update
         else:
-            # Sampling stays on the host; the graph reads the batch from fixed device tensors.
-            self._static_batch = ReplaySample(
-                *(tensor.to(self.device) for tensor in self.replay.sample(self.cfg.batch_size))
-            )
+            # Sampling stays on the host; the graph reads the batch from fixed device tensors,
+            # shaped by a draw from a private generator (the run's own stream is left alone).
+            shape_batch = self.replay.sample(self.cfg.batch_size, torch.Generator().manual_seed(0))
+            self._static_batch = ReplaySample(*(tensor.to(self.device) for tensor in shape_batch))
             static_batch = self._static_batch
 
             def work() -> tuple[torch.Tensor, torch.Tensor]:
