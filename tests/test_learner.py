@@ -19,6 +19,7 @@ from agents.replay import ReplayBuffer
 from playground.errors import UserError
 from playground.logger import NullLogger
 from playground.optim import make_optimizer
+from tests.test_train_dqn import tiny
 
 OBSERVATION_SHAPE = (4, 44, 44)  # the smallest frames a Nature CNN takes, rounded up
 NUM_ACTIONS = 5
@@ -190,27 +191,12 @@ def test_adagrad_cannot_be_captured() -> None:
 
 @pytest.mark.slow
 def test_a_compiled_run_trains_and_resumes(tmp_path: Path, capsys) -> None:
-    settings = dict(
-        env_id="Playground/Catch-v0",
-        learning_starts=100,
-        buffer_size=1_000,
-        batch_size=8,
-        eval_every=0,
-        checkpoint_every=200,
-        log_every=50,
-        runs_dir=str(tmp_path),
-        run_name="run",
-        device="cpu",
-        progress=False,
-    )
-    run_dir = train_dqn(DQNConfig(total_steps=200, **settings), logger=NullLogger())
+    run_dir = train_dqn(tiny(tmp_path, total_steps=200, eval_every=0), logger=NullLogger())
     first = load_dqn_checkpoint(run_dir / "latest.pt")
     assert first["step"] == 200 and first["updates"] == 25
     # Speed flags may be switched on when resuming: they do not change what is learned.
-    train_dqn(
-        DQNConfig(total_steps=300, resume=str(run_dir), compile=True, cuda_graph=True, **settings),
-        logger=NullLogger(),
-    )
+    resumed = tiny(tmp_path, total_steps=300, resume=str(run_dir), compile=True, cuda_graph=True)
+    train_dqn(resumed, logger=NullLogger())
     assert "--cuda-graph applies on CUDA only" in capsys.readouterr().err
     second = load_dqn_checkpoint(run_dir / "latest.pt")
     assert second["step"] == 300 and second["updates"] == 50
