@@ -13,16 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.dqn import DQNConfig, train_dqn  # noqa: E402
-from playground.logger import MemoryLogger  # noqa: E402
+from benchmarks.suite import dqn_training_rate  # noqa: E402
 
 
 def main() -> None:
@@ -38,37 +34,22 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     args = parser.parse_args()
 
-    logger = MemoryLogger()
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as runs_dir:
-        train_dqn(
-            DQNConfig(
-                env_id=args.env_id,
-                total_steps=args.total_steps,
-                learning_starts=args.learning_starts,
-                buffer_size=args.buffer_size,
-                num_envs=args.num_envs,
-                loss="mse",
-                double_dqn=False,
-                max_grad_norm=0.0,
-                eval_every=0,
-                checkpoint_every=10**9,
-                save_replay="never",
-                log_every=100,
-                runs_dir=runs_dir,
-                device=args.device,
-                compile=args.compile,
-                cuda_graph=args.cuda_graph,
-                precision=args.precision,
-                progress=False,
-            ),
-            logger=logger,
-        )
+    training_sps = dqn_training_rate(
+        env_id=args.env_id,
+        total_steps=args.total_steps,
+        learning_starts=args.learning_starts,
+        buffer_size=args.buffer_size,
+        num_envs=args.num_envs,
+        loss="mse",
+        double_dqn=False,
+        max_grad_norm=0.0,
+        device=args.device,
+        compile=args.compile,
+        cuda_graph=args.cuda_graph,
+        precision=args.precision,
+    )
     wall = time.perf_counter() - started
-    # Skip the first log period after learning starts: it holds the compiling, with --compile.
-    training = [
-        value for step, value in logger.values["charts/sps"] if step > args.learning_starts + 200
-    ]
     print(
         json.dumps(
             {
@@ -77,7 +58,7 @@ def main() -> None:
                 "compile": args.compile,
                 "cuda_graph": args.cuda_graph,
                 "num_envs": args.num_envs,
-                "training_sps": round(float(np.mean(training)), 1),
+                "training_sps": round(training_sps, 1),
                 "overall_sps": round(args.total_steps / wall, 1),
             }
         )

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -271,46 +272,52 @@ def bench_learner(cfg: BenchConfig, device: torch.device) -> list[Row]:
     return rows
 
 
-def bench_dqn(cfg: BenchConfig, device: torch.device) -> list[Row]:
+def dqn_training_rate(**settings: Any) -> float:
+    """Mean training steps/s of a `train_dqn` run with these DQNConfig settings (timing
+    settings filled in), over the 100-step log periods after learning starts, the first one
+    (which holds any compiling) left out."""
     from agents.dqn import DQNConfig, train_dqn
     from playground.logger import MemoryLogger
 
+    logger = MemoryLogger()
+    with tempfile.TemporaryDirectory() as runs_dir:
+        cfg = DQNConfig(
+            eval_every=0,
+            checkpoint_every=10**9,
+            save_replay="never",
+            log_every=100,
+            runs_dir=runs_dir,
+            progress=False,
+            **settings,
+        )
+        train_dqn(cfg, logger=logger)
+    rates = [
+        value for step, value in logger.values["charts/sps"] if step > cfg.learning_starts + 200
+    ]
+    return float(np.mean(rates))
+
+
+def bench_dqn(cfg: BenchConfig, device: torch.device) -> list[Row]:
     learning_starts = 1_000
-    variants = [("eager", {})]
+    variants: list[tuple[str, dict[str, bool]]] = [("eager", {})]
     if cfg.fast_paths:
         fastest = {"compile": True, "cuda_graph": device.type == "cuda"}
         variants.append(("compiled + CUDA graph" if device.type == "cuda" else "compiled", fastest))
     rows = []
     for name, options in variants:
-        logger = MemoryLogger()
-        with tempfile.TemporaryDirectory() as runs_dir:
-            train_dqn(
-                DQNConfig(
-                    env_id=cfg.env_id,
-                    total_steps=learning_starts + cfg.dqn_steps,
-                    learning_starts=learning_starts,
-                    buffer_size=10_000,
-                    num_envs=cfg.dqn_num_envs,
-                    eval_every=0,
-                    checkpoint_every=10**9,
-                    save_replay="never",
-                    log_every=100,
-                    runs_dir=runs_dir,
-                    device=str(device),
-                    progress=False,
-                    **options,
-                ),
-                logger=logger,
-            )
-        # charts/sps is measured over each 100-step log period; keep the ones after learning
-        # starts, and after the first update's compiling.
-        rates = [
-            value for step, value in logger.values["charts/sps"] if step > learning_starts + 200
-        ]
+        rate = dqn_training_rate(
+            env_id=cfg.env_id,
+            total_steps=learning_starts + cfg.dqn_steps,
+            learning_starts=learning_starts,
+            buffer_size=10_000,
+            num_envs=cfg.dqn_num_envs,
+            device=str(device),
+            **options,
+        )
         rows.append(
             Row(
                 f"DQN training steps/s ({cfg.env_id}), {name}",
-                float(np.mean(rates)),
+                rate,
                 "steps/s",
                 f"batch 32, 1 update / 4 steps, {cfg.dqn_num_envs} env(s), after learning starts",
             )
