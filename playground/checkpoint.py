@@ -106,6 +106,14 @@ def load_checkpoint(
         raise UserError(
             f"{path} is truncated or corrupted and cannot be loaded ({type(error).__name__})"
         ) from None
+    except MemoryError:
+        raise
+    except Exception as error:  # noqa: BLE001 - garbage makes the unpickler fail in many ways
+        # (a memo KeyError, an IndexError on its stack, ...); all mean the same to a user.
+        raise UserError(
+            f"{path} was refused, nothing in it was run: it is not a plain checkpoint "
+            f"(unreadable content: {type(error).__name__})"
+        ) from None
     if not isinstance(state, dict) or "format_version" not in state:
         raise UserError(f"{path} is not a checkpoint written by this playground")
     version = state["format_version"]

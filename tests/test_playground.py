@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import random
 import zipfile
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def test_truncated_and_garbage_checkpoints_are_refused(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="truncated or corrupted"):
         load_checkpoint(truncated)
     garbage = tmp_path / "garbage.pt"
-    garbage.write_bytes(os.urandom(256))
+    garbage.write_bytes(random.Random(2).randbytes(256))
     with pytest.raises(UserError):
         load_checkpoint(garbage)
     with pytest.raises(UserError, match="not found"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import random
 import re
 import zipfile
 from pathlib import Path
@@ -106,13 +107,13 @@ def test_truncated_foreign_and_old_checkpoints_are_each_one_line(tmp_path: Path)
     state = torch.load(good, weights_only=True)
     cases: dict[str, tuple[bytes, str]] = {
         "empty": (b"", "truncated or corrupted"),
-        "random-bytes": (os.urandom(4096), "not a plain checkpoint"),
+        "random-bytes": (random.Random(0).randbytes(4096), "not a plain checkpoint"),
         "text": (b"not a checkpoint\n", "not a plain checkpoint"),
     }
     for fraction in (0.01, 0.1, 0.5, 0.9, 0.999):
         cases[f"truncated-{fraction}"] = (data[: int(len(data) * fraction)], "truncated or")
     flipped = bytearray(data)
-    flipped[len(data) // 2 : len(data) // 2 + 64] = os.urandom(64)
+    flipped[len(data) // 2 : len(data) // 2 + 64] = random.Random(1).randbytes(64)
     cases["bytes-flipped"] = (bytes(flipped), "")  # refused, or loads (weights are just data)
 
     def saved(changes: dict) -> bytes:
@@ -153,6 +154,23 @@ def _torch_bytes(value: object) -> bytes:
     buffer = io.BytesIO()
     torch.save(value, buffer)
     return buffer.getvalue()
+
+
+def test_any_random_bytes_are_refused_with_one_line(tmp_path: Path) -> None:
+    """Garbage makes torch's safe unpickler fail in many ways (UnpicklingError, but also
+    IndexError, KeyError, UnicodeDecodeError, ...); every one must end as the one-line error."""
+    path = tmp_path / "latest.pt"
+    causes = set()
+    for seed in range(300):
+        path.write_bytes(random.Random(seed).randbytes(4096))
+        with pytest.raises(UserError) as refused:
+            load_checkpoint(path, kind="dqn")
+        message = str(refused.value)
+        assert "\n" not in message
+        assert "not a plain checkpoint" in message or "truncated or corrupted" in message
+        causes.add(message.rsplit("(", 1)[-1].rstrip(")").split(": ")[-1])
+    # The seeds cover the failures that once escaped as tracebacks.
+    assert {"IndexError", "KeyError"} <= causes
 
 
 def test_an_older_checkpoint_with_fewer_config_fields_still_resumes(tmp_path: Path) -> None:
