@@ -28,7 +28,6 @@ Example::
 
 from __future__ import annotations
 
-import pickle
 import warnings
 from pathlib import Path
 
@@ -105,7 +104,9 @@ class InceptionFeatures(nn.Module):
             # Read with weights_only=True first: torch-fidelity itself unpickles the file
             # without that guard, so only a plain state dict may reach it.
             state = torch.load(weights_path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError) as error:
+        except MemoryError:
+            raise
+        except Exception as error:  # noqa: BLE001 - garbage fails the unpickler in many ways
             raise UserError(
                 f"{weights_path} is not a usable FID Inception weights file "
                 f"({type(error).__name__}); expected {INCEPTION_WEIGHTS_NAME}"

@@ -4,6 +4,7 @@ score far better than degraded digits, noise and a mode-collapsed set."""
 from __future__ import annotations
 
 import math
+import random
 from pathlib import Path
 
 import numpy as np
@@ -153,6 +154,11 @@ def test_inception_without_weights_is_a_user_error(mnist, tmp_path):
     missing.write_bytes(b"not a weights file")
     with pytest.raises(UserError, match="not a usable"):
         QualityMetric(images[:10], labels[:10], feature="auto", inception_weights=str(missing))
+    # Garbage that makes the safe unpickler raise IndexError (seed 2) or KeyError (seed 20).
+    for seed in (2, 20):
+        missing.write_bytes(random.Random(seed).randbytes(4096))
+        with pytest.raises(UserError, match="not a usable"):
+            QualityMetric(images[:10], labels[:10], feature="auto", inception_weights=str(missing))
 
 
 def test_unknown_feature_is_a_user_error(mnist):
