@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.learner import CAPTURABLE_OPTIMIZERS, DQNLearner
+from agents.learner import DQNLearner
 from agents.networks import ENCODERS, QNetwork, build_q_network, random_shift
 from agents.replay import ReplayBuffer, ReplaySample
 from envs import check_env_id, is_pixel_space, make_vector_env
@@ -33,7 +33,7 @@ from playground.config import resolve_resume_dir, resumed_settings, settings_fro
 from playground.device import resolve_device
 from playground.errors import UserError, check, require_positive
 from playground.logger import Logger, TensorBoardLogger
-from playground.optim import OPTIMIZERS, make_optimizer
+from playground.optim import CAPTURABLE_OPTIMIZERS, OPTIMIZERS, make_optimizer
 from playground.progress import Progress
 from playground.resources import check_fits_in_memory
 from playground.rundir import RunLock, default_run_name, prepare_run_dir

@@ -29,8 +29,6 @@ if TYPE_CHECKING:
 # Eager updates run before a CUDA graph is captured: they allocate the gradients and optimizer
 # state, pick the kernels (and compile them, with --compile) outside the capture.
 GRAPH_WARMUP_UPDATES = 3
-# Optimizers whose step can be captured (they keep their step count on the device).
-CAPTURABLE_OPTIMIZERS = ("adam", "rmsprop", "adadelta", "sgd")
 
 
 class DQNLearner:
@@ -39,8 +37,8 @@ class DQNLearner:
     The replay buffer may live on the training device (sampled there without host syncs) or
     on the CPU (sampled there, copied over). `compile` wraps `dqn_update` in torch.compile;
     `cuda_graph` captures sampling + update as one CUDA graph when the device is CUDA and is
-    ignored elsewhere. The optimizer must have been built with `capturable=True` for a graph
-    (see `playground.optim.make_optimizer`).
+    ignored elsewhere. The optimizer must be one of `playground.optim.CAPTURABLE_OPTIMIZERS`,
+    built with `capturable=True`, for a graph.
     """
 
     def __init__(

@@ -9,6 +9,9 @@ import torch
 from playground.errors import UserError
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd", "adagrad", "adadelta")
+# Those whose step can be captured in a CUDA graph (`capturable=True` keeps their step counts on
+# the device; sgd has none; adagrad keeps them on the host).
+CAPTURABLE_OPTIMIZERS = ("adam", "rmsprop", "adadelta", "sgd")
 
 
 def make_optimizer(
@@ -31,7 +34,7 @@ def make_optimizer(
     6.9 ms for the default per-tensor loop. The others use the multi-tensor (foreach) path.
 
     `capturable` keeps the step counts on the device so `step()` can be captured in a CUDA
-    graph (adam, rmsprop, adadelta; sgd has no step count; adagrad cannot be captured)."""
+    graph (for the CAPTURABLE_OPTIMIZERS; ignored by sgd, which keeps none)."""
     params = list(parameters)
     if name == "adam":
         return torch.optim.Adam(
