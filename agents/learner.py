@@ -7,8 +7,12 @@ is a few hundred small kernels. `--compile` fuses them with torch.compile (on th
 with one launch per update. Both do exactly the arithmetic of `dqn_update`, so they learn the
 same thing (the tests compare them with the plain path on the CPU).
 
-    learner = DQNLearner(replay, q_network, target_network, optimizer, cfg, device)
+    rule = UpdateRule(double_dqn=True, loss="huber", max_grad_norm=10.0)
+    learner = DQNLearner(replay, q_network, target_network, optimizer, rule, 32, device)
     loss, q_mean = learner.step()  # device tensors, valid until the next step()
+
+The pure pieces (`td_target`, `dqn_update`, `update_target`) are plain functions, so tests
+check them exactly.
 """
 
 from __future__ import annotations
@@ -16,19 +20,102 @@ from __future__ import annotations
 import sys
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import torch
+from torch import nn
 
-from agents.networks import QNetwork
+from agents.networks import QNetwork, random_shift
 from agents.replay import ReplayBuffer, ReplaySample
-
-if TYPE_CHECKING:
-    from agents.dqn import DQNConfig
 
 # Eager updates run before a CUDA graph is captured: they allocate the gradients and optimizer
 # state, pick the kernels (and compile them, with --compile) outside the capture.
 GRAPH_WARMUP_UPDATES = 3
+
+
+@dataclass(frozen=True)
+class UpdateRule:
+    """The choices that shape one DQN update (the `train-dqn` flags of the same names)."""
+
+    double_dqn: bool = True
+    """Pick the next action with the online network, value it with the target network."""
+    loss: str = "huber"
+    """huber (smooth L1) or mse."""
+    max_grad_norm: float = 10.0
+    """Clip the gradient norm to this value (0 disables)."""
+
+
+def td_target(
+    returns: torch.Tensor,
+    discounts: torch.Tensor,
+    dones: torch.Tensor,
+    next_q_target: torch.Tensor,
+    next_q_online: torch.Tensor | None,
+) -> torch.Tensor:
+    """r_t + ... + gamma^k * (1 - done) * Q_target(s_{t+k}, a*), where a* is the target network's
+    argmax (DQN) or, when `next_q_online` is given, the online network's argmax (double DQN)."""
+    if next_q_online is None:
+        next_value = next_q_target.max(dim=1).values
+    else:
+        next_actions = next_q_online.argmax(dim=1, keepdim=True)
+        next_value = next_q_target.gather(1, next_actions).squeeze(1)
+    return returns + discounts * (1.0 - dones) * next_value
+
+
+def dqn_update(
+    batch: ReplaySample,
+    q_network: QNetwork,
+    target_network: QNetwork,
+    optimizer: torch.optim.Optimizer,
+    rule: UpdateRule,
+    *,
+    augment: bool = False,
+    autocast: bool = False,
+    autocast_cache: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One gradient step on a batch: TD target, loss, backward, clipping, optimizer step.
+    Returns the loss and the mean Q-value of the taken actions as device tensors (no sync).
+    Nothing in it reads a value back to the host, so it can be compiled and graph-captured."""
+    observations, next_observations = batch.observations, batch.next_observations
+    if augment:
+        observations, next_observations = (
+            random_shift(observations),
+            random_shift(next_observations),
+        )
+    device_type = observations.device.type
+    with torch.autocast(
+        device_type, dtype=torch.bfloat16, enabled=autocast, cache_enabled=autocast_cache
+    ):
+        with torch.no_grad():
+            next_q_target = target_network(next_observations).float()
+            next_q_online = q_network(next_observations).float() if rule.double_dqn else None
+            targets = td_target(
+                batch.returns, batch.discounts, batch.dones, next_q_target, next_q_online
+            )
+        q_taken = q_network(observations).float().gather(1, batch.actions.unsqueeze(1)).squeeze(1)
+    if rule.loss == "huber":
+        loss = nn.functional.smooth_l1_loss(q_taken, targets)
+    else:
+        loss = nn.functional.mse_loss(q_taken, targets)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if rule.max_grad_norm > 0:
+        nn.utils.clip_grad_norm_(
+            [p for p in q_network.parameters() if p.requires_grad], rule.max_grad_norm
+        )
+    optimizer.step()
+    return loss.detach(), q_taken.detach().mean()
+
+
+@torch.no_grad()
+def update_target(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """Hard copy (tau = 1) or Polyak averaging: target <- tau * online + (1 - tau) * target."""
+    if tau >= 1.0:
+        target.load_state_dict(online.state_dict())
+        return
+    target_params = list(target.parameters())
+    online_params = list(online.parameters())
+    torch._foreach_lerp_(target_params, online_params, tau)
 
 
 class DQNLearner:
@@ -47,7 +134,8 @@ class DQNLearner:
         q_network: QNetwork,
         target_network: QNetwork,
         optimizer: torch.optim.Optimizer,
-        cfg: DQNConfig,
+        rule: UpdateRule,
+        batch_size: int,
         device: torch.device,
         *,
         augment: bool = False,
@@ -55,13 +143,12 @@ class DQNLearner:
         compile: bool = False,
         cuda_graph: bool = False,
     ) -> None:
-        from agents.dqn import dqn_update  # noqa: PLC0415 (agents.dqn imports this module)
-
         self.replay = replay
         self.q_network = q_network
         self.target_network = target_network
         self.optimizer = optimizer
-        self.cfg = cfg
+        self.rule = rule
+        self.batch_size = batch_size
         self.device = device
         self.augment = augment
         self.autocast = autocast
@@ -100,8 +187,8 @@ class DQNLearner:
 
     def _sample(self) -> ReplaySample:
         if self.sync_free:
-            return self.replay.sample_sync_free(self.cfg.batch_size)
-        return self.replay.sample(self.cfg.batch_size)
+            return self.replay.sample_sync_free(self.batch_size)
+        return self.replay.sample(self.batch_size)
 
     def _sample_and_update(self) -> tuple[torch.Tensor, torch.Tensor]:
         batch = self._sample()
@@ -115,7 +202,7 @@ class DQNLearner:
             self.q_network,
             self.target_network,
             self.optimizer,
-            self.cfg,
+            self.rule,
             augment=self.augment,
             autocast=self.autocast,
             # The autocast weight cache must not outlive a graph capture.
@@ -148,7 +235,7 @@ class DQNLearner:
         else:
             # Sampling stays on the host; the graph reads the batch from fixed device tensors,
             # shaped by a draw from a private generator (the run's own stream is left alone).
-            shape_batch = self.replay.sample(self.cfg.batch_size, torch.Generator().manual_seed(0))
+            shape_batch = self.replay.sample(self.batch_size, torch.Generator().manual_seed(0))
             self._static_batch = ReplaySample(*(tensor.to(self.device) for tensor in shape_batch))
             static_batch = self._static_batch
 
@@ -175,6 +262,6 @@ class DQNLearner:
 
     def _copy_into_static_batch(self) -> None:
         assert self._static_batch is not None
-        batch = self.replay.sample(self.cfg.batch_size)
+        batch = self.replay.sample(self.batch_size)
         for static, fresh in zip(self._static_batch, batch, strict=True):
             static.copy_(fresh, non_blocking=True)

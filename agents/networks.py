@@ -6,21 +6,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-ENCODERS = ("auto", "nature", "impala", "mlp")
+from agents.config import ENCODERS
 
 
 class NatureCNN(nn.Module):
     """The encoder of Mnih et al. (2015). Takes uint8 frames (N, C, H, W) and scales them."""
 
-    def __init__(self, observation_shape: tuple[int, ...], features: int = 512) -> None:
+    def __init__(
+        self, observation_shape: tuple[int, ...], width: int = 32, features: int = 512
+    ) -> None:
         super().__init__()
         channels = observation_shape[0]
         self.convolutions = nn.Sequential(
-            nn.Conv2d(channels, 32, kernel_size=8, stride=4),
+            nn.Conv2d(channels, width, kernel_size=8, stride=4),
             nn.ReLU(),  # 32 x 20 x 20 for 84 x 84 input
-            nn.Conv2d(32, 64, kernel_size=4, stride=2),
+            nn.Conv2d(width, 2 * width, kernel_size=4, stride=2),
             nn.ReLU(),  # 64 x 9 x 9
-            nn.Conv2d(64, 64, kernel_size=3, stride=1),
+            nn.Conv2d(2 * width, 2 * width, kernel_size=3, stride=1),
             nn.ReLU(),  # 64 x 7 x 7
             nn.Flatten(),
         )
@@ -47,15 +49,12 @@ class ImpalaCNN(nn.Module):
     residual blocks (channels 16, 32, 32), then a linear layer."""
 
     def __init__(
-        self,
-        observation_shape: tuple[int, ...],
-        channels: tuple[int, ...] = (16, 32, 32),
-        features: int = 256,
+        self, observation_shape: tuple[int, ...], width: int = 16, features: int = 256
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         in_channels = observation_shape[0]
-        for out_channels in channels:
+        for out_channels in (width, 2 * width, 2 * width):
             layers += [
                 nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
                 nn.MaxPool2d(kernel_size=3, stride=2, padding=1),  # halves H and W
@@ -64,6 +63,36 @@ class ImpalaCNN(nn.Module):
             ]
             in_channels = out_channels
         layers += [nn.ReLU(), nn.Flatten()]  # 32 x 11 x 11 for 84 x 84 input
+        self.convolutions = nn.Sequential(*layers)
+        flat = _flat_size(self.convolutions, observation_shape)
+        self.linear = nn.Sequential(nn.Linear(flat, features), nn.ReLU())
+        self.output_size = features
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.convolutions(_scaled_channels_last(observations)))
+
+
+class VGGEncoder(nn.Module):
+    """Stacks of 3x3 convolutions (Simonyan & Zisserman, 2015), each block two convolutions
+    and a 2x2 max-pool, then a linear layer. Suits small frames (one pixel per cell of a
+    built-in game) where the Nature CNN's 8x8 stride-4 first layer would skip whole cells."""
+
+    def __init__(
+        self, observation_shape: tuple[int, ...], width: int = 32, features: int = 256
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_channels = observation_shape[0]
+        for block_width in (width, 2 * width):
+            layers += [
+                nn.Conv2d(in_channels, block_width, kernel_size=3, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(block_width, block_width, kernel_size=3, padding=1),
+                nn.ReLU(),
+                nn.MaxPool2d(kernel_size=2, ceil_mode=True),  # halves H and W, rounding up
+            ]
+            in_channels = block_width
+        layers.append(nn.Flatten())  # 64 x 3 x 3 for 12 x 12 input, 64 x 6 x 6 for 21 x 21
         self.convolutions = nn.Sequential(*layers)
         flat = _flat_size(self.convolutions, observation_shape)
         self.linear = nn.Sequential(nn.Linear(flat, features), nn.ReLU())
@@ -89,6 +118,8 @@ class MLPEncoder(nn.Module):
         self.output_size = size
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        if observations.dtype == torch.uint8:  # pixels
+            return self.layers(observations.float() / 255.0)
         return self.layers(observations.float())
 
 
@@ -126,18 +157,23 @@ def build_q_network(
     num_actions: int,
     encoder: str = "auto",
     dueling: bool = False,
+    width: int = 0,
 ) -> QNetwork:
-    """The Q-network for an observation shape: 3-D (stacked frames) gets a CNN, 1-D an MLP."""
+    """The Q-network for an observation shape: 3-D (stacked frames) gets a CNN, 1-D an MLP.
+    `width` sets the channels of a CNN's first layer (0: the encoder's published width)."""
+    widths = {"width": width} if width else {}
     if encoder == "auto":
         encoder = "nature" if len(observation_shape) == 3 else "mlp"
-    if encoder in ("nature", "impala") and len(observation_shape) != 3:
+    if encoder in ("nature", "impala", "vgg") and len(observation_shape) != 3:
         raise ValueError(
             f"--encoder {encoder} needs image observations, got shape {observation_shape}"
         )
     if encoder == "nature":
-        module: nn.Module = NatureCNN(observation_shape)
+        module: nn.Module = NatureCNN(observation_shape, **widths)
     elif encoder == "impala":
-        module = ImpalaCNN(observation_shape)
+        module = ImpalaCNN(observation_shape, **widths)
+    elif encoder == "vgg":
+        module = VGGEncoder(observation_shape, **widths)
     elif encoder == "mlp":
         module = MLPEncoder(observation_shape)
     else:

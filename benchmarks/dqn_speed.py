@@ -4,21 +4,17 @@ for side-by-side runs with it (docs/benchmarks.md says how the peer is run).
 Prints the training-phase rate (charts/sps after learning starts, the part that dominates a
 real run) and the overall rate (total steps / wall time, start-up included), as JSON.
 
-    python benchmarks/dqn_speed.py --total-steps 3000 --learning-starts 1000 --device cpu
-    python benchmarks/dqn_speed.py --compile --cuda-graph --device cuda --num-envs 8
+    python -m benchmarks.dqn_speed --total-steps 3000 --learning-starts 1000 --device cpu
+    python -m benchmarks.dqn_speed --compile --cuda-graph --device cuda --num-envs 8
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.suite import dqn_training_rate  # noqa: E402
+from benchmarks.suite import dqn_training_rate
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ it) and raw (`gym.make`, the RGB frame only), ALE/Breakout-v5 through `envs.make
 ale_py's C++ vector env through `envs.make_vector_env` for several numbers of sub-envs (counted in
 env steps: num_envs per vector step). Needs no torch.
 
-    python benchmarks/env_speed.py --seconds 3 --json runs/env_speed.json
+    python -m benchmarks.env_speed --seconds 3 --json runs/env_speed.json
 """
 
 from __future__ import annotations
@@ -13,16 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import envs  # noqa: E402
+import envs
 
 
 def single_env_speed(env: gym.Env, seconds: float, seed: int = 0) -> float:

@@ -16,16 +16,15 @@ torchvision's make_grid (`--grid-cell`, `--grid-padding`). `--sanity held-out|no
 2,000 held-out real digits or uniform noise instead, to see what the numbers look like at
 the two extremes.
 
-    python benchmarks/gan_digits.py --checkpoint runs/gan-mnist --json runs/gan_digits.json
-    python benchmarks/gan_digits.py --images samples.png --grid-cell 32
-    python benchmarks/gan_digits.py --sanity held-out
+    python -m benchmarks.gan_digits --checkpoint runs/gan-mnist --json runs/gan_digits.json
+    python -m benchmarks.gan_digits --images samples.png --grid-cell 32
+    python -m benchmarks.gan_digits --sanity held-out
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -34,10 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from playground.device import resolve_device  # noqa: E402
-from playground.errors import UserError  # noqa: E402
+from playground.device import resolve_device
+from playground.errors import UserError
 
 TRAIN_COUNT = 8000
 CONFIDENCE = 0.9
@@ -232,10 +229,10 @@ def load_image_file(path: Path, cell: int, padding: int) -> torch.Tensor:
 def generate_from_checkpoint(
     path: Path, samples: int, seed: int, device: torch.device
 ) -> torch.Tensor:
-    from gan.sample import load_generator
+    from gan.models import generator_from_checkpoint
     from playground.checkpoint import load_checkpoint
 
-    generator = load_generator(load_checkpoint(path, kind="gan")).to(device)
+    generator = generator_from_checkpoint(load_checkpoint(path, kind="gan")).to(device)
     noise = torch.randn(
         samples, generator.latent_size, generator=torch.Generator().manual_seed(seed)
     )

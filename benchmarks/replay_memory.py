@@ -5,8 +5,8 @@ For each number of envs: allocates a `--capacity`-transition buffer, fills every
 reports resident memory (VmRSS) before and after, storage bytes per transition, add() speed
 and sample() speed at batch 32. Everything on the CPU.
 
-    python benchmarks/replay_memory.py                     # 1,000,000 transitions, ~7.1 GB
-    python benchmarks/replay_memory.py --capacity 100000 --num-envs 1 8 --json runs/replay.json
+    python -m benchmarks.replay_memory                     # 1,000,000 transitions, ~7.1 GB
+    python -m benchmarks.replay_memory --capacity 100000 --num-envs 1 8 --json runs/replay.json
 """
 
 from __future__ import annotations
@@ -15,16 +15,13 @@ import argparse
 import gc
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from agents.replay import ReplayBuffer  # noqa: E402
+from agents.replay import ReplayBuffer
 
 OBSERVATION_SHAPE = (4, 84, 84)
 NUM_ACTIONS = 18

@@ -6,8 +6,8 @@ checkpoints, as in a real run), samples the child's resident memory (VmRSS from
 /proc/PID/status) every `--interval` seconds for `--minutes`, then stops it with SIGTERM
 (which saves latest.pt) and reports the growth measured after the replay buffer was full.
 
-    python benchmarks/soak.py                          # 25 minutes on Playground/Catch-v0
-    python benchmarks/soak.py --minutes 2 --json runs/soak.json
+    python -m benchmarks.soak                          # 25 minutes on Playground/Catch-v0
+    python -m benchmarks.soak --minutes 2 --json runs/soak.json
 """
 
 from __future__ import annotations

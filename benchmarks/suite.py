@@ -237,8 +237,8 @@ def learner_variants(cfg: BenchConfig, device: torch.device) -> list[tuple[str, 
 
 
 def bench_learner(cfg: BenchConfig, device: torch.device) -> list[Row]:
-    from agents.dqn import DQNConfig
-    from agents.learner import DQNLearner
+    from agents.config import DQNConfig
+    from agents.learner import DQNLearner, UpdateRule
     from agents.networks import build_q_network
     from playground.optim import make_optimizer
 
@@ -254,7 +254,10 @@ def bench_learner(cfg: BenchConfig, device: torch.device) -> list[Row]:
             1e-4,
             capturable=options.get("cuda_graph", False) and device.type == "cuda",
         )
-        learner = DQNLearner(replay, q_network, target_network, optimizer, dqn, device, **options)
+        rule = UpdateRule(dqn.double_dqn, dqn.loss, dqn.max_grad_norm)
+        learner = DQNLearner(
+            replay, q_network, target_network, optimizer, rule, dqn.batch_size, device, **options
+        )
         started = time.perf_counter()
         learner.step()  # compiles, with compile
         setup = time.perf_counter() - started
@@ -276,7 +279,8 @@ def dqn_training_rate(**settings: Any) -> float:
     """Mean training steps/s of a `train_dqn` run with these DQNConfig settings (timing
     settings filled in), over the 100-step log periods after learning starts, the first one
     (which holds any compiling) left out."""
-    from agents.dqn import DQNConfig, train_dqn
+    from agents.config import DQNConfig
+    from agents.dqn import train_dqn
     from playground.logger import MemoryLogger
 
     logger = MemoryLogger()
@@ -326,7 +330,8 @@ def bench_dqn(cfg: BenchConfig, device: torch.device) -> list[Row]:
 
 
 def bench_gan(cfg: BenchConfig, device: torch.device) -> list[Row]:
-    from gan.train import GanConfig, train_gan
+    from gan.config import GanConfig
+    from gan.train import train_gan
     from playground.logger import MemoryLogger
 
     variants: list[tuple[str, dict[str, object]]] = [("", {})]

@@ -8,6 +8,7 @@ from envs.builtin import BUILTIN_GAMES
 from envs.factory import (
     action_names,
     check_env_id,
+    game_fps,
     is_atari,
     is_pixel_space,
     make_env,
@@ -18,6 +19,7 @@ __all__ = [
     "BUILTIN_GAMES",
     "action_names",
     "check_env_id",
+    "game_fps",
     "is_atari",
     "is_pixel_space",
     "make_env",

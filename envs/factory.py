@@ -31,18 +31,33 @@ from gymnasium.wrappers import (
 from gymnasium.wrappers.vector import RecordEpisodeStatistics as VectorRecordEpisodeStatistics
 
 from envs.builtin import BUILTIN_GAMES, register_builtin_games
-from envs.wrappers import FireReset, GrayscaleFrame
+from envs.wrappers import FireReset, GrayscaleFrame, ResizeFrame
 from playground.errors import UserError, require_positive
 
 gym.register_envs(ale_py)
 register_builtin_games()
 
 ATARI_ENTRY_POINT = "ale_py.env:AtariEnv"
+FRAME_SIZE = 84
+"""Side of the square grayscale frames pixel games are turned into, unless asked otherwise."""
 
 
 def is_atari(env_id: str) -> bool:
     """Whether `env_id` is a registered ALE Atari game."""
     return env_id in gym.registry and gym.spec(env_id).entry_point == ATARI_ENTRY_POINT
+
+
+def game_fps(env_id: str) -> int:
+    """Agent steps per second at a game's real-time speed: 15 for ALE games (60 frames a second,
+    4 per agent step), else the env's `render_fps` (30 when it has none)."""
+    if is_atari(env_id):
+        return 15
+    check_env_id(env_id)
+    env = gym.make(env_id)
+    try:
+        return int(env.metadata.get("render_fps") or 30)
+    finally:
+        env.close()
 
 
 def check_env_id(env_id: str) -> None:
@@ -69,10 +84,12 @@ def _seed(env: gym.Env, seed: int | None) -> None:
         env.observation_space.seed(seed)
 
 
-def _make_unrecorded(env_id: str, render_mode: str | None, frame_stack: int) -> gym.Env:
+def _make_unrecorded(
+    env_id: str, render_mode: str | None, frame_stack: int, frame_size: int = FRAME_SIZE
+) -> gym.Env:
     """The preprocessed env without episode statistics (vector envs record their own)."""
     check_env_id(env_id)
-    require_positive(frame_stack=frame_stack)
+    require_positive(frame_stack=frame_stack, frame_size=frame_size)
     pixel_game = is_atari(env_id) or env_id in BUILTIN_GAMES
     if render_mode is None and pixel_game:
         render_mode = "rgb_array"  # free for these games: the frame exists anyway
@@ -83,7 +100,7 @@ def _make_unrecorded(env_id: str, render_mode: str | None, frame_stack: int) -> 
             env,
             noop_max=30,
             frame_skip=4,
-            screen_size=84,
+            screen_size=frame_size,
             grayscale_obs=True,
             terminal_on_life_loss=False,
             scale_obs=False,
@@ -93,7 +110,10 @@ def _make_unrecorded(env_id: str, render_mode: str | None, frame_stack: int) -> 
         return FrameStackObservation(env, frame_stack, padding_type="zero")
     env = gym.make(env_id, render_mode=render_mode)
     if env_id in BUILTIN_GAMES:
-        return FrameStackObservation(GrayscaleFrame(env), frame_stack, padding_type="zero")
+        env = GrayscaleFrame(env)
+        if frame_size != FRAME_SIZE:
+            env = ResizeFrame(env, frame_size)
+        return FrameStackObservation(env, frame_stack, padding_type="zero")
     return env
 
 
@@ -103,6 +123,7 @@ def make_env(
     seed: int | None = None,
     render_mode: str | None = None,
     frame_stack: int = 4,
+    frame_size: int = FRAME_SIZE,
 ) -> gym.Env:
     """One env, preprocessed exactly like training sees it (see the module docstring).
 
@@ -116,7 +137,7 @@ def make_env(
         >>> env.reset()[0].shape
         (4, 84, 84)
     """
-    env = RecordEpisodeStatistics(_make_unrecorded(env_id, render_mode, frame_stack))
+    env = RecordEpisodeStatistics(_make_unrecorded(env_id, render_mode, frame_stack, frame_size))
     _seed(env, seed)
     return env
 
@@ -132,6 +153,7 @@ def make_vector_env(
     *,
     seed: int,
     frame_stack: int = 4,
+    frame_size: int = FRAME_SIZE,
     asynchronous: bool = False,
 ) -> gym.vector.VectorEnv:
     """`num_envs` copies of `make_env(env_id)` stepped together, autoreset NEXT_STEP.
@@ -150,7 +172,7 @@ def make_vector_env(
     The env is reset once with `seed` (sub-env i gets `seed + i`) and its action space seeded.
     """
     check_env_id(env_id)
-    require_positive(num_envs=num_envs, frame_stack=frame_stack)
+    require_positive(num_envs=num_envs, frame_stack=frame_stack, frame_size=frame_size)
     if is_atari(env_id):
         spec_kwargs = gym.spec(env_id).kwargs
         envs: gym.vector.VectorEnv = ale_py.vector_env.AtariVectorEnv(
@@ -159,8 +181,8 @@ def make_vector_env(
             repeat_action_probability=spec_kwargs.get("repeat_action_probability", 0.0),
             full_action_space=spec_kwargs.get("full_action_space", False),
             max_num_frames_per_episode=spec_kwargs.get("max_num_frames_per_episode", 108_000),
-            img_height=84,
-            img_width=84,
+            img_height=frame_size,
+            img_width=frame_size,
             grayscale=True,
             stack_num=frame_stack,
             frameskip=4,
@@ -173,7 +195,8 @@ def make_vector_env(
         )
     else:
         env_functions: list[Callable[[], gym.Env]] = [
-            partial(_make_unrecorded, env_id, None, frame_stack) for _ in range(num_envs)
+            partial(_make_unrecorded, env_id, None, frame_stack, frame_size)
+            for _ in range(num_envs)
         ]
         vector_class = gym.vector.AsyncVectorEnv if asynchronous else gym.vector.SyncVectorEnv
         envs = vector_class(env_functions, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)

@@ -37,7 +37,12 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
+from gan.config import GanConfig
+from gan.data import ImageDataset
+from gan.models import Generator, generate
 from playground.errors import UserError
+from playground.lifecycle import note
+from playground.seeding import rng_state, set_rng_state
 
 FEATURE_CHOICES = ("auto", "inception", "classifier")
 INCEPTION_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
@@ -339,3 +344,34 @@ def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(
         images, size=(size, size), mode="bilinear", antialias=True, align_corners=False
     )
+
+
+def make_quality_metric(cfg: GanConfig, data: ImageDataset, device: torch.device) -> QualityMetric:
+    """FID/KID against the real images of `data`, with the features `cfg` asks for."""
+    metric = QualityMetric(
+        data.images,
+        data.labels,
+        feature=cfg.metric_feature,
+        inception_weights=cfg.inception_weights or None,
+        device=device,
+        seed=cfg.seed,
+        max_real=max(cfg.metric_samples, 2),
+    )
+    note(f"quality metric: FID/KID on {metric.feature_name} features")
+    return metric
+
+
+def measure_quality(
+    metric: QualityMetric, generator: Generator, cfg: GanConfig, device: torch.device, step: int
+) -> dict[str, float]:
+    """FID/KID of `metric_samples` fresh images. The training RNG streams are saved and
+    restored around it, so evaluating does not change what training draws next."""
+    state = rng_state()
+    noise = torch.randn(
+        cfg.metric_samples,
+        cfg.latent_size,
+        generator=torch.Generator().manual_seed(cfg.seed + step),
+    ).to(device)
+    scores = metric.compute(generate(generator, noise))
+    set_rng_state(state)
+    return scores

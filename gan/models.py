@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -180,3 +181,55 @@ def build_models(arch: dict[str, int | bool]) -> tuple[Generator, Discriminator]
         bool(arch["spectral_norm"]),
     )
     return generator, discriminator
+
+
+def generator_from_checkpoint(state: dict[str, Any], use_ema: bool = True) -> Generator:
+    """The generator stored in a GAN checkpoint (its moving average if asked and present), in
+    eval mode."""
+    arch = state.get("architecture")
+    if not arch:
+        raise UserError(
+            "this GAN checkpoint has no architecture record; it was not written by train-gan"
+        )
+    generator = Generator(
+        int(arch["image_size"]),
+        int(arch["channels"]),
+        int(arch["latent_size"]),
+        int(arch["generator_width"]),
+    )
+    weights = (
+        state["ema_generator"] if use_ema and state.get("ema_generator") else state["generator"]
+    )
+    try:
+        generator.load_state_dict(weights)
+    except RuntimeError as error:
+        first_line = str(error).splitlines()[0]
+        raise UserError(
+            f"the checkpoint's generator weights do not fit its architecture ({first_line})"
+        ) from None
+    return generator.eval()
+
+
+@torch.no_grad()
+def generate(generator: Generator, noise: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Images in [-1, 1] for `noise`, with batch norm in inference mode (running statistics);
+    the generator's mode is restored afterwards."""
+    was_training = generator.training
+    generator.eval()
+    images = torch.cat([generator(chunk) for chunk in noise.split(batch_size)])
+    generator.train(was_training)
+    return images.float()
+
+
+def ema_decay(decay: float, step: int) -> float:
+    """The EMA decay, ramped up early so the average is not dominated by the random init."""
+    return min(decay, (1 + step) / (10 + step))
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model for weights; buffers (BN statistics) copied."""
+    for ema_parameter, parameter in zip(ema.parameters(), model.parameters(), strict=True):
+        ema_parameter.lerp_(parameter, 1.0 - decay)
+    for ema_buffer, buffer in zip(ema.buffers(), model.buffers(), strict=True):
+        ema_buffer.copy_(buffer)

@@ -25,6 +25,26 @@ from playground.errors import UserError
 FORMAT_VERSION = 1
 OLDEST_FORMAT_VERSION = 1  # formats older than this cannot be read any more
 
+LATEST = "latest.pt"
+"""The newest state of a run: what --resume continues from."""
+BEST = "best.pt"
+"""The best state of a run by its own measure (evaluation score, FID)."""
+RUN_FOLDER_RULE = "a run folder means its best.pt, or its latest.pt while it has no best.pt"
+"""Which checkpoint a run folder stands for, for every command that reads one."""
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """The checkpoint file `path` names: itself when it is a file; for a run folder its best.pt,
+    or its latest.pt while it has no best.pt (RUN_FOLDER_RULE). A missing path is returned as
+    is, for `load_checkpoint` to refuse with one line."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        for name in (BEST, LATEST):
+            if (path / name).is_file():
+                return path / name
+        raise UserError(f"{path} holds no checkpoint ({BEST} or {LATEST}); is it a run folder?")
+    return path
+
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Write `state` to `path` atomically: a temporary file in the same folder is written,
@@ -82,13 +102,9 @@ def load_checkpoint(
     path: str | Path, kind: str | None = None, map_location: str | torch.device = "cpu"
 ) -> dict[str, Any]:
     """Load a checkpoint safely (no arbitrary code runs: `weights_only=True`) and check that it
-    is a `kind` checkpoint of a format this version understands."""
-    path = Path(path)
-    if path.is_dir():
-        for name in ("latest.pt", "best.pt"):
-            if (path / name).is_file():
-                path = path / name
-                break
+    is a `kind` checkpoint of a format this version understands. A run folder stands for its
+    best.pt, or its latest.pt while it has none (`resolve_checkpoint`)."""
+    path = resolve_checkpoint(path)
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
     try:

@@ -14,14 +14,14 @@ Config = TypeVar("Config")
 
 def resolve_resume_dir(resume: str, runs_dir: str) -> Path:
     """The run folder named by `--resume`: a path, a checkpoint file in it, or a name under
-    `runs_dir`. It must hold a latest.pt."""
-    path = Path(resume)
+    `runs_dir`. It must hold a latest.pt (a run is always continued from its newest state)."""
+    path = Path(resume).expanduser()
     if not path.exists() and (Path(runs_dir) / resume).exists():
         path = Path(runs_dir) / resume
     if path.is_file():
         path = path.parent
     if not (path / "latest.pt").is_file():
-        raise UserError(f"--resume: no latest.pt in {path}")
+        raise UserError(f"--resume: no checkpoint to resume in {path} (no latest.pt there)")
     return path
 
 

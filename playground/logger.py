@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import io
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from playground.errors import UserError
+from playground.media import encode_gif
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
@@ -191,19 +191,6 @@ class TensorBoardLogger(Logger):
     def close(self) -> None:
         with contextlib.suppress(OSError):  # a write error was reported already; keep it seen
             self._writer.close()
-
-
-def encode_gif(frames: np.ndarray, fps: int) -> bytes:
-    """Encode (T, H, W[, 3]) uint8 frames as a looping GIF."""
-    from PIL import Image
-
-    images = [Image.fromarray(frame) for frame in frames]
-    buffer = io.BytesIO()
-    duration_ms = max(20, int(round(1000 / max(fps, 1))))
-    images[0].save(
-        buffer, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0
-    )
-    return buffer.getvalue()
 
 
 def markdown_table(params: Mapping[str, Any]) -> str:

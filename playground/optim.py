@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Literal, get_args
 
 import torch
 
 from playground.errors import UserError
 
-OPTIMIZERS = ("adam", "rmsprop", "sgd", "adagrad", "adadelta")
+OptimizerName = Literal["adam", "rmsprop", "sgd", "adagrad", "adadelta"]
+"""The `--optimizer` choices of every trainer (the flag's type, so `--help` lists them)."""
+OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
 # Those whose step can be captured in a CUDA graph (`capturable=True` keeps their step counts on
 # the device; sgd has none; adagrad keeps them on the host).
 CAPTURABLE_OPTIMIZERS = ("adam", "rmsprop", "adadelta", "sgd")
+
+
+def check_optimizer(name: str) -> None:
+    """Refuse an unknown `--optimizer` with one line."""
+    if name not in OPTIMIZERS:
+        raise UserError(f"--optimizer {name!r} is not one of {', '.join(OPTIMIZERS)}")
 
 
 def make_optimizer(
@@ -82,4 +91,5 @@ def make_optimizer(
             foreach=True,
             capturable=capturable,
         )
-    raise UserError(f"--optimizer {name!r} is not one of {', '.join(OPTIMIZERS)}")
+    check_optimizer(name)
+    raise AssertionError(f"optimizer {name} is listed but not built")

@@ -17,19 +17,12 @@ def default_run_name(prefix: str, env_or_dataset: str, seed: int) -> str:
     return f"{prefix}-{short}-s{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def prepare_run_dir(root: str | Path, name: str, resume: bool) -> Path:
-    """Return `root/name`, created for a new run or required to exist for a resumed one.
-
-    A new run never reuses a folder that already holds a run, so nothing is overwritten."""
+def prepare_run_dir(root: str | Path, name: str) -> Path:
+    """Create `root/name` for a new run. A new run never reuses a folder that already holds a
+    run, so nothing is overwritten (`--resume` continues one)."""
     if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
         raise UserError(f"--run-name {name!r}: use letters, digits, '.', '_' and '-' only")
     run_dir = Path(root) / name
-    if resume:
-        if not (run_dir / "latest.pt").is_file():
-            raise UserError(
-                f"--resume: no checkpoint to resume in {run_dir} (expected {run_dir / 'latest.pt'})"
-            )
-        return run_dir
     if run_dir.exists() and any(run_dir.iterdir()) and not _died_before_first_checkpoint(run_dir):
         raise UserError(
             f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-name"

@@ -6,15 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from agents.dqn import (
-    DQNConfig,
-    epsilon_greedy,
-    linear_schedule,
-    td_target,
-    update_target,
-    validate,
-)
+from agents.config import DQNConfig, validate
+from agents.learner import td_target, update_target
 from agents.networks import build_q_network, random_shift
+from agents.rollout import epsilon_greedy, linear_schedule
 from playground.errors import UserError
 
 

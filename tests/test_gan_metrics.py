@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,8 +13,8 @@ import torch.nn.functional as F
 
 from gan.metrics import QualityMetric, train_feature_classifier
 from playground.errors import UserError
+from tests.conftest import MNIST_RAW
 
-MNIST_RAW = Path("/work/shared/data/MNIST/raw")
 IMAGES_FILE = MNIST_RAW / "t10k-images-idx3-ubyte"
 LABELS_FILE = MNIST_RAW / "t10k-labels-idx1-ubyte"
 REFERENCE_COUNT = 3000

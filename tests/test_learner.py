@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from agents.dqn import DQNConfig, load_dqn_checkpoint, train_dqn, validate
-from agents.learner import DQNLearner
+from agents.checkpoint import load_dqn_checkpoint
+from agents.config import DQNConfig, validate
+from agents.dqn import train_dqn
+from agents.learner import DQNLearner, UpdateRule
 from agents.networks import build_q_network
 from agents.replay import ReplayBuffer
 from playground.errors import UserError
@@ -63,7 +65,10 @@ def make_learner(
         cfg.learning_rate,
         capturable=options.get("cuda_graph", False) and device.type == "cuda",
     )
-    return DQNLearner(replay, q_network, target_network, optimizer, cfg, device, **options)
+    rule = UpdateRule(cfg.double_dqn, cfg.loss, cfg.max_grad_norm)
+    return DQNLearner(
+        replay, q_network, target_network, optimizer, rule, cfg.batch_size, device, **options
+    )
 
 
 def run_updates(learner: DQNLearner, updates: int, seed: int = 1) -> list[tuple[float, float]]:
@@ -202,3 +207,41 @@ def test_a_compiled_run_trains_and_resumes(tmp_path: Path, capsys) -> None:
     assert second["step"] == 300 and second["updates"] == 50
     assert second["config"]["compile"] is True
     assert all(torch.isfinite(value).all() for value in second["q_network"].values())
+
+
+@pytest.mark.parametrize("double_dqn", [True, False])
+def test_the_update_uses_double_dqn_targets_only_when_asked(double_dqn: bool) -> None:
+    """With weights set by hand the online and target networks disagree on the best next
+    action; the loss the update returns is the one of the rule asked for."""
+    from agents.learner import dqn_update
+    from agents.networks import QNetwork
+    from agents.replay import ReplaySample
+
+    def network(next_values: list[float]) -> QNetwork:
+        # Q-values that do not depend on the observation: the head's bias only.
+        encoder = torch.nn.Flatten()
+        encoder.output_size = 2  # type: ignore[assignment]
+        net = QNetwork(encoder, num_actions=3)
+        with torch.no_grad():
+            net.head.weight.zero_()
+            net.head.bias.copy_(torch.tensor(next_values))
+        return net
+
+    online = network([1.0, 5.0, 2.0])  # prefers action 1
+    target = network([4.0, 0.5, 3.0])  # prefers action 0, values action 1 at 0.5
+    batch = ReplaySample(
+        observations=torch.zeros(2, 2),
+        actions=torch.tensor([0, 2]),
+        returns=torch.tensor([1.0, 0.0]),
+        next_observations=torch.zeros(2, 2),
+        dones=torch.tensor([0.0, 0.0]),
+        discounts=torch.tensor([0.5, 0.5]),
+    )
+    optimizer = torch.optim.SGD(online.parameters(), lr=0.0)
+    rule = UpdateRule(double_dqn=double_dqn, loss="mse", max_grad_norm=0.0)
+    loss, q_mean = dqn_update(batch, online, target, optimizer, rule)
+    next_value = 0.5 if double_dqn else 4.0  # target's value of online's choice / target's max
+    targets = torch.tensor([1.0, 0.0]) + 0.5 * next_value
+    taken = torch.tensor([1.0, 2.0])  # online's values of actions 0 and 2
+    assert loss.item() == pytest.approx(((taken - targets) ** 2).mean().item())
+    assert q_mean.item() == pytest.approx(1.5)

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from playground.checkpoint import load_checkpoint, save_checkpoint
+from playground.config import resolve_resume_dir
 from playground.device import resolve_device
 from playground.errors import UserError, require_positive
 from playground.logger import NullLogger, TensorBoardLogger
@@ -116,24 +117,35 @@ def test_tensorboard_logger_writes_every_kind(tmp_path: Path) -> None:
     assert "_hparams_/experiment" in hparams_tags(tmp_path)
 
 
-def test_null_logger_accepts_everything() -> None:
+def test_null_logger_accepts_everything_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     logger = NullLogger()
-    logger.scalar("a", 1.0, 0)
-    logger.image("b", np.zeros((8, 8)), 0)
-    logger.hparams({"a": 1})
-    logger.close()
+    with logger:
+        logger.scalar("a", 1.0, 0)
+        logger.scalars({"b": 2.0}, 1)
+        logger.image("c", np.zeros((8, 8)), 0)
+        logger.video("d", np.zeros((2, 8, 8, 3), np.uint8), 0)
+        logger.text("e", "text")
+        logger.hparams({"a": 1})
+        logger.flush()
+    assert logger.log_dir is None
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_run_dir_never_reused_and_lock(tmp_path: Path) -> None:
-    run_dir = prepare_run_dir(tmp_path, "exp", resume=False)
+    run_dir = prepare_run_dir(tmp_path, "exp")
     (run_dir / "latest.pt").write_bytes(b"x")
     with pytest.raises(UserError, match="already holds a run"):
-        prepare_run_dir(tmp_path, "exp", resume=False)
-    assert prepare_run_dir(tmp_path, "exp", resume=True) == run_dir
+        prepare_run_dir(tmp_path, "exp")
+    assert resolve_resume_dir("exp", str(tmp_path)) == run_dir
+    assert resolve_resume_dir(str(run_dir / "latest.pt"), "elsewhere") == run_dir
+    (tmp_path / "other").mkdir()
     with pytest.raises(UserError, match="no checkpoint to resume"):
-        prepare_run_dir(tmp_path, "other", resume=True)
+        resolve_resume_dir(str(tmp_path / "other"), str(tmp_path))
     with pytest.raises(UserError, match="letters, digits"):
-        prepare_run_dir(tmp_path, "../escape", resume=False)
+        prepare_run_dir(tmp_path, "../escape")
     with RunLock(run_dir), pytest.raises(UserError, match="in use"):
         RunLock(run_dir).acquire()
     RunLock(run_dir).acquire().release()

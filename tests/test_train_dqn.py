@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import signal
 from pathlib import Path
 
 import pytest
 import torch
 
-from agents.dqn import (
-    LAPTOP_SETTINGS,
-    DQNConfig,
-    EvaluateConfig,
-    evaluate,
-    load_dqn_checkpoint,
-    train_dqn,
-)
+from agents.checkpoint import load_dqn_checkpoint
+from agents.config import LAPTOP_SETTINGS, DQNConfig, EvaluateConfig
+from agents.dqn import train_dqn
+from agents.evaluate import evaluate
 from playground.checkpoint import save_checkpoint
 from playground.errors import UserError
 from playground.logger import NullLogger
@@ -92,24 +90,95 @@ def test_resume_continues_where_the_run_stopped(tmp_path: Path) -> None:
     assert epsilon_steps[-1] == 400 and 250 in epsilon_steps
 
 
-def test_interrupt_saves_a_loadable_checkpoint(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_saves_the_step_it_arrived_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signal_number: int
 ) -> None:
+    """Ctrl-C or SIGTERM during step 150 ends the loop after that step, which is saved; the
+    handlers in place before the run are back afterwards."""
     import agents.dqn as dqn
 
     calls = {"count": 0}
     real_linear_schedule = dqn.linear_schedule
 
-    def interrupting_schedule(*args: object) -> float:
+    def signalling_schedule(*args: object) -> float:
         calls["count"] += 1
         if calls["count"] == 150:
-            raise KeyboardInterrupt
+            signal.raise_signal(signal_number)
         return real_linear_schedule(*args)
 
-    monkeypatch.setattr(dqn, "linear_schedule", interrupting_schedule)
+    handlers = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+    monkeypatch.setattr(dqn, "linear_schedule", signalling_schedule)
     run_dir = train_dqn(tiny(tmp_path, checkpoint_every=10_000, eval_every=0), logger=NullLogger())
     checkpoint = load_dqn_checkpoint(run_dir / "latest.pt")
-    assert checkpoint["step"] == 149
+    assert checkpoint["step"] == 150 and calls["count"] == 150
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
+
+
+def test_a_resumed_run_restores_networks_optimizer_and_rng_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import agents.dqn as dqn
+
+    first = train_dqn(tiny(tmp_path, total_steps=200, eval_every=0), logger=NullLogger())
+    saved = load_dqn_checkpoint(first / "latest.pt")
+    seen: dict[str, object] = {}
+    real_learner, real_epsilon_greedy = dqn.DQNLearner, dqn.epsilon_greedy
+
+    def spy_learner(replay, q_network, target_network, optimizer, *args, **kwargs):
+        seen["q_network"] = {k: v.clone() for k, v in q_network.state_dict().items()}
+        seen["target_network"] = {k: v.clone() for k, v in target_network.state_dict().items()}
+        seen["optimizer"] = copy.deepcopy(optimizer.state_dict())
+        return real_learner(replay, q_network, target_network, optimizer, *args, **kwargs)
+
+    def spy_epsilon_greedy(q_values, epsilon, rng):
+        if "rng" not in seen:  # the first draw of the resumed run
+            seen["rng"] = copy.deepcopy(rng.bit_generator.state)
+            seen["torch_rng"] = torch.get_rng_state()
+        return real_epsilon_greedy(q_values, epsilon, rng)
+
+    monkeypatch.setattr(dqn, "DQNLearner", spy_learner)
+    monkeypatch.setattr(dqn, "epsilon_greedy", spy_epsilon_greedy)
+    saved["config"]["total_steps"] = 240
+    save_checkpoint(first / "latest.pt", saved)
+    train_dqn(dataclasses.replace(tiny(tmp_path), resume=str(first)), logger=NullLogger())
+
+    for name in ("q_network", "target_network"):
+        assert seen[name].keys() == saved[name].keys()
+        for key, value in saved[name].items():
+            assert torch.equal(seen[name][key], value), (name, key)
+    assert seen["optimizer"]["param_groups"] == saved["optimizer"]["param_groups"]
+    for index, state in saved["optimizer"]["state"].items():
+        for key, value in state.items():
+            assert torch.equal(torch.as_tensor(seen["optimizer"]["state"][index][key]), value)
+    assert seen["rng"] == saved["rng"]["generator"]
+    assert torch.equal(seen["torch_rng"], saved["rng"]["torch"])
+
+
+def test_n_step_returns_reach_the_update(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import agents.learner
+
+    discounts: list[torch.Tensor] = []
+    real_update = agents.learner.dqn_update
+
+    def recording_update(batch, *args, **kwargs):
+        discounts.append(batch.discounts.clone())
+        return real_update(batch, *args, **kwargs)
+
+    monkeypatch.setattr(agents.learner, "dqn_update", recording_update)
+    gamma = 0.9
+    for n_step in (1, 3):
+        discounts.clear()
+        train_dqn(
+            tiny(tmp_path, run_name=f"n{n_step}", n_step=n_step, gamma=gamma, eval_every=0),
+            logger=NullLogger(),
+        )
+        seen = torch.cat(discounts)
+        assert len(discounts) == (400 - 100) // 4
+        allowed = torch.tensor([gamma**k for k in range(1, n_step + 1)])
+        assert torch.isclose(seen[:, None], allowed[None]).any(dim=1).all()
+        # Most sums run the full n steps (a Catch game is 11 steps long).
+        assert torch.isclose(seen, torch.tensor(gamma**n_step)).float().mean() > 0.5
 
 
 def test_vector_envs_keep_the_replay_ratio(tmp_path: Path) -> None:
@@ -134,7 +203,9 @@ def test_variants_train(tmp_path: Path, changes: dict) -> None:
     assert load_dqn_checkpoint(run_dir / "latest.pt")["step"] == 240
 
 
-def test_transfer_loads_the_encoder(tmp_path: Path) -> None:
+def test_transfer_loads_the_encoder_and_freezing_keeps_it_through_updates(
+    tmp_path: Path,
+) -> None:
     source = train_dqn(
         tiny(tmp_path, run_name="source", total_steps=200, eval_every=0), logger=NullLogger()
     )
@@ -144,18 +215,25 @@ def test_transfer_loads_the_encoder(tmp_path: Path) -> None:
             tmp_path,
             run_name="target",
             env_id="Playground/Breakout-v0",
-            total_steps=40,
-            learning_starts=1000,
+            total_steps=200,
+            learning_starts=50,
+            target_update_frequency=100_000,  # the target network keeps the starting weights
             eval_every=0,
             init_from=str(source),
             freeze_encoder=True,
         ),
         logger=NullLogger(),
     )
-    loaded = load_dqn_checkpoint(target / "latest.pt")["q_network"]
-    for key, value in source_encoder.items():
-        if key.startswith("encoder."):
-            assert torch.equal(loaded[key], value), key
+    checkpoint = load_dqn_checkpoint(target / "latest.pt")
+    assert checkpoint["updates"] == (200 - 50) // 4  # real updates happened
+    trained, start = checkpoint["q_network"], checkpoint["target_network"]
+    encoder_keys = [key for key in source_encoder if key.startswith("encoder.")]
+    assert encoder_keys
+    for key in encoder_keys:
+        assert torch.equal(trained[key], source_encoder[key]), key  # loaded, then frozen
+        assert torch.equal(start[key], source_encoder[key]), key
+    head_keys = [key for key in trained if key.startswith("head.")]
+    assert any(not torch.equal(trained[key], start[key]) for key in head_keys)  # the head learned
     with pytest.raises(UserError, match="encoder is"):
         train_dqn(
             tiny(tmp_path, run_name="bad", env_id="CartPole-v1", init_from=str(source)),
@@ -166,7 +244,14 @@ def test_transfer_loads_the_encoder(tmp_path: Path) -> None:
 def test_evaluate_reports_true_scores_and_refuses_foreign_games(tmp_path: Path) -> None:
     run_dir = train_dqn(tiny(tmp_path, total_steps=200, eval_every=0), logger=NullLogger())
     result = evaluate(EvaluateConfig(checkpoint=str(run_dir), episodes=5, device="cpu"))
-    assert result["episodes"] == 5 and -1.0 <= result["mean"] <= 1.0
+    # Five whole Catch games score +1 or -1 each: the sum is odd, min and max are +-1.
+    assert result["episodes"] == 5
+    total = round(result["mean"] * 5)
+    assert total == pytest.approx(result["mean"] * 5) and total % 2 == 1
+    assert {result["min"], result["max"]} <= {-1.0, 1.0}
+    assert result["std"] == pytest.approx((1 - result["mean"] ** 2) ** 0.5)
+    # The same seed plays the same games.
+    assert evaluate(EvaluateConfig(checkpoint=str(run_dir), episodes=5, device="cpu")) == result
     with pytest.raises(UserError, match="trained on Playground/Catch-v0"):
         evaluate(EvaluateConfig(checkpoint=str(run_dir), env_id="Playground/Snake-v0", episodes=1))
 

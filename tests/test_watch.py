@@ -14,26 +14,20 @@ import pytest
 import torch
 from PIL import Image
 
-from agents import watch as watch_module
-from agents.dqn import DQNConfig
+import playground.display
+from agents import dqn as dqn_module
+from agents.config import DQNConfig
 from agents.networks import build_q_network
+from agents.rollout import play_games
 from agents.saliency import gaussian_blur, saliency_map
-from agents.watch import (
-    EPSILON_CYCLE,
-    NO_DISPLAY,
-    UNCAPPED,
-    Viewer,
-    WatchConfig,
-    blend_heat_map,
-    game_fps,
-    heat_map_rgba,
-    record_episode,
-    spawn_watcher,
-    watch,
-)
-from envs import action_names, make_env
+from envs import action_names, game_fps, make_env
 from playground.checkpoint import save_checkpoint
 from playground.errors import UserError
+from viewer import window as watch_module
+from viewer.config import WatchConfig
+from viewer.heatmap import blend_heat_map, heat_map_rgba
+from viewer.session import EPSILON_CYCLE, FOLLOW_MAX_FPS, UNCAPPED
+from viewer.window import NO_DISPLAY, Viewer, watch
 
 CATCH = "Playground/Catch-v0"
 
@@ -151,7 +145,10 @@ def test_panel_labels_are_the_action_names(viewer: Viewer) -> None:
     assert viewer.action_labels == action_names(env) == ["NOOP", "LEFT", "RIGHT"]
     env.close()
     assert viewer.q_values.shape == (3,)
-    assert viewer.action == int(viewer.q_values.argmax()) or viewer.epsilon > 0
+    viewer.epsilon = 0.0  # greedy: the highlighted action is the best valued one, every step
+    for _ in range(20):
+        viewer.step()
+        assert viewer.action == int(viewer.q_values.argmax())
 
 
 def test_recording_and_screenshot_hold_the_whole_window(viewer: Viewer, tmp_path: Path) -> None:
@@ -273,7 +270,7 @@ def test_missing_checkpoint_and_missing_display(
         watch(WatchConfig(checkpoint=str(tmp_path / "none.pt"), headless=True))
     for name in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(watch_module.sys, "platform", "linux")
+    monkeypatch.setattr(playground.display.sys, "platform", "linux")
     with pytest.raises(UserError) as error:
         watch(WatchConfig(env_id=CATCH))
     assert str(error.value) == NO_DISPLAY
@@ -291,7 +288,7 @@ def test_follow_reloads_a_rewritten_checkpoint(tmp_path: Path) -> None:
         assert viewer.reload_if_changed(force=True)
         assert viewer.training_step == 200
         assert not np.allclose(before, viewer.q_values)
-        assert viewer.speed <= watch_module.FOLLOW_MAX_FPS
+        assert viewer.speed <= FOLLOW_MAX_FPS
     finally:
         viewer.close()
 
@@ -325,13 +322,17 @@ def test_game_fps_is_real_time() -> None:
     assert game_fps("CartPole-v1") == 50
 
 
-def test_record_episode_returns_every_frame_of_one_game() -> None:
+def test_the_recorded_game_is_the_first_scored_game() -> None:
     torch.manual_seed(0)
     network = build_q_network((4, 84, 84), 3)
-    frames = record_episode(network, CATCH, frame_stack=4, epsilon=0.0, seed=3)
-    assert frames.dtype == np.uint8
-    assert frames.shape == (12, 84, 84, 3)  # a Catch game is 11 steps: 12 frames with the first
-    assert record_episode(None, CATCH, seed=3, max_frames=5).shape[0] == 5
+    games = play_games(network, CATCH, 3, epsilon=0.0, seed=3, record_frames=1_000)
+    assert len(games.scores) == 3 and games.lengths == [11, 11, 11]
+    assert len(games.frames) == 12  # a Catch game is 11 steps: 12 frames with the first
+    assert all(frame.shape == (84, 84, 3) and frame.dtype == np.uint8 for frame in games.frames)
+    # The caption of the last frame is the first game's final score.
+    assert games.frame_scores[0] == 0.0 and games.frame_scores[-1] == games.scores[0]
+    short = play_games(network, CATCH, 1, epsilon=0.0, seed=3, record_frames=5)
+    assert len(short.frames) == 5 and short.scores == games.scores[:1]
 
 
 def test_saliency_and_heat_map() -> None:
@@ -361,7 +362,7 @@ def test_saliency_and_heat_map() -> None:
     assert 0 < colours[0, 2, 3] < colours[0, 3, 3] == round(0.7 * 255)
 
 
-def test_spawn_watcher_starts_run_py_watch_following_the_file(
+def test_training_starts_the_viewer_as_a_module_following_the_file(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     started = {}
@@ -370,11 +371,11 @@ def test_spawn_watcher_starts_run_py_watch_following_the_file(
         def __init__(self, command: list[str], **kwargs: object) -> None:
             started.update(command=command, **kwargs)
 
-    monkeypatch.setattr(watch_module.subprocess, "Popen", FakePopen)
-    spawn_watcher(tmp_path / "policy.pt", CATCH, seed=7)
+    monkeypatch.setattr(dqn_module.subprocess, "Popen", FakePopen)
+    dqn_module.spawn_viewer(tmp_path / "policy.pt", CATCH, seed=7)
     command = started["command"]
-    repo_root = Path(watch_module.__file__).resolve().parents[1]
-    assert command[1:3] == [str(repo_root / "run.py"), "watch"]
+    repo_root = Path(dqn_module.__file__).resolve().parents[1]
+    assert command[1:3] == ["-m", "viewer"]
     assert command[3:] == [
         "--checkpoint",
         str(tmp_path / "policy.pt"),

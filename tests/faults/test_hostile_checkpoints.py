@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from agents.dqn import DQNConfig, EvaluateConfig, evaluate, train_dqn
+from agents.config import DQNConfig, EvaluateConfig
+from agents.dqn import train_dqn
+from agents.evaluate import evaluate
 from playground.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
 from playground.errors import UserError
 from playground.logger import Logger

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.dqn import linear_schedule
+from agents.rollout import linear_schedule
 from playground.checkpoint import load_checkpoint
 from tests.conftest import read_scalars
 from tests.faults import helpers

@@ -1,0 +1,149 @@
+"""DQN checkpoints: what one holds, how its network is rebuilt, and the replay buffer saved
+beside it so a resumed run continues exactly.
+
+A DQN checkpoint is one plain dict: `kind` "dqn", `config` (the settings), `network` (how to
+rebuild the Q-network), `q_network`, `target_network`, `optimizer`, `step`, `updates`,
+`best_eval`, `rng` and `replay_step` (the step of the replay.pt saved with it, or -1).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agents.config import DQNConfig
+from agents.networks import QNetwork, build_q_network
+from agents.replay import ReplayBuffer
+from envs import make_env
+from playground.checkpoint import load_checkpoint, save_checkpoint
+from playground.config import settings_from_saved
+from playground.errors import UserError
+
+CHECKPOINT_KIND = "dqn"
+# Entries --resume needs; a checkpoint lacking one is refused with its name.
+RESUME_KEYS = (
+    "config", "q_network", "target_network", "optimizer", "step", "updates", "best_eval", "rng"
+)  # fmt: skip
+REPLAY = "replay.pt"
+PREVIOUS_REPLAY = "replay.previous.pt"
+REPLAY_AUTO_LIMIT = 2 * 1024**3  # --save-replay auto saves buffers up to this size
+
+
+def load_dqn_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
+    """Load a DQN checkpoint (a file, or a run folder: its best.pt, else latest.pt)."""
+    return load_checkpoint(path, kind=CHECKPOINT_KIND, map_location=map_location)
+
+
+def network_from_checkpoint(checkpoint: dict[str, Any]) -> QNetwork:
+    """Rebuild the online Q-network stored in a DQN checkpoint."""
+    spec = checkpoint["network"]
+    network = build_q_network(
+        tuple(spec["observation_shape"]),
+        spec["num_actions"],
+        spec["encoder"],
+        spec["dueling"],
+        spec.get("width", 0),
+    )
+    network.load_state_dict(checkpoint["q_network"])
+    return network
+
+
+def config_from_checkpoint(checkpoint: dict[str, Any], **overrides: Any) -> DQNConfig:
+    """The DQNConfig a checkpoint was trained with (fields unknown to this version are ignored)."""
+    return settings_from_saved(DQNConfig, checkpoint["config"], **overrides)
+
+
+def env_options(cfg: DQNConfig) -> dict[str, int]:
+    """How the game's observations were preprocessed for this agent (make_env's options)."""
+    return {"frame_stack": cfg.frame_stack, "frame_size": cfg.frame_size}
+
+
+def check_compatible(checkpoint: dict[str, Any], env_id: str) -> None:
+    """Refuse to play a checkpoint on a game whose observations or actions differ from its own."""
+    spec = checkpoint["network"]
+    trained = config_from_checkpoint(checkpoint)
+    env = make_env(env_id, seed=0, **env_options(trained))
+    try:
+        shape = tuple(env.observation_space.shape)
+        actions = int(env.action_space.n)
+    finally:
+        env.close()
+    if shape != tuple(spec["observation_shape"]) or actions != spec["num_actions"]:
+        raise UserError(
+            f"the checkpoint was trained on {trained.env_id} (observations "
+            f"{tuple(spec['observation_shape'])}, {spec['num_actions']} actions); {env_id} has "
+            f"observations {shape} and {actions} actions"
+        )
+
+
+def load_encoder(
+    q_network: QNetwork, source: str, encoder_name: str, observation_shape: tuple[int, ...]
+) -> None:
+    """Copy the encoder of another run's checkpoint into `q_network` (--init-from)."""
+    checkpoint = load_dqn_checkpoint(source)
+    spec = checkpoint["network"]
+    if spec["encoder"] != encoder_name or tuple(spec["observation_shape"]) != observation_shape:
+        raise UserError(
+            f"--init-from {source}: its encoder is {spec['encoder']} on observations "
+            f"{tuple(spec['observation_shape'])}, this run needs {encoder_name} on "
+            f"{observation_shape}"
+        )
+    prefix = "encoder."
+    weights = {
+        key[len(prefix) :]: value
+        for key, value in checkpoint["q_network"].items()
+        if key.startswith(prefix)
+    }
+    try:
+        q_network.encoder.load_state_dict(weights)
+    except RuntimeError as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise UserError(f"--init-from {source}: its encoder does not fit ({first_line})") from None
+
+
+# ----------------------------------------------------------------------------- replay.pt
+
+
+def should_save_replay(save_replay: str, replay: ReplayBuffer) -> bool:
+    """--save-replay: always, never, or auto (buffers up to 2 GiB)."""
+    if save_replay == "never":
+        return False
+    if save_replay == "always":
+        return True
+    return replay.nbytes <= REPLAY_AUTO_LIMIT
+
+
+def save_replay(run_dir: Path, replay: ReplayBuffer, step: int) -> None:
+    """Write replay.pt for the checkpoint of `step`, keeping the one the current latest.pt
+    points at (as replay.previous.pt) until `replay_saved` is called after latest.pt is
+    replaced, so a kill between the two saves still resumes with a matching buffer."""
+    path, previous = run_dir / REPLAY, run_dir / PREVIOUS_REPLAY
+    if path.is_file():
+        path.replace(previous)
+    save_checkpoint(path, {"kind": "replay", "step": step, **replay.state_dict()})
+
+
+def replay_saved(run_dir: Path) -> None:
+    """The new latest.pt is in place: the buffer of the one before is no longer needed."""
+    (run_dir / PREVIOUS_REPLAY).unlink(missing_ok=True)
+
+
+def load_replay(replay: ReplayBuffer, run_dir: Path, step: int) -> bool:
+    """Restore the replay buffer saved with the checkpoint of `step` (replay.pt, or
+    replay.previous.pt when a run was killed between saving the two); False when neither is."""
+    for name in (REPLAY, PREVIOUS_REPLAY):
+        path = run_dir / name
+        if not path.is_file():
+            continue
+        try:
+            state = load_checkpoint(path, kind="replay", map_location=replay.device)
+        except UserError:
+            continue
+        if state.get("step", step) == step:  # files of older versions carry no step
+            replay.load_state_dict(state)
+            return True
+    return False

@@ -1,0 +1,219 @@
+"""The settings of `train-dqn`: one frozen dataclass (tyro makes it the command line, each
+field's docstring its `--help`), and `validate`, which refuses impossible combinations with
+one line each. Importing this module loads no game, network or GUI code.
+
+Defaults reproduce the Nature / CleanRL Atari setup: Adam 1e-4, replay 1M, batch 32, one update
+per 4 env steps, target copy every 1,000 steps, epsilon 1 -> 0.01 over 10% of training,
+learning starts at 80,000 steps, rewards clipped to their sign, life loss ends an episode for
+learning only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+from playground.errors import check, require_positive
+from playground.optim import CAPTURABLE_OPTIMIZERS, OptimizerName, check_optimizer
+
+EncoderName = Literal["auto", "nature", "impala", "vgg", "mlp"]
+ENCODERS: tuple[str, ...] = get_args(EncoderName)
+
+
+@dataclass(frozen=True)
+class DQNConfig:
+    """Train a DQN agent on an Atari, built-in or vector-observation game."""
+
+    env_id: str = "ALE/Breakout-v5"
+    """Game to learn: an ALE id (ALE/Pong-v5, ...), a built-in game (Playground/Catch-v0, ...)
+    or a vector-observation gymnasium id (CartPole-v1)."""
+    total_steps: int = 10_000_000
+    """Environment steps to train for (summed over all parallel envs)."""
+    num_envs: int = 1
+    """Environments stepped together in one vector env."""
+    seed: int = 1
+    """Seed for the environments, the network initialisation and exploration."""
+    device: str = "auto"
+    """auto | cpu | cuda | cuda:N | mps (auto picks the best available)."""
+
+    # Network
+    encoder: EncoderName = "auto"
+    """Observation encoder: nature CNN, impala residual CNN, vgg (3x3 stacks, for small frames)
+    or mlp; auto picks nature for pixels, mlp for vectors."""
+    encoder_width: int = 0
+    """Channels of the CNN encoder's first layer, later layers scale with it (0: the
+    encoder's published width: nature 32, impala 16, vgg 32)."""
+    dueling: bool = False
+    """Use a dueling head (V + A - mean A)."""
+    frame_stack: int = 4
+    """Frames stacked into one observation for pixel games."""
+    frame_size: int = 84
+    """Side of the square grayscale frames of pixel games (84 as in the Nature DQN)."""
+
+    # Learning
+    learning_rate: float = 1e-4
+    """Optimizer learning rate."""
+    optimizer: OptimizerName = "adam"
+    """Optimizer."""
+    adam_eps: float = 1e-8
+    """Epsilon of adam / rmsprop / adagrad / adadelta (Nature RMSProp used 0.01)."""
+    momentum: float = 0.0
+    """Momentum for sgd and rmsprop."""
+    nesterov: bool = False
+    """Nesterov momentum for sgd."""
+    gamma: float = 0.99
+    """Discount factor."""
+    n_step: int = 1
+    """Steps of reward summed into the TD target (n-step returns)."""
+    double_dqn: bool = True
+    """Pick the next action with the online network, evaluate it with the target (van Hasselt 2016)."""
+    loss: Literal["huber", "mse"] = "huber"
+    """TD loss: huber (smooth L1, the Nature error clipping) or mse (CleanRL)."""
+    max_grad_norm: float = 10.0
+    """Clip the gradient norm to this value (0 disables)."""
+    batch_size: int = 32
+    """Transitions per update."""
+    buffer_size: int = 1_000_000
+    """Replay capacity in transitions (each frame is stored once, uint8)."""
+    replay_device: Literal["auto", "cpu", "same"] = "auto"
+    """Where the replay buffer lives: same = the training device; auto = the training device
+    when it has room for it, else cpu."""
+    learning_starts: int = 80_000
+    """Environment steps of random-ish play before learning starts."""
+    train_frequency: int = 4
+    """Environment steps per gradient update (the replay ratio is 1 / this)."""
+    target_update_frequency: int = 1_000
+    """Environment steps between target network updates."""
+    tau: float = 1.0
+    """Target update rate: 1.0 copies the weights, < 1 is Polyak averaging."""
+    start_epsilon: float = 1.0
+    """Exploration epsilon at the start."""
+    end_epsilon: float = 0.01
+    """Exploration epsilon after the decay."""
+    exploration_fraction: float = 0.10
+    """Fraction of total_steps over which epsilon decays linearly."""
+    clip_rewards: bool = True
+    """Clip rewards to their sign for learning (logged returns are always the true score)."""
+    life_loss_terminal: bool = True
+    """Treat a lost life as the end of an episode for learning (Atari); the game goes on."""
+    augment: bool = False
+    """Random-shift image augmentation (DrQ) on sampled observations."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """bf16 autocast for the network on CUDA (ignored on the CPU)."""
+    compile: bool = False
+    """torch.compile the update (fused kernels; the first update compiles for a minute or so)."""
+    cuda_graph: bool = False
+    """On CUDA, capture the whole update, replay sampling included, as one CUDA graph replayed
+    once per update (ignored on the CPU; adagrad cannot be captured)."""
+
+    # Transfer learning
+    init_from: str = ""
+    """Start from the encoder of another DQN checkpoint (file or run dir)."""
+    freeze_encoder: bool = False
+    """With --init-from: keep the loaded encoder fixed and train only the head."""
+
+    # Evaluation, logging, checkpoints
+    eval_every: int = 100_000
+    """Environment steps between evaluations (0 disables)."""
+    eval_episodes: int = 10
+    """Full games per evaluation."""
+    eval_epsilon: float = 0.001
+    """Epsilon of the evaluation policy."""
+    checkpoint_every: int = 100_000
+    """Environment steps between saves of latest.pt."""
+    save_replay: Literal["auto", "always", "never"] = "auto"
+    """Save the replay buffer beside latest.pt so --resume continues exactly; auto saves it when
+    it takes at most 2 GiB."""
+    log_every: int = 1_000
+    """Environment steps between logged training scalars (losses, sps, epsilon)."""
+    eval_video: bool = True
+    """Log one evaluation game as a video (eval/video in TensorBoard) at every evaluation."""
+    watch: bool = False
+    """Open a window that shows the agent play with its latest weights while it trains
+    (a separate process, refreshed every few seconds)."""
+    runs_dir: str = "runs"
+    """Folder holding one sub-folder per run."""
+    run_name: str = ""
+    """Name of this run's folder (default: dqn-<game>-s<seed>-<time>)."""
+    resume: str = ""
+    """Continue the run in this folder (or runs/<name>) from its latest.pt with its saved
+    settings; --total-steps, --device, --progress and --watch given here override them."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+# Settings under which a DQN learns a built-in game on a laptop CPU in minutes (the demo's).
+
+
+def validate(cfg: DQNConfig) -> None:
+    """Refuse impossible settings with one clear line each."""
+    require_positive(
+        total_steps=cfg.total_steps,
+        num_envs=cfg.num_envs,
+        batch_size=cfg.batch_size,
+        buffer_size=cfg.buffer_size,
+        learning_rate=cfg.learning_rate,
+        train_frequency=cfg.train_frequency,
+        target_update_frequency=cfg.target_update_frequency,
+        frame_stack=cfg.frame_stack,
+        n_step=cfg.n_step,
+        eval_episodes=cfg.eval_episodes,
+        log_every=cfg.log_every,
+        checkpoint_every=cfg.checkpoint_every,
+    )
+    check(
+        cfg.buffer_size >= cfg.batch_size,
+        f"--buffer-size ({cfg.buffer_size}) must be at least --batch-size ({cfg.batch_size})",
+    )
+    check(
+        cfg.buffer_size >= cfg.num_envs * (cfg.frame_stack + cfg.n_step + 2),
+        "--buffer-size is too small for --num-envs",
+    )
+    check(0.0 <= cfg.gamma <= 1.0, f"--gamma must lie in [0, 1], got {cfg.gamma}")
+    check(0.0 < cfg.tau <= 1.0, f"--tau must lie in (0, 1], got {cfg.tau}")
+    for name in ("start_epsilon", "end_epsilon", "eval_epsilon", "exploration_fraction"):
+        value = getattr(cfg, name)
+        check(0.0 <= value <= 1.0, f"--{name.replace('_', '-')} must lie in [0, 1], got {value}")
+    check(cfg.learning_starts >= 0, f"--learning-starts must be >= 0, got {cfg.learning_starts}")
+    check(cfg.eval_every >= 0, f"--eval-every must be >= 0, got {cfg.eval_every}")
+    check(cfg.max_grad_norm >= 0, f"--max-grad-norm must be >= 0, got {cfg.max_grad_norm}")
+    check(cfg.encoder in ENCODERS, f"--encoder {cfg.encoder!r} is not one of {', '.join(ENCODERS)}")
+    check_optimizer(cfg.optimizer)
+    check(not cfg.freeze_encoder or bool(cfg.init_from), "--freeze-encoder needs --init-from CKPT")
+    check(
+        not cfg.cuda_graph or cfg.optimizer in CAPTURABLE_OPTIMIZERS,
+        f"--cuda-graph cannot capture --optimizer {cfg.optimizer}; "
+        f"use {', '.join(CAPTURABLE_OPTIMIZERS)}, or leave out --cuda-graph",
+    )
+
+
+# Settings under which a DQN learns a built-in game on a laptop CPU in minutes (the demo's).
+LAPTOP_SETTINGS: dict[str, Any] = dict(
+    buffer_size=20_000,
+    learning_starts=1_000,
+    exploration_fraction=0.25,
+    target_update_frequency=500,
+    learning_rate=2.5e-4,
+    eval_every=5_000,
+    eval_episodes=20,
+    checkpoint_every=5_000,
+    log_every=500,
+)
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Play full games with a trained DQN agent and report the mean and spread of the score."""
+
+    checkpoint: str
+    """A DQN checkpoint file, or a run folder (its best.pt, or latest.pt while it has none)."""
+    episodes: int = 10
+    """Full games to play."""
+    epsilon: float = 0.001
+    """Epsilon of the evaluation policy."""
+    env_id: str = ""
+    """Play another game than the one trained on (observation and action spaces must match)."""
+    seed: int = 0
+    """Seed of the evaluation games."""
+    device: str = "auto"
+    """auto | cpu | cuda | cuda:N | mps."""

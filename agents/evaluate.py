@@ -1,0 +1,57 @@
+"""`evaluate`: play full games with a trained agent and report the mean and spread of the true
+score (through `agents.rollout.play_games`, as the evaluations during training do)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agents.checkpoint import (
+    check_compatible,
+    config_from_checkpoint,
+    env_options,
+    load_dqn_checkpoint,
+    network_from_checkpoint,
+)
+from agents.config import EvaluateConfig
+from agents.rollout import play_games
+from envs import check_env_id
+from playground.checkpoint import resolve_checkpoint
+from playground.device import resolve_device
+from playground.errors import check, require_positive
+
+
+def evaluate(cfg: EvaluateConfig) -> dict[str, float]:
+    """Play `cfg.episodes` full games and print (and return) the mean, spread, min and max."""
+    require_positive(episodes=cfg.episodes)
+    check(0.0 <= cfg.epsilon <= 1.0, f"--epsilon must lie in [0, 1], got {cfg.epsilon}")
+    path = resolve_checkpoint(cfg.checkpoint)
+    checkpoint = load_dqn_checkpoint(path)
+    trained = config_from_checkpoint(checkpoint)
+    env_id = cfg.env_id or trained.env_id
+    check_env_id(env_id)
+    check_compatible(checkpoint, env_id)
+    device = resolve_device(cfg.device)
+    network = network_from_checkpoint(checkpoint).to(device)
+    games = play_games(
+        network,
+        env_id,
+        cfg.episodes,
+        epsilon=cfg.epsilon,
+        seed=cfg.seed,
+        device=device,
+        env_options=env_options(trained),
+    )
+    scores = games.scores
+    result = {
+        "episodes": float(len(scores)),
+        "mean": float(np.mean(scores)),
+        "std": float(np.std(scores)),
+        "min": float(np.min(scores)),
+        "max": float(np.max(scores)),
+    }
+    print(
+        f"{env_id}: {result['mean']:.2f} +- {result['std']:.2f} (min {result['min']:.1f}, max "
+        f"{result['max']:.1f}) over {len(scores)} games, checkpoint {path} at step "
+        f"{checkpoint['step']}"
+    )
+    return result

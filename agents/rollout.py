@@ -1,0 +1,174 @@
+"""The one way a policy plays a game: evaluation, the evaluation video and the viewer all use
+`Rollout`; the training loop acts through the same `epsilon_greedy`.
+
+    rollout = Rollout(make_env(env_id, seed=0), network, epsilon=0.001, seed=0)
+    while len(rollout.scores) < 10:
+        rollout.step()              # the policy acts; rollout.step(action) plays a given action
+    rollout.scores                  # true scores of the finished games
+
+`play_games` is that loop, keeping the frames of the first game so the video shown in
+TensorBoard is a game that was scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from agents.networks import QNetwork
+from envs import make_env
+
+
+def linear_schedule(start: float, end: float, duration: float, step: int) -> float:
+    """Linear interpolation from `start` to `end` over `duration` steps, then constant."""
+    if duration <= 0:
+        return end
+    return start + (end - start) * min(step / duration, 1.0)
+
+
+def epsilon_greedy(q_values: torch.Tensor, epsilon: float, rng: np.random.Generator) -> np.ndarray:
+    """Greedy actions from (E, A) Q-values, each replaced by a uniform random one with
+    probability epsilon."""
+    greedy = q_values.argmax(dim=1).cpu().numpy()
+    num_envs, num_actions = q_values.shape
+    explore = rng.random(num_envs) < epsilon
+    if explore.any():
+        greedy = np.where(explore, rng.integers(0, num_actions, num_envs), greedy)
+    return greedy
+
+
+class Rollout:
+    """One env played a step at a time by an epsilon-greedy policy over `network` (uniformly
+    random actions when it is None), or by the actions a caller passes (a person playing).
+
+    After each `step()`: `q_values` and `action` for the observation now on screen (the action
+    the policy will take next), `frame` (the game's RGB picture when `render`), the running
+    `episode_return` / `episode_length`, `game_over`, and `scores` / `lengths` of finished
+    games. The step after a game ends starts the next one, so its last frame can be shown."""
+
+    def __init__(
+        self,
+        env: gym.Env,
+        network: QNetwork | None,
+        *,
+        epsilon: float,
+        seed: int,
+        device: torch.device | str = "cpu",
+        render: bool = True,
+    ) -> None:
+        self.env = env
+        self.network = network
+        self.epsilon = epsilon
+        self.device = torch.device(device)
+        self.render = render
+        self.num_actions = int(env.action_space.n)
+        self.rng = np.random.default_rng(seed)
+        self.scores: list[float] = []
+        self.lengths: list[int] = []
+        self.steps = 0  # agent steps taken, over all games
+        self.episode_return = 0.0
+        self.episode_length = 0
+        self.game_over = False
+        self.observation, _ = env.reset()
+        self.frame = env.render() if render else None
+        self.q_values = np.zeros(self.num_actions, dtype=np.float32)
+        self.action = 0
+        self.think()
+
+    def think(self) -> None:
+        """Q-values of the current observation and the action the policy takes on it (call
+        again after the network or epsilon changed)."""
+        if self.network is not None:
+            with torch.no_grad():
+                observation = torch.as_tensor(self.observation, device=self.device)[None]
+                q_values = self.network(observation).float()
+            self.q_values = q_values[0].cpu().numpy()
+            self.action = int(epsilon_greedy(q_values, self.epsilon, self.rng)[0])
+        else:
+            self.action = int(self.rng.integers(self.num_actions))
+
+    def step(self, action: int | None = None) -> float:
+        """Play `action` (default: the policy's), or start the next game after a game over.
+        Returns the reward."""
+        reward = 0.0
+        if self.game_over:
+            self.observation, _ = self.env.reset()
+            self.game_over = False
+            self.episode_return = 0.0
+            self.episode_length = 0
+        else:
+            if action is not None:
+                self.action = int(action)
+            self.observation, reward, terminated, truncated, _ = self.env.step(self.action)
+            reward = float(reward)
+            self.episode_return += reward
+            self.episode_length += 1
+            self.steps += 1
+            if terminated or truncated:
+                self.game_over = True
+                self.scores.append(self.episode_return)
+                self.lengths.append(self.episode_length)
+        if self.render:
+            self.frame = self.env.render()
+        self.think()
+        return reward
+
+    def close(self) -> None:
+        self.env.close()
+
+
+@dataclass
+class Games:
+    """What `play_games` saw: the true score and length of each game, and the RGB frames of
+    the first game (with the score so far at each frame) when asked for."""
+
+    scores: list[float]
+    lengths: list[int]
+    frames: list[np.ndarray] = field(default_factory=list)
+    frame_scores: list[float] = field(default_factory=list)
+
+
+def play_games(
+    network: QNetwork,
+    env_id: str,
+    games: int,
+    *,
+    epsilon: float,
+    seed: int,
+    device: torch.device | str = "cpu",
+    env_options: dict[str, Any] | None = None,
+    record_frames: int = 0,
+    should_stop: Any = None,
+) -> Games:
+    """Play `games` full games with an epsilon-greedy policy in eval mode. The frames of the
+    first game (at most `record_frames`) are kept for a video. `should_stop()` returning True
+    ends early (the games finished so far are returned)."""
+    env = make_env(env_id, seed=seed, **(env_options or {}))
+    was_training = network.training
+    network.eval()
+    frames: list[np.ndarray] = []
+    frame_scores: list[float] = []
+    try:
+        rollout = Rollout(env, network, epsilon=epsilon, seed=seed, device=device, render=False)
+        recording = record_frames > 0
+        if recording:
+            frames.append(env.render())
+            frame_scores.append(0.0)
+        while len(rollout.scores) < games:
+            if should_stop is not None and should_stop():
+                break
+            first_game = not rollout.scores
+            rollout.step()
+            if recording and first_game and len(frames) < record_frames:
+                frames.append(env.render())
+                frame_scores.append(rollout.episode_return)
+            if rollout.game_over:
+                rollout.step()  # the next game's first observation
+        return Games(list(rollout.scores), list(rollout.lengths), frames, frame_scores)
+    finally:
+        env.close()
+        network.train(was_training)

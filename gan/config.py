@@ -1,0 +1,171 @@
+"""The settings of `train-gan` and `sample` (frozen dataclasses: tyro's flags and `--help`)
+and `validate`. Importing this module loads no data, network or metric code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from playground.errors import check, require_positive
+from playground.optim import OptimizerName, check_optimizer
+
+# Settings a resumed run may change: none of them changes what is learned.
+RESUME_OVERRIDABLE = ("steps", "device", "progress")
+
+
+@dataclass(frozen=True)
+class GanConfig:
+    """Train a DCGAN on an image data set (the embedded default: Atari frames, offline)."""
+
+    dataset: str = "atari"
+    """atari (built in, offline), mnist, fashion-mnist, cifar10, celeba, idx:PATH, folder:PATH,
+    or fake (random images, for speed measurements)"""
+    data_dir: str = "data"
+    """where torchvision data sets (mnist, fashion-mnist, cifar10, celeba) are looked for"""
+    max_images: int = 0
+    """keep a seeded random subset of this many images (0: all)"""
+    image_size: int = 32
+    """side of the square images: 32, 64 or 128"""
+    channels: int | None = None
+    """1 (grey) or 3 (colour); default: the data set's own"""
+    latent_size: int = 100
+    """length of the noise vector z"""
+    generator_width: int = 64
+    """channels of the generator's last hidden layer (ngf); doubles towards 4 x 4"""
+    discriminator_width: int = 64
+    """channels of the discriminator's first layer (ndf); doubles towards 4 x 4"""
+    batch_size: int = 64
+    """real (and fake) images per step, over all processes (torchrun splits it evenly)"""
+    sync_batch_norm: bool = False
+    """under torchrun, batch norm uses the statistics of the global batch, not each process's"""
+    steps: int = 250
+    """total training steps (a resumed run continues up to this number)"""
+    generator_learning_rate: float = 2e-4
+    """generator step size"""
+    discriminator_learning_rate: float = 2e-4
+    """discriminator step size"""
+    betas: tuple[float, float] = (0.5, 0.999)
+    """Adam's beta1, beta2 (the DCGAN paper lowers beta1 to 0.5)"""
+    optimizer: OptimizerName = "adam"
+    """optimizer for both networks"""
+    momentum: float = 0.0
+    """momentum for sgd and rmsprop"""
+    nesterov: bool = False
+    """Nesterov momentum (sgd)"""
+    loss: Literal["nonsaturating", "hinge"] = "nonsaturating"
+    """GAN loss: the non-saturating BCE of the DCGAN paper, or the hinge loss"""
+    spectral_norm: bool = False
+    """spectral normalisation in the discriminator (replaces its batch norm)"""
+    ema_decay: float = 0.999
+    """decay of the generator's exponential moving average used for samples and metrics (0: off)"""
+    diff_augment: str = "color,translation,cutout"
+    """DiffAugment before D: a comma-separated subset of color,translation,cutout ("" off)"""
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """autocast precision on CUDA (CPU always runs fp32)"""
+    channels_last: bool = True
+    """channels-last memory format (faster convolutions: ~20% on a 2-core CPU, more on GPUs)"""
+    compile: bool = False
+    """torch.compile both networks (slow start, faster steps)"""
+    device: str = "auto"
+    """auto|cpu|cuda|cuda:N|mps"""
+    seed: int = 1
+    """seed for data collection, initialisation and noise"""
+    runs_dir: str = "runs"
+    """folder holding one sub-folder per run"""
+    run_name: str = ""
+    """run folder name (default gan-<dataset>-s<seed>-<time>)"""
+    resume: str = ""
+    """continue the run in this folder (or runs/<name>) from its latest.pt with its saved
+    settings; --steps, --device and --progress given here override them"""
+    log_every: int = 10
+    """steps between loss / throughput logs (the only host syncs of the loop)"""
+    sample_every: int = 50
+    """steps between fixed-noise sample grids (0: only at the end)"""
+    metric_every: int = 250
+    """steps between FID/KID evaluations (also at the end) that pick best.pt (0: no metric)"""
+    metric_samples: int = 1000
+    """generated (and at most this many real) images per FID/KID evaluation"""
+    metric_feature: Literal["auto", "inception", "classifier"] = "auto"
+    """FID features: inception (needs --inception-weights), classifier (offline), auto"""
+    inception_weights: str = ""
+    """local path of pt_inception-2015-12-05-6726825d.pth for Inception FID ("" none)"""
+    checkpoint_every: int = 100
+    """steps between latest.pt saves (also saved at the end and on Ctrl-C)"""
+    num_samples: int = 64
+    """images in the fixed-noise grid"""
+    progress: bool = True
+    """show a progress bar"""
+
+
+def validate(cfg: GanConfig) -> None:
+    """Refuse impossible settings before anything is loaded or created."""
+    from gan.augment import parse_policy  # noqa: PLC0415 (torch-level modules, loaded late)
+    from gan.data import check_dataset_spec  # noqa: PLC0415
+    from gan.models import check_image_size  # noqa: PLC0415
+
+    check_image_size(cfg.image_size)
+    check_dataset_spec(cfg.dataset)
+    check(cfg.channels in (None, 1, 3), f"--channels {cfg.channels}: use 1 (grey) or 3 (colour)")
+    require_positive(
+        latent_size=cfg.latent_size,
+        generator_width=cfg.generator_width,
+        discriminator_width=cfg.discriminator_width,
+        batch_size=cfg.batch_size,
+        steps=cfg.steps,
+        generator_learning_rate=cfg.generator_learning_rate,
+        discriminator_learning_rate=cfg.discriminator_learning_rate,
+        log_every=cfg.log_every,
+        checkpoint_every=cfg.checkpoint_every,
+        metric_samples=cfg.metric_samples,
+        num_samples=cfg.num_samples,
+    )
+    check(cfg.max_images >= 0, f"--max-images must be 0 or positive, got {cfg.max_images}")
+    check(cfg.sample_every >= 0, f"--sample-every must be 0 or positive, got {cfg.sample_every}")
+    check(cfg.metric_every >= 0, f"--metric-every must be 0 or positive, got {cfg.metric_every}")
+    check(cfg.metric_samples >= 2, f"--metric-samples must be at least 2, got {cfg.metric_samples}")
+    check_optimizer(cfg.optimizer)
+    check(
+        cfg.loss in ("nonsaturating", "hinge"), f"--loss {cfg.loss!r}: use nonsaturating or hinge"
+    )
+    check(
+        cfg.precision in ("fp32", "bf16", "fp16"),
+        f"--precision {cfg.precision!r}: use fp32, bf16 or fp16",
+    )
+    check(0.0 <= cfg.ema_decay < 1.0, f"--ema-decay must be in [0, 1), got {cfg.ema_decay}")
+    check(
+        len(cfg.betas) == 2 and all(0.0 <= beta < 1.0 for beta in cfg.betas),
+        f"--betas must be two numbers in [0, 1), got {cfg.betas}",
+    )
+    check(cfg.momentum >= 0.0, f"--momentum must be 0 or positive, got {cfg.momentum}")
+    check(not cfg.nesterov or cfg.momentum > 0, "--nesterov needs --momentum > 0")
+    check(
+        cfg.metric_feature != "inception" or bool(cfg.inception_weights),
+        "--metric-feature inception needs --inception-weights PATH (nothing is downloaded)",
+    )
+    parse_policy(cfg.diff_augment)
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """Draw images, a grid or a latent-space walk from a trained DCGAN checkpoint."""
+
+    checkpoint: str = ""
+    """a GAN checkpoint (.pt) or a run folder (its best.pt, or latest.pt while it has none)"""
+    output: str = ""
+    """where to write: a .png grid, a folder of PNGs, or a .gif/.mp4 walk (default: in the run folder)"""
+    num_images: int = 64
+    """images to draw (cells of the walk with --interpolate)"""
+    grid: bool = True
+    """one grid PNG instead of one PNG per image"""
+    interpolate: bool = False
+    """write a latent-space walk (GIF, or MP4 when --output ends in .mp4)"""
+    interpolation_steps: int = 30
+    """frames between two latent points of the walk"""
+    fps: int = 20
+    """frames per second of the walk"""
+    seed: int = 0
+    """seed of the latent noise"""
+    use_ema: bool = True
+    """use the moving-average generator when the checkpoint has one"""
+    device: str = "auto"
+    """auto|cpu|cuda|cuda:N|mps"""

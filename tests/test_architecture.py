@@ -1,0 +1,128 @@
+"""How the code is put together: imports flow one way with no cycle, training loads no GUI,
+and the command line parses without loading any command's modules."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("playground", "envs", "agents", "gan", "viewer", "benchmarks")
+TOP_MODULES = ("run", "demo")
+# What each package may import of the project (besides itself): imports flow one way.
+ALLOWED = {
+    "playground": set(),
+    "envs": {"playground"},
+    "agents": {"playground", "envs"},
+    "gan": {"playground"},
+    "viewer": {"playground", "envs", "agents"},
+    "benchmarks": {"playground", "envs", "agents", "gan"},
+}
+OWN = set(PACKAGES) | set(TOP_MODULES) | {"tests"}
+
+
+def project_modules() -> dict[str, Path]:
+    modules = {name: ROOT / f"{name}.py" for name in TOP_MODULES}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            modules[".".join(parts)] = path
+    return modules
+
+
+def imports_of(path: Path, modules: dict[str, Path]) -> set[str]:
+    """Project modules `path` imports, at the top or inside functions."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        for name in names:
+            if name.split(".")[0] in OWN and name in modules:
+                found.add(name)
+    return found
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    modules = project_modules()
+    return {name: imports_of(path, modules) - {name} for name, path in modules.items()}
+
+
+def test_the_import_graph_has_no_cycle(graph: dict[str, set[str]]) -> None:
+    """Depth-first search; a module met again on the current path closes a cycle."""
+    state: dict[str, str] = {}
+    cycles: list[list[str]] = []
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = "open"
+        for imported in sorted(graph.get(module, ())):
+            if imported.startswith(module + "."):
+                continue  # a package importing its own submodules is not a cycle
+            if state.get(imported) == "open":
+                cycles.append([*path[path.index(imported) :], imported])
+            elif imported not in state:
+                visit(imported, [*path, imported])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(cycle) for cycle in cycles)
+    assert len(graph) > 40 and sum(map(len, graph.values())) > 80  # the graph was read
+
+
+def test_imports_flow_one_way(graph: dict[str, set[str]]) -> None:
+    wrong = [
+        f"{module} imports {imported}"
+        for module, imported_modules in graph.items()
+        for imported in imported_modules
+        if module.split(".")[0] in ALLOWED
+        and imported.split(".")[0] != module.split(".")[0]
+        and imported.split(".")[0] not in ALLOWED[module.split(".")[0]]
+    ]
+    assert not wrong, "\n".join(sorted(wrong))
+    assert not any("run" in imported for imported in graph.values()), "nothing imports run.py"
+
+
+def _modules_loaded_by(code: str) -> set[str]:
+    result = subprocess.run(
+        [sys.executable, "-c", f"import sys\n{code}\nprint('MODULES', *sys.modules)"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("MODULES ")]
+    return set(line.split()[1:])
+
+
+def test_training_and_sampling_load_no_gui() -> None:
+    everything_but_the_viewer = [
+        name
+        for name in project_modules()
+        if name.split(".")[0] in ("playground", "envs", "agents", "gan")
+    ]
+    loaded = _modules_loaded_by("\n".join(f"import {name}" for name in everything_but_the_viewer))
+    assert "agents.dqn" in loaded and "gan.train" in loaded
+    assert "pygame" not in loaded
+    sampler = _modules_loaded_by("import gan.sample")
+    assert not {"gan.train", "gan.metrics", "gan.data", "torchmetrics"} & sampler
+
+
+def test_the_command_line_parses_without_the_commands_modules() -> None:
+    loaded = _modules_loaded_by(
+        "import run\ntry:\n    run.parse(['train-dqn', '--help'])\nexcept SystemExit:\n    pass"
+    )
+    heavy = {"agents.dqn", "gan.train", "viewer.window", "envs", "gymnasium", "pygame"}
+    assert not heavy & loaded, heavy & loaded
+    assert {"agents.config", "gan.config", "viewer.config"} <= loaded

@@ -1,0 +1,85 @@
+"""The settings of `watch` (one frozen dataclass, tyro's `--help`) and the checks made before
+anything opens. Importing it loads no GUI, game or network code."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from playground.errors import check
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    """Watch an agent play live in a pygame window (or headless, to a video or screenshot)."""
+
+    checkpoint: str = ""
+    """DQN checkpoint file or run folder (its best.pt, or latest.pt while it has none); empty =
+    an untrained network."""
+    env_id: str = ""
+    """Game to play; empty = the checkpoint's game. Another game needs the same observations and actions."""
+    human: bool = False
+    """You play with the keyboard (arrows and space map to the game's actions; p pauses)."""
+    headless: bool = False
+    """No window: draw off-screen, play --episodes / --max-steps, write --record and --screenshot."""
+    record: str = ""
+    """Record the window to this .mp4 or .gif file (from the start; `r` toggles it)."""
+    screenshot: str = ""
+    """Save the window to this .png file (`s`; at the end of a headless run)."""
+    episodes: int = 0
+    """Stop after this many games (0 = until you quit; a headless run plays 1)."""
+    max_steps: int = 0
+    """Stop after this many agent steps (0 = no limit)."""
+    epsilon: float | None = None
+    """Initial exploration epsilon; default 0.01 with a checkpoint, 1 (random play) without."""
+    fps: int = 0
+    """Initial speed in agent steps per second (0 = the game's real-time speed); `+`/`-` change it."""
+    scale: int = 0
+    """Screen pixels per game pixel (0 = fit the game into about 640 pixels of height)."""
+    seed: int = 0
+    """Seed of the games and of the exploration."""
+    device: str = "cpu"
+    """auto | cpu | cuda | cuda:N | mps (one frame at a time: the CPU is plenty)."""
+    follow: bool = False
+    """Reload the checkpoint whenever its file changes (every ~2 s): watch a run while it trains."""
+    saliency: bool = False
+    """Start with the saliency overlay on (`o` toggles it): where the chosen action's value looks."""
+
+
+def check_output_path(path: str, flag: str, suffixes: tuple[str, ...]) -> Path:
+    """Refuse an output file whose folder is missing or read-only, or whose type is wrong, with
+    one line naming the flag, before anything runs."""
+    target = Path(path).expanduser()
+    folder = target.parent
+    check(
+        target.suffix.lower() in suffixes,
+        f"--{flag} {path}: the file name must end in {' or '.join(suffixes)}",
+    )
+    check(folder.is_dir(), f"--{flag} {path}: the folder {folder} does not exist; create it first")
+    check(not target.is_dir(), f"--{flag} {path} is a folder; give a file name")
+    check(
+        os.access(folder, os.W_OK | os.X_OK)
+        and (not target.exists() or os.access(target, os.W_OK)),
+        f"--{flag} {path}: {folder} is not writable; pick another folder",
+    )
+    return target
+
+
+def validate(cfg: WatchConfig) -> None:
+    """Refuse contradictory or out-of-range settings with one clear line."""
+    check(not (cfg.human and cfg.headless), "--human needs a window; drop --headless")
+    check(
+        bool(cfg.checkpoint or cfg.env_id),
+        "watch needs --checkpoint (a trained agent) or --env-id (an untrained one, or --human)",
+    )
+    check(cfg.episodes >= 0, f"--episodes must be >= 0, got {cfg.episodes}")
+    check(cfg.max_steps >= 0, f"--max-steps must be >= 0, got {cfg.max_steps}")
+    check(cfg.fps >= 0, f"--fps must be >= 0, got {cfg.fps}")
+    check(cfg.scale >= 0, f"--scale must be >= 0, got {cfg.scale}")
+    if cfg.epsilon is not None:
+        check(0.0 <= cfg.epsilon <= 1.0, f"--epsilon must lie in [0, 1], got {cfg.epsilon}")
+    if cfg.record:
+        check_output_path(cfg.record, "record", (".mp4", ".gif"))
+    if cfg.screenshot:
+        check_output_path(cfg.screenshot, "screenshot", (".png",))
