@@ -34,6 +34,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("benchmarks.suite:BenchConfig", "benchmarks.suite:run_bench"),
     "demo": ("demo:DemoConfig", "demo:run_demo"),
 }
+# Commands whose defaults come from a preset (see playground/presets.py).
+PRESETS = {"train-dqn": "agents.presets", "train-gan": "gan.presets"}
 
 
 def load(target: str) -> Any:
@@ -42,22 +44,52 @@ def load(target: str) -> Any:
     return getattr(importlib.import_module(module), attribute)
 
 
+def preset_defaults(name: str, argv: list[str]) -> Any:
+    """The settings `name`'s flags start from: the preset the command line picks."""
+    config_type = load(COMMANDS[name][0])
+    from playground.presets import choose, with_preset
+
+    presets = importlib.import_module(PRESETS[name])
+    return with_preset(config_type, presets, choose(presets, argv, config_type))
+
+
 def parse(argv: list[str] | None = None) -> tuple[str, Any]:
-    """The command named on the command line and its settings."""
+    """The command named on the command line and its settings (a preset's settings, when the
+    command has presets, under the flags given)."""
+    from typing import Annotated, Union
+
     import tyro
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    named = next((token for token in argv if token in COMMANDS), None)
     config_types = {name: load(config) for name, (config, _) in COMMANDS.items()}
-    config = tyro.extras.subcommand_cli_from_dict(
-        config_types, args=argv, description=__doc__.split("\n\n")[0]
+    choices = [
+        Annotated[
+            config_type,
+            tyro.conf.subcommand(name, prefix_name=False)
+            if name != named or name not in PRESETS
+            else tyro.conf.subcommand(name, default=preset_defaults(name, argv), prefix_name=False),
+        ]
+        for name, config_type in config_types.items()
+    ]
+    config = tyro.cli(
+        Union[tuple(choices)],  # noqa: UP007 (tyro reads the Annotated members of a Union)
+        args=argv,
+        prog="run.py",
+        description=__doc__.split("\n\n")[0],
     )
     name = next(name for name, config_type in config_types.items() if type(config) is config_type)
     return name, config
 
 
 def main(argv: list[str] | None = None) -> int:
-    name, config = parse(argv)
     from playground.errors import UserError
 
+    try:
+        name, config = parse(argv)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     try:
         load(COMMANDS[name][1])(config)
     except UserError as error:

@@ -27,6 +27,10 @@ class DQNConfig:
     env_id: str = "ALE/Breakout-v5"
     """Game to learn: an ALE id (ALE/Pong-v5, ...), a built-in game (Playground/Catch-v0, ...)
     or a vector-observation gymnasium id (CartPole-v1)."""
+    preset: str = "auto"
+    """Settings made for a game, under the flags given here: auto (the one --env-id picks),
+    none (the defaults shown by --help without --env-id), or a name: atari, atari-100k, catch,
+    pong, breakout, snake, classic-control (the README has the table)."""
     total_steps: int = 10_000_000
     """Environment steps to train for (summed over all parallel envs)."""
     num_envs: int = 1

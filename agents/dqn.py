@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from agents import checkpoint as saved
+from agents import presets
 from agents.config import DQNConfig, validate
 from agents.learner import DQNLearner, UpdateRule, update_target
 from agents.networks import build_q_network
@@ -39,6 +40,7 @@ from playground.lifecycle import Run, new_run_dir, note, read_resume, say
 from playground.logger import Logger
 from playground.media import caption_frames
 from playground.optim import make_optimizer
+from playground.presets import describe
 from playground.progress import Progress
 from playground.resources import check_fits_in_memory
 from playground.rundir import default_run_name
@@ -63,6 +65,8 @@ def train_dqn(cfg: DQNConfig, logger: Logger | None = None) -> Path:
         cfg = resumed_settings(DQNConfig, previous["config"], cfg, RESUME_OVERRIDABLE)
     validate(cfg)
     check_env_id(cfg.env_id)
+    if (line := describe(presets, cfg)) is not None:
+        note(line)
     device = resolve_device(cfg.device)
     spaces = _spaces(cfg)
     _check_replay_fits(cfg, device, *spaces)

@@ -7,7 +7,13 @@ generated digits (resized to 28 x 28) and prints:
 - the fraction classified with confidence > 0.9 (recognisable digits),
 - the histogram over the ten classes,
 - the number of classes holding at least 5% of the samples (10 = no mode collapse), also
-  counting confident predictions only.
+  counting confident predictions only,
+- the Fréchet distance between the samples' features (the classifier's last hidden layer) and
+  those of its 8,000 training digits,
+
+and the same for as many held-out real digits put through what train-gan does to its images
+(28 -> `--image-size` -> 28), with the two ratios samples / real digits: the confidence ratio
+(1.0 = as recognisable as real digits) and the distance ratio (1.0 = as close as real digits).
 
 Generated images come from a GAN checkpoint (`--checkpoint`, a train-gan file or run
 directory; the moving-average generator when present), or from a file (`--images`): a tensor
@@ -69,6 +75,10 @@ class LeNet(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(images))
+
+    def embedding(self, images: torch.Tensor) -> torch.Tensor:
+        """The 84 features before the last layer: where the feature distance is measured."""
+        return self.classifier[:-1](self.features(images))
 
 
 def read_mnist_test(raw_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -179,6 +189,31 @@ def probabilities(model: LeNet, images: torch.Tensor, device: torch.device) -> t
     return torch.cat([model(chunk.to(device)).softmax(dim=1).cpu() for chunk in images.split(1024)])
 
 
+@torch.no_grad()
+def embeddings(model: LeNet, images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return torch.cat([model.embedding(chunk.to(device)).cpu() for chunk in images.split(1024)])
+
+
+def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (N, D), as FID does:
+    |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a^1/2 S_b S_a^1/2)^1/2)."""
+    a, b = a.double(), b.double()
+    mean_a, mean_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
+    values, vectors = torch.linalg.eigh(cov_a)
+    root_a = vectors @ torch.diag(values.clamp_min(0).sqrt()) @ vectors.T
+    middle = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp_min(0).sqrt().sum()
+    return float((mean_a - mean_b).square().sum() + cov_a.trace() + cov_b.trace() - 2 * middle)
+
+
+def like_training_images(digits: torch.Tensor, image_size: int) -> torch.Tensor:
+    """Real uint8 digits through what train-gan does to them (resized to `image_size`, as in
+    gan.data), then what this judge does to every image (back to 28 x 28)."""
+    from gan.data import resize_images
+
+    return to_digits(resize_images(digits, image_size))
+
+
 def judge(probs: torch.Tensor) -> dict:
     """Confidence and class spread of classified samples."""
     confidence, predicted = probs.max(dim=1)
@@ -248,13 +283,19 @@ def main() -> None:
     source.add_argument(
         "--sanity", choices=["held-out", "noise"], help="judge real held-out digits or noise"
     )
-    parser.add_argument("--samples", type=int, default=2000, help="images drawn from a checkpoint")
+    parser.add_argument("--samples", type=int, default=1000, help="images drawn from a checkpoint")
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        default=32,
+        help="the side the GAN was trained at (for the reference)",
+    )
     parser.add_argument("--grid-cell", type=int, default=32, help="side of one image in a PNG grid")
     parser.add_argument("--grid-padding", type=int, default=2, help="pixels between grid cells")
     parser.add_argument(
         "--mnist-dir",
         type=Path,
-        default=Path("/work/shared/data/MNIST/raw"),
+        default=Path(__file__).resolve().parents[2] / "shared" / "data" / "MNIST" / "raw",
         help="folder holding the MNIST test split IDX files",
     )
     parser.add_argument("--epochs", type=int, default=6, help="classifier training epochs")
@@ -265,8 +306,10 @@ def main() -> None:
 
     try:
         device = resolve_device(args.device)
-        digits, labels = read_mnist_test(args.mnist_dir)
-        digits = to_digits(digits)
+        raw_digits, labels = read_mnist_test(args.mnist_dir)
+        digits = to_digits(raw_digits)
+        # The yardstick: held-out real digits through the GAN's own preprocessing.
+        reference = like_training_images(raw_digits[TRAIN_COUNT:], args.image_size)
         # The images first, so a wrong path fails before the classifier trains.
         if args.checkpoint is not None:
             source_name = str(args.checkpoint)
@@ -298,10 +341,26 @@ def main() -> None:
         )
 
         results = judge(probabilities(model, images, device))
+        real = judge(probabilities(model, reference, device))
+        # Distances to the classifier's training digits, for as many real digits as samples.
+        count = min(images.shape[0], reference.shape[0])
+        anchor = embeddings(
+            model, like_training_images(raw_digits[:TRAIN_COUNT], args.image_size), device
+        )
+        distance = frechet_distance(embeddings(model, images[:count], device), anchor)
+        real_distance = frechet_distance(embeddings(model, reference[:count], device), anchor)
     except UserError as error:
         raise SystemExit(f"error: {error}") from None
 
-    results = {"source": source_name, "classifier_held_out_accuracy": accuracy, **results}
+    results = {
+        "source": source_name,
+        "classifier_held_out_accuracy": accuracy,
+        **results,
+        "feature_distance": distance,
+        "real_digits": {**real, "feature_distance": real_distance, "count": count},
+        "confidence_ratio": results["confident_fraction"] / max(real["confident_fraction"], 1e-9),
+        "distance_ratio": distance / max(real_distance, 1e-9),
+    }
     print(f"samples: {results['samples']} from {source_name}")
     print(
         f"confident (> {CONFIDENCE}): {results['confident_fraction']:.3f}   "
@@ -311,6 +370,15 @@ def main() -> None:
     print(
         f"classes with >= 5% of samples: {results['classes_at_least_5_percent']} / 10 "
         f"(confident ones only: {results['confident_classes_at_least_5_percent']} / 10)"
+    )
+    real = results["real_digits"]
+    print(
+        f"real held-out digits (28 -> {args.image_size} -> 28): confident "
+        f"{real['confident_fraction']:.3f}, feature distance {real['feature_distance']:.3f}"
+    )
+    print(
+        f"samples vs real: confidence {results['confidence_ratio']:.2f}x, feature distance "
+        f"{results['distance_ratio']:.2f}x ({results['feature_distance']:.3f})"
     )
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

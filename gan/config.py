@@ -15,11 +15,16 @@ RESUME_OVERRIDABLE = ("steps", "device", "progress")
 
 @dataclass(frozen=True)
 class GanConfig:
-    """Train a DCGAN on an image data set (the embedded default: Atari frames, offline)."""
+    """Train a DCGAN on an image data set (the embedded default: digits drawn on the spot)."""
 
-    dataset: str = "atari"
-    """atari (built in, offline), mnist, fashion-mnist, cifar10, celeba, idx:PATH, folder:PATH,
-    or fake (random images, for speed measurements)"""
+    dataset: str = "rendered-digits"
+    """rendered-digits (embedded: drawn on the spot), games (frames of the built-in games), atari
+    (frames of ALE games), mnist, fashion-mnist, cifar10, celeba (torchvision), idx:PATH (MNIST
+    files), folder:PATH (your images), or fake (random images, for speed measurements)"""
+    preset: str = "auto"
+    """settings made for a data set, under the flags given here: auto (the one --dataset picks),
+    none (the defaults), or a name: rendered-digits, digits, fashion, cifar10, celeba, games,
+    atari-frames, folder (the README has the table)"""
     data_dir: str = "data"
     """where torchvision data sets (mnist, fashion-mnist, cifar10, celeba) are looked for"""
     max_images: int = 0

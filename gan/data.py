@@ -36,13 +36,19 @@ from playground.errors import UserError
 from playground.resources import check_fits_in_memory
 
 TORCHVISION_DATASETS = ("mnist", "fashion-mnist", "cifar10", "celeba")
-DATASET_HELP = "atari, mnist, fashion-mnist, cifar10, celeba, idx:PATH, folder:PATH or fake"
+EMBEDDED_DATASETS = ("rendered-digits", "games", "atari", "fake")
+DATASET_HELP = (
+    "rendered-digits, games, atari, mnist, fashion-mnist, cifar10, celeba, idx:PATH, "
+    "folder:PATH or fake"
+)
 # A data set is kept on a GPU (uint8, batches indexed there) when it takes at most this share of
 # the GPU's free memory; a larger one stays in pinned host memory and each batch is copied over.
 GPU_DATA_SHARE = 0.5
 
 ATARI_GAMES = ("Pong", "Breakout", "SpaceInvaders", "Freeway")
 ATARI_FRAMES_PER_GAME = 1024
+GAME_FRAMES_PER_GAME = 2048
+RENDERED_DIGITS = 20_000
 
 
 @dataclass
@@ -98,16 +104,16 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 def native_channels(spec: str) -> int | None:
     """The channels a data set has before any conversion (None: only known after loading)."""
-    if spec in ("mnist", "fashion-mnist") or spec.startswith("idx:"):
+    if spec in ("rendered-digits", "mnist", "fashion-mnist") or spec.startswith("idx:"):
         return 1
-    if spec in ("cifar10", "celeba", "atari", "fake"):
+    if spec in ("cifar10", "celeba", "games", "atari", "fake"):
         return 3
     return None
 
 
 def check_dataset_spec(spec: str) -> None:
     """Refuse an unknown `--dataset` value before anything is loaded."""
-    known = spec in ("atari", "fake") or spec in TORCHVISION_DATASETS
+    known = spec in EMBEDDED_DATASETS or spec in TORCHVISION_DATASETS
     prefixed = spec.startswith(("idx:", "folder:")) and len(spec.split(":", 1)[1]) > 0
     if not (known or prefixed):
         raise UserError(f"--dataset {spec!r} is not known; use one of {DATASET_HELP}")
@@ -125,7 +131,12 @@ def load_dataset(
 
     `channels` None keeps the data set's own; `max_images` > 0 keeps a seeded random subset."""
     check_dataset_spec(spec)
-    if spec == "atari":
+    if spec == "rendered-digits":
+        images, labels = render_digits(RENDERED_DIGITS, seed)
+        label_names = tuple(str(digit) for digit in range(10))
+    elif spec == "games":
+        images, labels, label_names = collect_game_frames(seed)
+    elif spec == "atari":
         images, labels, label_names = collect_atari_frames(image_size, seed)
     elif spec == "fake":
         # 1,000 random colour images, like the PyTorch DCGAN example's `--dataset fake`: for
@@ -179,6 +190,86 @@ def resize_images(images: torch.Tensor, size: int, chunk: int = 1024) -> torch.T
 
 
 # ---- atari: frames from the ROMs in ale-py -------------------------------------------------
+
+
+def render_digits(count: int, seed: int = 0, size: int = 28) -> tuple[torch.Tensor, torch.Tensor]:
+    """`count` handwriting-like digits (uint8 (N, 1, size, size), white on black, labels 0-9),
+    made on the spot: each digit is drawn with Pillow's built-in font at three stroke widths,
+    then bent by a random affine map (rotation, shear, scale, shift) and a smooth random
+    elastic warp (Simard et al., 2003), so no two are alike. A few seconds for 20,000; no file
+    and no download."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    canvas = 2 * size  # drawn large, shrunk at the end (anti-aliased)
+    font = ImageFont.load_default(size=int(canvas * 0.62))
+    templates = []
+    for digit in range(10):
+        for stroke in (0, 1, 2):
+            image = Image.new("L", (canvas, canvas), 0)
+            ImageDraw.Draw(image).text(
+                (canvas / 2, canvas / 2), str(digit), fill=255, font=font, anchor="mm",
+                stroke_width=stroke, stroke_fill=255,
+            )  # fmt: skip
+            templates.append(np.asarray(image))
+    templates_t = torch.from_numpy(np.stack(templates)).float()[:, None] / 255.0  # (30, 1, H, W)
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 10, (count,), generator=generator)
+    strokes = torch.randint(0, 3, (count,), generator=generator)
+    chosen = templates_t[labels * 3 + strokes]
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return low + (high - low) * torch.rand(count, generator=generator)
+
+    angle, shear = uniform(-0.25, 0.25), uniform(-0.3, 0.3)
+    scale_x, scale_y = uniform(0.95, 1.35), uniform(0.95, 1.2)
+    shift_x, shift_y = uniform(-0.08, 0.08), uniform(-0.08, 0.08)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.stack(
+        [
+            torch.stack([cos * scale_x, (-sin + shear) * scale_x, shift_x], dim=1),
+            torch.stack([sin * scale_y, cos * scale_y, shift_y], dim=1),
+        ],
+        dim=1,
+    )  # (N, 2, 3): output -> input coordinates
+    grid = F.affine_grid(theta, list(chosen.shape), align_corners=False)
+    # Elastic warp: a coarse random displacement field, smoothly upsampled.
+    coarse = (torch.rand(count, 2, 4, 4, generator=generator) - 0.5) * 0.2
+    field = F.interpolate(coarse, size=(canvas, canvas), mode="bicubic", align_corners=False)
+    warped = F.grid_sample(
+        chosen, grid + field.permute(0, 2, 3, 1), align_corners=False, padding_mode="zeros"
+    )
+    small = F.interpolate(warped, size=(size, size), mode="area")
+    return (small.clamp(0, 1) * 255).round().to(torch.uint8), labels
+
+
+def collect_game_frames(
+    seed: int = 0, frames_per_game: int = GAME_FRAMES_PER_GAME
+) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
+    """Frames (84 x 84 RGB) of the playground's own games (Catch, Pong, Breakout, Snake) played by
+    a seeded random policy that repeats each move a few steps, as a person would, so paddles and
+    snakes travel; label = index of the game. Takes a second or two and needs nothing but numpy."""
+    from envs.builtin import BreakoutEnv, CatchEnv, PongEnv, SnakeEnv
+
+    games = (CatchEnv, PongEnv, BreakoutEnv, SnakeEnv)
+    rng = np.random.default_rng(seed)
+    all_frames, all_labels = [], []
+    for index, game in enumerate(games):
+        env = game()
+        observation, _ = env.reset(seed=seed + index)
+        frames = []
+        action, repeat = 0, 0
+        while len(frames) < frames_per_game:
+            if repeat == 0:
+                action, repeat = int(rng.integers(env.action_space.n)), int(rng.integers(1, 6))
+            repeat -= 1
+            observation, _, terminated, truncated, _ = env.step(action)
+            frames.append(observation)
+            if terminated or truncated:
+                observation, _ = env.reset()
+        all_frames.append(torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2))
+        all_labels.append(torch.full((frames_per_game,), index, dtype=torch.int64))
+    names = tuple(game.__name__.removesuffix("Env") for game in games)
+    return torch.cat(all_frames), torch.cat(all_labels), names
 
 
 def collect_atari_frames(

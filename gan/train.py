@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gan import presets
 from gan.augment import diff_augment, parse_policy
 from gan.config import RESUME_OVERRIDABLE, GanConfig, validate
 from gan.data import ImageDataset, data_device, load_dataset, native_channels, to_float
@@ -36,6 +37,7 @@ from playground.lifecycle import Run, new_run_dir, note, read_resume
 from playground.logger import Logger
 from playground.media import image_grid
 from playground.optim import make_optimizer
+from playground.presets import describe
 from playground.progress import Progress
 from playground.rundir import default_run_name
 from playground.seeding import rng_state, seed_everything, set_rng_state
@@ -76,6 +78,8 @@ def _train_gan(cfg: GanConfig, logger: Logger | None, distributed: Distributed) 
     distributed.local_batch_size(cfg.batch_size)  # refuses a batch that does not split evenly
     device = distributed.device(resolve_device(cfg.device))
     main = distributed.is_main
+    if main and (line := describe(presets, cfg)) is not None:
+        note(line)
     precision = cfg.precision
     if precision != "fp32" and device.type != "cuda":
         if main:

@@ -18,7 +18,7 @@ ALLOWED = {
     "playground": set(),
     "envs": {"playground"},
     "agents": {"playground", "envs"},
-    "gan": {"playground"},
+    "gan": {"playground", "envs"},  # envs: the frames of the built-in games (--dataset games)
     "viewer": {"playground", "envs", "agents"},
     "benchmarks": {"playground", "envs", "agents", "gan"},
 }

@@ -514,3 +514,27 @@ def test_config_fields_all_have_defaults():
         assert field.default is not dataclasses.MISSING, field.name
     for field in dataclasses.fields(SampleConfig):
         assert field.default is not dataclasses.MISSING, field.name
+
+
+def test_rendered_digits_are_varied_labelled_and_seeded():
+    from gan.data import render_digits
+
+    images, labels = render_digits(500, seed=3)
+    assert images.shape == (500, 1, 28, 28) and images.dtype == torch.uint8
+    assert set(labels.tolist()) == set(range(10))
+    again, again_labels = render_digits(500, seed=3)
+    assert torch.equal(images, again) and torch.equal(labels, again_labels)
+    assert not torch.equal(images, render_digits(500, seed=4)[0])
+    ink = images.float().mean(dim=(1, 2, 3))
+    assert (ink > 5).all() and (ink < 120).all()  # every one drawn, none a white blob
+    # No two of the same digit are alike (random warps), but the class means differ.
+    ones = images[labels == 1].float()
+    assert (ones[0] - ones[1]).abs().mean() > 1
+    assert (images[labels == 0].float().mean(0) - ones.mean(0)).abs().mean() > 10
+
+
+def test_game_frames_come_from_the_four_builtin_games():
+    data = load_dataset("games", image_size=32, seed=0)
+    assert data.label_names == ("Catch", "Pong", "Breakout", "Snake")
+    assert data.images.shape[1:] == (3, 32, 32)
+    assert torch.bincount(data.labels).tolist() == [len(data) // 4] * 4

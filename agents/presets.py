@@ -1,0 +1,143 @@
+"""The DQN presets, picked by `--env-id` (or named with `--preset`); see `playground.presets`.
+
+Like RL Zoo's per-game hyperparameter files, but applied for you. A preset may change anything
+that is not the game itself: frame size, frame stack, encoder and its width, replay ratio,
+learning rate, schedules, run length. What each reaches, and in how long, is measured by
+`python -m benchmarks.presets` and written in the README's table (the `reaches` texts below).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from playground.presets import NONE, Preset
+
+SELECTOR = "--env-id"
+
+# The built-in games on a laptop CPU: frames shrunk to one pixel per cell of the game's grid,
+# a small VGG-style encoder, 3-step returns, a short exploration phase.
+_BUILTIN: dict[str, Any] = dict(
+    total_steps=150_000,
+    frame_stack=2,
+    encoder="vgg",
+    encoder_width=16,
+    buffer_size=100_000,
+    learning_starts=5_000,
+    exploration_fraction=0.1,
+    end_epsilon=0.02,
+    learning_rate=5e-4,
+    target_update_frequency=1_000,
+    n_step=3,
+    eval_every=10_000,
+    eval_episodes=10,
+    checkpoint_every=10_000,
+    log_every=1_000,
+)
+
+PRESETS: dict[str, Preset] = {
+    preset.name: preset
+    for preset in (
+        Preset(
+            "atari",
+            "ALE games: the Nature / CleanRL DQN (84x84 frames, 10M steps, replay 1M)",
+            {},
+            "not measured here (10M steps need a GPU and about a day)",
+        ),
+        Preset(
+            "atari-100k",
+            "ALE games, data-efficient: the Atari 100k protocol (100,000 agent steps) with "
+            "DrQ(eps) updates: replay ratio 1, 10-step returns, random shifts, dueling",
+            dict(
+                total_steps=100_000,
+                buffer_size=100_000,
+                learning_starts=1_600,
+                train_frequency=1,
+                target_update_frequency=1,
+                n_step=10,
+                learning_rate=1e-4,
+                adam_eps=1.5e-4,
+                dueling=True,
+                augment=True,
+                exploration_fraction=0.05,
+                end_epsilon=0.01,
+                eval_every=10_000,
+                eval_episodes=10,
+                checkpoint_every=10_000,
+                log_every=1_000,
+            ),
+            "not measured yet",
+        ),
+        Preset(
+            "catch",
+            "Playground/Catch-v0: 12x12 frames, vgg encoder, 20,000 steps",
+            {
+                **_BUILTIN,
+                "frame_size": 12,
+                "total_steps": 20_000,
+                "buffer_size": 20_000,
+                "learning_starts": 1_000,
+                "exploration_fraction": 0.25,
+                "target_update_frequency": 500,
+                "eval_every": 2_000,
+                "eval_episodes": 20,
+                "checkpoint_every": 2_000,
+                "log_every": 500,
+            },
+        ),
+        Preset(
+            "pong",
+            "Playground/Pong-v0: 21x21 frames, vgg encoder, 150,000 steps",
+            {**_BUILTIN, "frame_size": 21},
+        ),
+        Preset(
+            "breakout",
+            "Playground/Breakout-v0: 12x12 frames, vgg encoder, 150,000 steps",
+            {**_BUILTIN, "frame_size": 12},
+        ),
+        Preset(
+            "snake",
+            "Playground/Snake-v0: 12x12 frames, vgg encoder, 150,000 steps",
+            {**_BUILTIN, "frame_size": 12},
+        ),
+        Preset(
+            "classic-control",
+            "vector observations (CartPole-v1, Acrobot-v1): CleanRL's dqn.py settings, an MLP",
+            dict(
+                total_steps=500_000,
+                learning_rate=2.5e-4,
+                buffer_size=10_000,
+                batch_size=128,
+                learning_starts=10_000,
+                train_frequency=10,
+                target_update_frequency=500,
+                end_epsilon=0.05,
+                exploration_fraction=0.5,
+                loss="mse",
+                clip_rewards=False,
+                eval_every=50_000,
+                checkpoint_every=50_000,
+            ),
+            "not measured yet",
+        ),
+    )
+}
+
+_BUILTIN_GAMES = {
+    "Playground/Catch-v0": "catch",
+    "Playground/Pong-v0": "pong",
+    "Playground/Breakout-v0": "breakout",
+    "Playground/Snake-v0": "snake",
+}
+_CLASSIC_CONTROL = ("CartPole-v0", "CartPole-v1", "Acrobot-v1")
+
+
+def preset_for(env_id: str) -> str:
+    """The preset an `--env-id` picks: its own for a built-in game, `atari` for ALE games,
+    `classic-control` for CartPole and Acrobot, `none` (the plain defaults) otherwise."""
+    if env_id in _BUILTIN_GAMES:
+        return _BUILTIN_GAMES[env_id]
+    if env_id.startswith("ALE/") or "NoFrameskip" in env_id:
+        return "atari"
+    if env_id in _CLASSIC_CONTROL:
+        return "classic-control"
+    return NONE
