@@ -526,7 +526,7 @@ def test_rendered_digits_are_varied_labelled_and_seeded():
     assert torch.equal(images, again) and torch.equal(labels, again_labels)
     assert not torch.equal(images, render_digits(500, seed=4)[0])
     ink = images.float().mean(dim=(1, 2, 3))
-    assert (ink > 5).all() and (ink < 120).all()  # every one drawn, none a white blob
+    assert (ink > 2).all() and (ink < 80).all()  # every one drawn (a thin 1 too), no white blob
     # No two of the same digit are alike (random warps), but the class means differ.
     ones = images[labels == 1].float()
     assert (ones[0] - ones[1]).abs().mean() > 1
