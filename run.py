@@ -17,6 +17,7 @@ a checkpoint, a run folder means its best.pt, or its latest.pt while it has no b
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import sys
@@ -32,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-gan": ("gan.config:GanConfig", "gan.train:train_gan"),
     "sample": ("gan.config:SampleConfig", "gan.sample:sample"),
     "bench": ("benchmarks.suite:BenchConfig", "benchmarks.suite:run_bench"),
+    "compare": ("compare.config:CompareConfig", "compare.grid:run_compare"),
     "demo": ("demo:DemoConfig", "demo:run_demo"),
 }
 # Commands whose defaults come from a preset (see playground/presets.py).
@@ -55,13 +57,31 @@ def preset_defaults(name: str, argv: list[str]) -> Any:
 
 def parse(argv: list[str] | None = None) -> tuple[str, Any]:
     """The command named on the command line and its settings (a preset's settings, when the
-    command has presets, under the flags given)."""
+    command has presets, under the flags given). `compare` takes the trainer command that ends
+    its line as its `base`, and every run of its grid is parsed here before anything starts."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    named = next((token for token in argv if token in COMMANDS), None)
+    if named != "compare":
+        return _parse_one(argv, named)
+    start = argv.index("compare")
+    trainer = next(
+        (index for index in range(start + 1, len(argv)) if argv[index] in PRESETS), len(argv)
+    )
+    name, config = _parse_one(argv[:trainer], named)
+    config = dataclasses.replace(config, base=tuple(argv[trainer:]))
+    from compare.grid import commands
+
+    for run_argv in commands(config):
+        _parse_one(run_argv, run_argv[0])  # a flag no run takes fails here, before any run
+    return name, config
+
+
+def _parse_one(argv: list[str], named: str | None) -> tuple[str, Any]:
+    """tyro's parse of one command line, the command `named` starting from its preset."""
     from typing import Annotated, Union
 
     import tyro
 
-    argv = sys.argv[1:] if argv is None else list(argv)
-    named = next((token for token in argv if token in COMMANDS), None)
     config_types = {name: load(config) for name, (config, _) in COMMANDS.items()}
     choices = [
         Annotated[

@@ -16,7 +16,7 @@ from typing import Any, Literal, get_args
 from playground.errors import check, require_positive
 from playground.optim import CAPTURABLE_OPTIMIZERS, OptimizerName, check_optimizer
 
-EncoderName = Literal["auto", "nature", "impala", "vgg", "mlp"]
+EncoderName = Literal["auto", "nature", "resnet", "impala", "vgg", "inception", "densenet", "mlp"]
 ENCODERS: tuple[str, ...] = get_args(EncoderName)
 
 
@@ -42,11 +42,20 @@ class DQNConfig:
 
     # Network
     encoder: EncoderName = "auto"
-    """Observation encoder: nature CNN, impala residual CNN, vgg (3x3 stacks, for small frames)
-    or mlp; auto picks nature for pixels, mlp for vectors."""
+    """Observation encoder: nature (the Nature DQN CNN: 8x8/4, 4x4/2, 3x3); resnet (residual
+    stacks, as IMPALA's; impala is the same); vgg (stacks of 3x3, suits small frames); inception
+    (parallel 1x1 / 3x3 / 5x5 / pool branches); densenet (dense blocks, transitions); mlp
+    (vectors, or flattened pixels); auto: nature for pixels, mlp for vectors."""
     encoder_width: int = 0
     """Channels of the CNN encoder's first layer, later layers scale with it (0: the
-    encoder's published width: nature 32, impala 16, vgg 32)."""
+    encoder's own: nature 32, resnet 16, vgg 32, inception 16, densenet 12 growth)."""
+    batch_norm: bool = False
+    """Batch norm after every convolution of the encoder (the target network, acting and
+    evaluation use its running statistics)."""
+    dropout: float = 0.0
+    """Dropout on the encoder's features during updates (off when acting and evaluating)."""
+    weight_decay: float = 0.0
+    """Weight decay; with adam it is decoupled (AdamW), with the others added to the gradient."""
     dueling: bool = False
     """Use a dueling head (V + A - mean A)."""
     frame_stack: int = 4
@@ -103,7 +112,8 @@ class DQNConfig:
     augment: bool = False
     """Random-shift image augmentation (DrQ) on sampled observations."""
     precision: Literal["fp32", "bf16"] = "fp32"
-    """bf16 autocast for the network on CUDA (ignored on the CPU)."""
+    """bf16 autocast for the network, on CUDA and on CPUs with bf16 instructions (AVX-512 BF16,
+    AMX; elsewhere a note says it runs fp32)."""
     compile: bool = False
     """torch.compile the update (fused kernels; the first update compiles for a minute or so)."""
     cuda_graph: bool = False
@@ -181,6 +191,8 @@ def validate(cfg: DQNConfig) -> None:
     check(cfg.learning_starts >= 0, f"--learning-starts must be >= 0, got {cfg.learning_starts}")
     check(cfg.eval_every >= 0, f"--eval-every must be >= 0, got {cfg.eval_every}")
     check(cfg.max_grad_norm >= 0, f"--max-grad-norm must be >= 0, got {cfg.max_grad_norm}")
+    check(0.0 <= cfg.dropout < 1.0, f"--dropout must lie in [0, 1), got {cfg.dropout}")
+    check(cfg.weight_decay >= 0, f"--weight-decay must be >= 0, got {cfg.weight_decay}")
     check(cfg.encoder in ENCODERS, f"--encoder {cfg.encoder!r} is not one of {', '.join(ENCODERS)}")
     check_optimizer(cfg.optimizer)
     check(not cfg.freeze_encoder or bool(cfg.init_from), "--freeze-encoder needs --init-from CKPT")

@@ -26,14 +26,14 @@ import torch
 from agents import checkpoint as saved
 from agents import presets
 from agents.config import DQNConfig, validate
-from agents.learner import DQNLearner, UpdateRule, update_target
-from agents.networks import build_q_network
+from agents.learner import DQNLearner, UpdateRule, evaluating, update_target
+from agents.networks import build_q_network, count_parameters, multiply_adds
 from agents.replay import ReplayBuffer
 from agents.rollout import epsilon_greedy, linear_schedule, play_games
 from envs import check_env_id, game_fps, is_pixel_space, make_vector_env
 from playground.checkpoint import save_checkpoint
 from playground.config import resumed_settings
-from playground.device import resolve_device
+from playground.device import resolve_device, use_bf16
 from playground.display import display_available
 from playground.errors import UserError, check
 from playground.lifecycle import Run, new_run_dir, note, read_resume, say
@@ -104,11 +104,34 @@ def _train(cfg: DQNConfig, run: Run, device: torch.device, previous: dict[str, A
 
     # Networks and optimizer.
     def build() -> torch.nn.Module:
-        return build_q_network(
-            observation_shape, num_actions, cfg.encoder, cfg.dueling, cfg.encoder_width
-        ).to(device)
+        try:
+            return build_q_network(
+                observation_shape,
+                num_actions,
+                cfg.encoder,
+                cfg.dueling,
+                cfg.encoder_width,
+                batch_norm=cfg.batch_norm,
+                dropout=cfg.dropout,
+            ).to(device)
+        except ValueError as error:
+            raise UserError(str(error)) from None
 
     q_network, target_network = build(), build()
+    # Batch norm and dropout act only in the update's own forward pass: acting, the target
+    # network and evaluation use the running statistics and all features.
+    stochastic_layers = cfg.batch_norm or cfg.dropout > 0
+    target_network.eval()
+    parameters, macs = count_parameters(q_network), multiply_adds(q_network, observation_shape)
+    size = (
+        f"Q-network: {cfg.encoder} encoder on {observation_shape}, {parameters:,} parameters, "
+        f"{macs / 1e6:,.2f}M multiply-adds per observation"
+    )
+    note(size)
+    if previous is None:
+        logger.text("model", size)
+        logger.scalar("model/parameters", parameters, 0)
+        logger.scalar("model/multiply_adds", macs, 0)
     encoder_name = cfg.encoder if cfg.encoder != "auto" else ("nature" if pixels else "mlp")
     if cfg.init_from and previous is None:
         saved.load_encoder(q_network, cfg.init_from, encoder_name, observation_shape)
@@ -123,9 +146,10 @@ def _train(cfg: DQNConfig, run: Run, device: torch.device, previous: dict[str, A
         eps=cfg.adam_eps,
         momentum=cfg.momentum,
         nesterov=cfg.nesterov,
+        weight_decay=cfg.weight_decay,
         capturable=cfg.cuda_graph and device.type == "cuda",
     )
-    autocast = device.type == "cuda" and cfg.precision == "bf16"
+    autocast = use_bf16(cfg.precision, device)
     if cfg.cuda_graph and device.type != "cuda":
         note(f"--cuda-graph applies on CUDA only; ignored on {device}")
 
@@ -197,7 +221,7 @@ def _train(cfg: DQNConfig, run: Run, device: torch.device, previous: dict[str, A
         q_network,
         target_network,
         optimizer,
-        UpdateRule(cfg.double_dqn, cfg.loss, cfg.max_grad_norm),
+        UpdateRule(cfg.double_dqn, cfg.loss, cfg.max_grad_norm, stochastic_layers),
         cfg.batch_size,
         device,
         augment=cfg.augment and pixels,
@@ -264,6 +288,7 @@ def _train(cfg: DQNConfig, run: Run, device: torch.device, previous: dict[str, A
                 with (
                     torch.no_grad(),
                     torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast),
+                    evaluating(q_network, stochastic_layers),
                 ):
                     q_values = q_network(torch.as_tensor(observations, device=device))
                 actions = epsilon_greedy(q_values, epsilon, rng)

@@ -17,9 +17,10 @@ check them exactly.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -43,6 +44,23 @@ class UpdateRule:
     """huber (smooth L1) or mse."""
     max_grad_norm: float = 10.0
     """Clip the gradient norm to this value (0 disables)."""
+    stochastic_layers: bool = False
+    """The network has batch norm or dropout: the next-state pass of double DQN then runs in
+    eval mode, like the target network's, so only the learning pass uses batch statistics."""
+
+
+@contextlib.contextmanager
+def evaluating(network: nn.Module, switch: bool = True) -> Iterator[None]:
+    """Run `network` in eval mode inside the block (batch norm's running statistics, no
+    dropout), restoring its mode after; does nothing when `switch` is False."""
+    if not switch or not network.training:
+        yield
+        return
+    network.eval()
+    try:
+        yield
+    finally:
+        network.train()
 
 
 def td_target(
@@ -88,7 +106,10 @@ def dqn_update(
     ):
         with torch.no_grad():
             next_q_target = target_network(next_observations).float()
-            next_q_online = q_network(next_observations).float() if rule.double_dqn else None
+            next_q_online = None
+            if rule.double_dqn:
+                with evaluating(q_network, rule.stochastic_layers):
+                    next_q_online = q_network(next_observations).float()
             targets = td_target(
                 batch.returns, batch.discounts, batch.dones, next_q_target, next_q_online
             )
@@ -116,6 +137,8 @@ def update_target(target: nn.Module, online: nn.Module, tau: float) -> None:
     target_params = list(target.parameters())
     online_params = list(online.parameters())
     torch._foreach_lerp_(target_params, online_params, tau)
+    for target_buffer, online_buffer in zip(target.buffers(), online.buffers(), strict=True):
+        target_buffer.copy_(online_buffer)  # batch norm's running statistics, as they are
 
 
 class DQNLearner:

@@ -1,5 +1,9 @@
-"""Q-networks: an encoder (Nature CNN, IMPALA-style residual CNN or MLP) and a head (linear or
-dueling). Every network sizes itself from the observation space with one dry forward pass."""
+"""Q-networks: an encoder and a head (linear or dueling). The encoders are the classic CNN
+designs, each small enough for a laptop: `nature` (Mnih et al. 2015), `resnet` (residual
+stacks, as IMPALA's), `vgg` (stacks of 3x3), `inception` (parallel 1x1 / 3x3 / 5x5 / pool
+branches), `densenet` (dense blocks with transitions), and `mlp` for vector observations.
+Every network sizes itself from the observation shape with one dry forward pass; `width`
+scales its channels and `batch_norm` / `dropout` add the two regularisers."""
 
 from __future__ import annotations
 
@@ -9,47 +13,89 @@ from torch import nn
 from agents.config import ENCODERS
 
 
-class NatureCNN(nn.Module):
-    """The encoder of Mnih et al. (2015). Takes uint8 frames (N, C, H, W) and scales them."""
+def _norm(channels: int, batch_norm: bool) -> nn.Module:
+    """Batch norm after a convolution when asked (--batch-norm), else nothing."""
+    return nn.BatchNorm2d(channels) if batch_norm else nn.Identity()
 
-    def __init__(
-        self, observation_shape: tuple[int, ...], width: int = 32, features: int = 512
-    ) -> None:
-        super().__init__()
-        channels = observation_shape[0]
-        self.convolutions = nn.Sequential(
-            nn.Conv2d(channels, width, kernel_size=8, stride=4),
-            nn.ReLU(),  # 32 x 20 x 20 for 84 x 84 input
-            nn.Conv2d(width, 2 * width, kernel_size=4, stride=2),
-            nn.ReLU(),  # 64 x 9 x 9
-            nn.Conv2d(2 * width, 2 * width, kernel_size=3, stride=1),
-            nn.ReLU(),  # 64 x 7 x 7
-            nn.Flatten(),
-        )
-        flat = _flat_size(self.convolutions, observation_shape)  # 3136 for 84 x 84
-        self.linear = nn.Sequential(nn.Linear(flat, features), nn.ReLU())
+
+def _conv(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    batch_norm: bool,
+    stride: int = 1,
+    padding: int = 0,
+) -> nn.Sequential:
+    """Convolution, optional batch norm, ReLU."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding),
+        _norm(out_channels, batch_norm),
+        nn.ReLU(),
+    )
+
+
+class ConvEncoder(nn.Module):
+    """What every pixel encoder shares: uint8 frames (N, C, H, W) scaled to [0, 1] and laid out
+    channels-last, `convolutions` (set by the subclass, ending in Flatten), then a linear layer
+    to `features` (ReLU, dropout when asked). The flatten size comes from a dry forward pass."""
+
+    convolutions: nn.Module
+
+    def _finish(self, observation_shape: tuple[int, ...], features: int, dropout: float) -> None:
+        flat = _flat_size(self.convolutions, observation_shape)
+        self.linear = nn.Sequential(nn.Linear(flat, features), nn.ReLU(), nn.Dropout(dropout))
         self.output_size = features
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
         return self.linear(self.convolutions(_scaled_channels_last(observations)))
 
 
-class ResidualBlock(nn.Module):
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.conv0 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
-        self.conv1 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv1(torch.relu(self.conv0(torch.relu(x))))
-
-
-class ImpalaCNN(nn.Module):
-    """The residual encoder of Espeholt et al. (2018): three stacks of conv, max-pool and two
-    residual blocks (channels 16, 32, 32), then a linear layer."""
+class NatureCNN(ConvEncoder):
+    """The encoder of Mnih et al. (2015): 8x8 stride 4, 4x4 stride 2, 3x3, then 512 features."""
 
     def __init__(
-        self, observation_shape: tuple[int, ...], width: int = 16, features: int = 256
+        self,
+        observation_shape: tuple[int, ...],
+        width: int = 32,
+        features: int = 512,
+        batch_norm: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.convolutions = nn.Sequential(
+            _conv(observation_shape[0], width, 8, batch_norm, stride=4),  # 32 x 20 x 20 (84)
+            _conv(width, 2 * width, 4, batch_norm, stride=2),  # 64 x 9 x 9
+            _conv(2 * width, 2 * width, 3, batch_norm),  # 64 x 7 x 7
+            nn.Flatten(),  # 3136 for 84 x 84
+        )
+        self._finish(observation_shape, features, dropout)
+
+
+class ResidualBlock(nn.Module):
+    """x + conv(relu(conv(relu(x)))): the identity path lets gradients skip the block."""
+
+    def __init__(self, channels: int, batch_norm: bool = False) -> None:
+        super().__init__()
+        self.conv0 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+        self.norm0 = _norm(channels, batch_norm)
+        self.conv1 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+        self.norm1 = _norm(channels, batch_norm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.norm1(self.conv1(torch.relu(self.norm0(self.conv0(torch.relu(x))))))
+
+
+class ResNetEncoder(ConvEncoder):
+    """Residual stacks (He et al., 2016) as IMPALA uses them (Espeholt et al., 2018): three
+    stacks of a 3x3 conv, a stride-2 max-pool and two residual blocks (16, 32, 32 channels)."""
+
+    def __init__(
+        self,
+        observation_shape: tuple[int, ...],
+        width: int = 16,
+        features: int = 256,
+        batch_norm: bool = False,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
@@ -58,61 +104,158 @@ class ImpalaCNN(nn.Module):
             layers += [
                 nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
                 nn.MaxPool2d(kernel_size=3, stride=2, padding=1),  # halves H and W
-                ResidualBlock(out_channels),
-                ResidualBlock(out_channels),
+                ResidualBlock(out_channels, batch_norm),
+                ResidualBlock(out_channels, batch_norm),
             ]
             in_channels = out_channels
         layers += [nn.ReLU(), nn.Flatten()]  # 32 x 11 x 11 for 84 x 84 input
         self.convolutions = nn.Sequential(*layers)
-        flat = _flat_size(self.convolutions, observation_shape)
-        self.linear = nn.Sequential(nn.Linear(flat, features), nn.ReLU())
-        self.output_size = features
-
-    def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.convolutions(_scaled_channels_last(observations)))
+        self._finish(observation_shape, features, dropout)
 
 
-class VGGEncoder(nn.Module):
+class VGGEncoder(ConvEncoder):
     """Stacks of 3x3 convolutions (Simonyan & Zisserman, 2015), each block two convolutions
-    and a 2x2 max-pool, then a linear layer. Suits small frames (one pixel per cell of a
-    built-in game) where the Nature CNN's 8x8 stride-4 first layer would skip whole cells."""
+    and a 2x2 max-pool. Suits small frames (one pixel per cell of a built-in game) where the
+    Nature CNN's 8x8 stride-4 first layer would skip whole cells."""
 
     def __init__(
-        self, observation_shape: tuple[int, ...], width: int = 32, features: int = 256
+        self,
+        observation_shape: tuple[int, ...],
+        width: int = 32,
+        features: int = 256,
+        batch_norm: bool = False,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         in_channels = observation_shape[0]
         for block_width in (width, 2 * width):
             layers += [
-                nn.Conv2d(in_channels, block_width, kernel_size=3, padding=1),
-                nn.ReLU(),
-                nn.Conv2d(block_width, block_width, kernel_size=3, padding=1),
-                nn.ReLU(),
+                _conv(in_channels, block_width, 3, batch_norm, padding=1),
+                _conv(block_width, block_width, 3, batch_norm, padding=1),
                 nn.MaxPool2d(kernel_size=2, ceil_mode=True),  # halves H and W, rounding up
             ]
             in_channels = block_width
         layers.append(nn.Flatten())  # 64 x 3 x 3 for 12 x 12 input, 64 x 6 x 6 for 21 x 21
         self.convolutions = nn.Sequential(*layers)
-        flat = _flat_size(self.convolutions, observation_shape)
-        self.linear = nn.Sequential(nn.Linear(flat, features), nn.ReLU())
-        self.output_size = features
+        self._finish(observation_shape, features, dropout)
 
-    def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.convolutions(_scaled_channels_last(observations)))
+
+class InceptionBlock(nn.Module):
+    """Four parallel branches concatenated (Szegedy et al., 2015): a 1x1 convolution; a 1x1
+    reduction then a 3x3; a 1x1 reduction then two 3x3 (a 5x5's view at fewer weights, Szegedy
+    et al., 2016); a 3x3 max-pool then a 1x1. Out: 4 x `branch` channels, same H x W."""
+
+    def __init__(self, in_channels: int, branch: int, batch_norm: bool = False) -> None:
+        super().__init__()
+        reduced = max(branch // 2, 1)
+        self.one = _conv(in_channels, branch, 1, batch_norm)
+        self.three = nn.Sequential(
+            _conv(in_channels, reduced, 1, batch_norm),
+            _conv(reduced, branch, 3, batch_norm, padding=1),
+        )
+        self.five = nn.Sequential(
+            _conv(in_channels, reduced, 1, batch_norm),
+            _conv(reduced, branch, 3, batch_norm, padding=1),
+            _conv(branch, branch, 3, batch_norm, padding=1),
+        )
+        self.pool = nn.Sequential(
+            nn.MaxPool2d(kernel_size=3, stride=1, padding=1),
+            _conv(in_channels, branch, 1, batch_norm),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.one(x), self.three(x), self.five(x), self.pool(x)], dim=1)
+
+
+class InceptionEncoder(ConvEncoder):
+    """A 3x3 stem, then two Inception blocks, each followed by a 2x2 max-pool."""
+
+    def __init__(
+        self,
+        observation_shape: tuple[int, ...],
+        width: int = 16,
+        features: int = 256,
+        batch_norm: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.convolutions = nn.Sequential(
+            _conv(observation_shape[0], 2 * width, 3, batch_norm, padding=1),
+            nn.MaxPool2d(kernel_size=2, ceil_mode=True),  # 32 x 42 x 42 (84), 32 x 6 x 6 (12)
+            InceptionBlock(2 * width, width, batch_norm),  # 64 x 42 x 42
+            nn.MaxPool2d(kernel_size=2, ceil_mode=True),  # 64 x 21 x 21
+            InceptionBlock(4 * width, width, batch_norm),  # 64 x 21 x 21
+            nn.MaxPool2d(kernel_size=2, ceil_mode=True),  # 64 x 11 x 11 (84), 64 x 2 x 2 (12)
+            nn.Flatten(),
+        )
+        self._finish(observation_shape, features, dropout)
+
+
+class DenseBlock(nn.Module):
+    """`layers` 3x3 convolutions, each seeing the concatenation of the block's input and every
+    earlier layer's output, each adding `growth` channels (Huang et al., 2017)."""
+
+    def __init__(self, in_channels: int, growth: int, layers: int, batch_norm: bool) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(
+            _conv(in_channels + index * growth, growth, 3, batch_norm, padding=1)
+            for index in range(layers)
+        )
+        self.out_channels = in_channels + layers * growth
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = [x]
+        for layer in self.layers:
+            features.append(layer(torch.cat(features, dim=1)))
+        return torch.cat(features, dim=1)
+
+
+class DenseNetEncoder(ConvEncoder):
+    """A 3x3 stem, then two dense blocks of four layers (growth `width`), each followed by a
+    transition: a 1x1 convolution halving the channels and a 2x2 average pool."""
+
+    def __init__(
+        self,
+        observation_shape: tuple[int, ...],
+        width: int = 12,
+        features: int = 256,
+        batch_norm: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [
+            _conv(observation_shape[0], 2 * width, 3, batch_norm, padding=1),
+            nn.MaxPool2d(kernel_size=2, ceil_mode=True),  # 24 x 42 x 42 (84), 24 x 6 x 6 (12)
+        ]
+        channels = 2 * width
+        for _ in range(2):
+            block = DenseBlock(channels, width, 4, batch_norm)  # + 4 x 12 channels
+            channels = block.out_channels // 2
+            layers += [
+                block,
+                _conv(block.out_channels, channels, 1, batch_norm),  # the transition
+                nn.AvgPool2d(kernel_size=2, ceil_mode=True),  # halves H and W
+            ]
+        layers.append(nn.Flatten())  # 30 x 11 x 11 for 84 x 84 input
+        self.convolutions = nn.Sequential(*layers)
+        self._finish(observation_shape, features, dropout)
 
 
 class MLPEncoder(nn.Module):
-    """Two hidden layers for vector observations (CartPole and friends)."""
+    """Two hidden layers for vector observations (CartPole and friends), or flattened pixels."""
 
     def __init__(
-        self, observation_shape: tuple[int, ...], hidden: tuple[int, ...] = (128, 128)
+        self,
+        observation_shape: tuple[int, ...],
+        hidden: tuple[int, ...] = (128, 128),
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         size = int(torch.tensor(observation_shape).prod())
         for width in hidden:
-            layers += [nn.Linear(size, width), nn.ReLU()]
+            layers += [nn.Linear(size, width), nn.ReLU(), nn.Dropout(dropout)]
             size = width
         self.layers = nn.Sequential(*layers)
         self.output_size = size
@@ -152,30 +295,45 @@ class QNetwork(nn.Module):
         return self.head(self.encoder(observations))
 
 
+PIXEL_ENCODERS: dict[str, type[ConvEncoder]] = {
+    "nature": NatureCNN,
+    "resnet": ResNetEncoder,
+    "impala": ResNetEncoder,  # the name it had first: IMPALA's residual stacks
+    "vgg": VGGEncoder,
+    "inception": InceptionEncoder,
+    "densenet": DenseNetEncoder,
+}
+
+
 def build_q_network(
     observation_shape: tuple[int, ...],
     num_actions: int,
     encoder: str = "auto",
     dueling: bool = False,
     width: int = 0,
+    batch_norm: bool = False,
+    dropout: float = 0.0,
 ) -> QNetwork:
     """The Q-network for an observation shape: 3-D (stacked frames) gets a CNN, 1-D an MLP.
-    `width` sets the channels of a CNN's first layer (0: the encoder's published width)."""
-    widths = {"width": width} if width else {}
+    `width` sets the channels of a CNN's first layer (0: the encoder's published width);
+    `batch_norm` puts batch norm after every convolution, `dropout` drops features before the
+    head."""
     if encoder == "auto":
         encoder = "nature" if len(observation_shape) == 3 else "mlp"
-    if encoder in ("nature", "impala", "vgg") and len(observation_shape) != 3:
+    if encoder in PIXEL_ENCODERS and len(observation_shape) != 3:
         raise ValueError(
             f"--encoder {encoder} needs image observations, got shape {observation_shape}"
         )
-    if encoder == "nature":
-        module: nn.Module = NatureCNN(observation_shape, **widths)
-    elif encoder == "impala":
-        module = ImpalaCNN(observation_shape, **widths)
-    elif encoder == "vgg":
-        module = VGGEncoder(observation_shape, **widths)
+    if encoder in PIXEL_ENCODERS:
+        options = {"width": width} if width else {}
+        try:
+            module: nn.Module = PIXEL_ENCODERS[encoder](
+                observation_shape, batch_norm=batch_norm, dropout=dropout, **options
+            )
+        except ValueError as error:
+            raise ValueError(f"--encoder {encoder}: {error}") from None
     elif encoder == "mlp":
-        module = MLPEncoder(observation_shape)
+        module = MLPEncoder(observation_shape, dropout=dropout)
     else:
         raise ValueError(f"unknown encoder {encoder!r}; choose from {', '.join(ENCODERS)}")
     network = QNetwork(module, num_actions, dueling=dueling)
@@ -183,6 +341,42 @@ def build_q_network(
         # NHWC convolutions are ~10% faster on the CPU (oneDNN) and what tensor cores want.
         network = network.to(memory_format=torch.channels_last)
     return network
+
+
+def count_parameters(network: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in network.parameters())
+
+
+def multiply_adds(network: nn.Module, observation_shape: tuple[int, ...]) -> int:
+    """Multiply-adds of one forward pass on one observation, counted over the convolutions
+    and linear layers (what dominates; activations, pooling and norms are left out)."""
+    total = 0
+
+    def count(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            kernel = module.kernel_size[0] * module.kernel_size[1]
+            total += output.numel() * kernel * module.in_channels // module.groups
+        elif isinstance(module, nn.Linear):
+            total += output.numel() * module.in_features
+
+    hooks = [
+        module.register_forward_hook(count)
+        for module in network.modules()
+        if isinstance(module, nn.Conv2d | nn.Linear)
+    ]
+    was_training = network.training
+    network.eval()
+    try:
+        with torch.no_grad():
+            device = next(network.parameters()).device
+            dtype = torch.uint8 if len(observation_shape) == 3 else torch.float32
+            network(torch.zeros(1, *observation_shape, dtype=dtype, device=device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+        network.train(was_training)
+    return total
 
 
 def random_shift(
@@ -212,5 +406,18 @@ def _scaled_channels_last(observations: torch.Tensor) -> torch.Tensor:
 
 
 def _flat_size(module: nn.Module, observation_shape: tuple[int, ...]) -> int:
-    with torch.no_grad():
-        return int(module(torch.zeros(1, *observation_shape)).shape[1])
+    """Features out of `module` for one observation: a dry pass in eval mode, so it leaves
+    batch norm's running statistics as they were."""
+    module.eval()
+    try:
+        with torch.no_grad():
+            return int(module(torch.zeros(1, *observation_shape)).shape[1])
+    except RuntimeError as error:
+        size = "x".join(str(side) for side in observation_shape[1:])
+        raise ValueError(
+            f"frames of {size} are too small for this encoder's kernels and strides; use a "
+            "larger --frame-size or an encoder for small frames (vgg, resnet, inception, "
+            "densenet)"
+        ) from error
+    finally:
+        module.train()

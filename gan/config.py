@@ -49,6 +49,8 @@ class GanConfig:
     """generator step size"""
     discriminator_learning_rate: float = 2e-4
     """discriminator step size"""
+    learning_rate_decay: Literal["none", "linear"] = "none"
+    """none, or linear: both learning rates fall linearly to zero at --steps"""
     betas: tuple[float, float] = (0.5, 0.999)
     """Adam's beta1, beta2 (the DCGAN paper lowers beta1 to 0.5)"""
     optimizer: OptimizerName = "adam"
@@ -61,6 +63,12 @@ class GanConfig:
     """GAN loss: the non-saturating BCE of the DCGAN paper, or the hinge loss"""
     spectral_norm: bool = False
     """spectral normalisation in the discriminator (replaces its batch norm)"""
+    batch_norm: bool = True
+    """batch norm in both networks, as the DCGAN paper (--no-batch-norm leaves it out)"""
+    dropout: float = 0.0
+    """dropout after each hidden block of the discriminator"""
+    weight_decay: float = 0.0
+    """weight decay of both networks (decoupled, AdamW-style, with adam)"""
     ema_decay: float = 0.999
     """decay of the generator's exponential moving average used for samples and metrics (0: off)"""
     diff_augment: str = "color,translation,cutout"
@@ -137,6 +145,8 @@ def validate(cfg: GanConfig) -> None:
         f"--precision {cfg.precision!r}: use fp32, bf16 or fp16",
     )
     check(0.0 <= cfg.ema_decay < 1.0, f"--ema-decay must be in [0, 1), got {cfg.ema_decay}")
+    check(0.0 <= cfg.dropout < 1.0, f"--dropout must lie in [0, 1), got {cfg.dropout}")
+    check(cfg.weight_decay >= 0, f"--weight-decay must be >= 0, got {cfg.weight_decay}")
     check(
         len(cfg.betas) == 2 and all(0.0 <= beta < 1.0 for beta in cfg.betas),
         f"--betas must be two numbers in [0, 1), got {cfg.betas}",

@@ -51,9 +51,15 @@ class Generator(nn.Module):
     """Maps a latent vector z (N, latent_size) to an image (N, channels, size, size) in [-1, 1]."""
 
     def __init__(
-        self, image_size: int = 64, channels: int = 3, latent_size: int = 100, width: int = 64
+        self,
+        image_size: int = 64,
+        channels: int = 3,
+        latent_size: int = 100,
+        width: int = 64,
+        batch_norm: bool = True,
     ):
         super().__init__()
+        norm = nn.BatchNorm2d if batch_norm else lambda width: nn.Identity()
         doublings = check_image_size(image_size)
         if channels not in (1, 3):
             raise UserError(f"--channels {channels} is not supported; use 1 (grey) or 3 (colour)")
@@ -63,7 +69,7 @@ class Generator(nn.Module):
         layers: list[nn.Module] = [
             # Project z (latent) x 1 x 1 to the 4 x 4 map.
             nn.ConvTranspose2d(latent_size, top, kernel_size=4, stride=1, padding=0, bias=False),
-            nn.BatchNorm2d(top),
+            norm(top),
             nn.ReLU(inplace=True),
             # (width * 2**(doublings-1)) x 4 x 4, e.g. (width*8) x 4 x 4 for 64 px
         ]
@@ -74,7 +80,7 @@ class Generator(nn.Module):
                 nn.ConvTranspose2d(
                     in_width, out_width, kernel_size=4, stride=2, padding=1, bias=False
                 ),
-                nn.BatchNorm2d(out_width),
+                norm(out_width),
                 nn.ReLU(inplace=True),
                 # (width * 2**(doublings-1-block)) x (4 * 2**block) x (4 * 2**block),
                 # e.g. for 64 px: (width*4) x 8 x 8, (width*2) x 16 x 16, width x 32 x 32
@@ -98,10 +104,17 @@ class Discriminator(nn.Module):
     the losses apply the sigmoid themselves, which is numerically safe under autocast.
 
     With `spectral_norm` every conv is spectrally normalised (Miyato et al., 2018) and batch norm
-    is left out, since the two fight each other."""
+    is left out, since the two fight each other. `dropout` drops features after every hidden
+    block (a regulariser against a discriminator that memorises a small data set)."""
 
     def __init__(
-        self, image_size: int = 64, channels: int = 3, width: int = 64, spectral_norm: bool = False
+        self,
+        image_size: int = 64,
+        channels: int = 3,
+        width: int = 64,
+        spectral_norm: bool = False,
+        batch_norm: bool = True,
+        dropout: float = 0.0,
     ):
         super().__init__()
         doublings = check_image_size(image_size)
@@ -124,9 +137,11 @@ class Discriminator(nn.Module):
         for block in range(1, doublings):
             out_width = width * 2**block
             layers.append(conv(in_width, out_width, stride=2, padding=1))
-            if not spectral_norm:
+            if batch_norm and not spectral_norm:
                 layers.append(nn.BatchNorm2d(out_width))
             layers.append(nn.LeakyReLU(0.2, inplace=True))
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
             # (width * 2**block) x (image_size / 2**(block+1)) x (image_size / 2**(block+1)),
             # e.g. for 64 px: (width*2) x 16 x 16, (width*4) x 8 x 8, (width*8) x 4 x 4
             in_width = out_width
@@ -153,6 +168,7 @@ def architecture(
     generator_width: int,
     discriminator_width: int,
     spectral_norm: bool,
+    batch_norm: bool = True,
 ) -> dict[str, int | bool]:
     """The settings that fix the networks' shapes; a checkpoint stores them so that loading it
     into different networks is refused with one clear line."""
@@ -163,22 +179,28 @@ def architecture(
         "generator_width": generator_width,
         "discriminator_width": discriminator_width,
         "spectral_norm": spectral_norm,
+        "batch_norm": batch_norm,
     }
 
 
-def build_models(arch: dict[str, int | bool]) -> tuple[Generator, Discriminator]:
-    """Generator and discriminator for an `architecture(...)` dict."""
+def build_models(
+    arch: dict[str, int | bool], dropout: float = 0.0
+) -> tuple[Generator, Discriminator]:
+    """Generator and discriminator for an `architecture(...)` dict (`dropout` in D)."""
     generator = Generator(
         int(arch["image_size"]),
         int(arch["channels"]),
         int(arch["latent_size"]),
         int(arch["generator_width"]),
+        bool(arch.get("batch_norm", True)),  # checkpoints from before the flag had it
     )
     discriminator = Discriminator(
         int(arch["image_size"]),
         int(arch["channels"]),
         int(arch["discriminator_width"]),
         bool(arch["spectral_norm"]),
+        bool(arch.get("batch_norm", True)),
+        dropout,
     )
     return generator, discriminator
 
@@ -196,6 +218,7 @@ def generator_from_checkpoint(state: dict[str, Any], use_ema: bool = True) -> Ge
         int(arch["channels"]),
         int(arch["latent_size"]),
         int(arch["generator_width"]),
+        bool(arch.get("batch_norm", True)),
     )
     weights = (
         state["ema_generator"] if use_ema and state.get("ema_generator") else state["generator"]

@@ -104,6 +104,7 @@ def _train_gan(cfg: GanConfig, logger: Logger | None, distributed: Distributed) 
         cfg.generator_width,
         cfg.discriminator_width,
         cfg.spectral_norm,
+        cfg.batch_norm,
     )
     if main:
         print(
@@ -158,7 +159,7 @@ def _train(
     start_step = int(previous["step"]) if previous is not None else 0
 
     # ---- networks, optimizers, state ----
-    generator, discriminator = build_models(arch)
+    generator, discriminator = build_models(arch, cfg.dropout)
     if distributed.enabled and cfg.sync_batch_norm:
         generator = sync_batch_norm(generator, device)
         discriminator = sync_batch_norm(discriminator, device)
@@ -172,10 +173,12 @@ def _train(
     generator_optimizer = make_optimizer(
         cfg.optimizer, generator.parameters(), cfg.generator_learning_rate,
         betas=cfg.betas, momentum=cfg.momentum, nesterov=cfg.nesterov, fused=fused,
+        weight_decay=cfg.weight_decay,
     )  # fmt: skip
     discriminator_optimizer = make_optimizer(
         cfg.optimizer, discriminator.parameters(), cfg.discriminator_learning_rate,
         betas=cfg.betas, momentum=cfg.momentum, nesterov=cfg.nesterov, fused=fused,
+        weight_decay=cfg.weight_decay,
     )  # fmt: skip
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     # Noise and batch indices come from their own generator, seeded alike on every rank:
@@ -291,6 +294,14 @@ def _train(
     step = start_step
     try:
         for step in range(start_step + 1, cfg.steps + 1):
+            if cfg.learning_rate_decay == "linear":
+                remaining = 1.0 - (step - 1) / cfg.steps  # from step alone: resumes exactly
+                for optimizer, rate in (
+                    (generator_optimizer, cfg.generator_learning_rate),
+                    (discriminator_optimizer, cfg.discriminator_learning_rate),
+                ):
+                    for group in optimizer.param_groups:
+                        group["lr"] = rate * remaining
             noise, real = draw_batch(
                 data, batch_rng, cfg.batch_size, cfg.latent_size, distributed, device
             )
@@ -428,7 +439,7 @@ def draw_batch(
 
 def check_compatible(state: dict[str, Any], arch: dict[str, int | bool], path: Path) -> None:
     """Refuse a checkpoint whose networks differ from the ones this configuration builds."""
-    saved = state.get("architecture", {})
+    saved = {"batch_norm": True, **state.get("architecture", {})}
     differences = [
         f"{key} {saved.get(key)} (asked {value})"
         for key, value in arch.items()

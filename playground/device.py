@@ -11,6 +11,29 @@ from playground.errors import UserError
 DEVICE_CHOICES = "auto|cpu|cuda|cuda:N|mps"
 
 
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """Whether `--precision bf16` runs in bf16 autocast on `device`: on CUDA, and on CPUs with
+    bf16 instructions (AVX-512 BF16 or AMX); elsewhere a note says it runs fp32."""
+    if precision != "bf16":
+        return False
+    if device.type == "cuda":
+        return True
+    if device.type == "cpu":
+        cpu = torch.cpu
+        if cpu._is_avx512_bf16_supported() or getattr(cpu, "_is_amx_tile_supported", bool)():
+            return True
+        _note("--precision bf16: this CPU has no bf16 instructions (AVX-512 BF16 or AMX); fp32")
+        return False
+    _note(f"--precision bf16 applies on CUDA and bf16 CPUs; {device.type} runs fp32")
+    return False
+
+
+def _note(message: str) -> None:
+    import sys
+
+    print(f"note: {message}", file=sys.stderr)
+
+
 def resolve_device(spec: str = "auto") -> torch.device:
     """Turn a `--device` value into a `torch.device`, refusing ones this machine lacks."""
     spec = spec.strip().lower()

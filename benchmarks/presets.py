@@ -1,0 +1,149 @@
+"""What the built-in games' presets reach: `train-dqn --env-id <game>` with no other flag (but
+the seed and where the run goes), each run a separate process, timed from start to exit.
+
+    python -m benchmarks.presets                                  # 4 games x seed 1, one at a time
+    python -m benchmarks.presets --games snake --seeds 1 2 3 --parallel 2
+    python -m benchmarks.presets --plot-only --json docs/presets.json --plots docs/
+
+Writes a JSON of every run (final and best evaluation score, wall seconds, the evaluation curve)
+and, per game, a PNG of the evaluation return against env steps: the mean over seeds and the
+spread (min to max). Wall times are only comparable from runs made one at a time on an idle
+machine (`--parallel 1`); curves are by step and may be made in parallel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+GAMES = {
+    "catch": "Playground/Catch-v0",
+    "pong": "Playground/Pong-v0",
+    "breakout": "Playground/Breakout-v0",
+    "snake": "Playground/Snake-v0",
+}
+# What each game's bar is (issue: every built-in game learned on a 2-core CPU).
+BARS = {"catch": 0.9, "pong": 4.0, "breakout": 30.0, "snake": 10.0}
+RANDOM_PLAY = {"catch": -0.67, "pong": -4.7, "breakout": 1.9, "snake": 0.1}
+
+
+def scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    if tag not in events.Tags()["scalars"]:
+        return []
+    return [(event.step, event.value) for event in events.Scalars(tag)]
+
+
+def run_one(game: str, seed: int, runs_dir: Path, threads: int) -> dict:
+    name = f"{game}-s{seed}"
+    run_dir = runs_dir / name
+    command = [
+        sys.executable, str(ROOT / "run.py"), "train-dqn", "--env-id", GAMES[game],
+        "--seed", str(seed), "--runs-dir", str(runs_dir), "--run-name", name, "--no-progress",
+    ]  # fmt: skip
+    environment = {**os.environ}
+    if threads:
+        environment["OMP_NUM_THREADS"] = str(threads)
+    start = time.perf_counter()
+    result = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{result.stderr[-2000:]}")
+    curve = scalars(run_dir, "eval/episodic_return")
+    record = {
+        "game": game,
+        "env_id": GAMES[game],
+        "seed": seed,
+        "wall_seconds": round(wall, 1),
+        "final_eval": curve[-1][1] if curve else None,
+        "best_eval": max(value for _, value in curve) if curve else None,
+        "steps": curve[-1][0] if curve else 0,
+        "curve": curve,
+        "bar": BARS[game],
+    }
+    print(
+        f"{name}: final eval {record['final_eval']}, best {record['best_eval']}, "
+        f"{wall / 60:.1f} min (bar {BARS[game]})",
+        flush=True,
+    )
+    return record
+
+
+def plot(records: list[dict], folder: Path) -> list[Path]:
+    """One PNG per game: mean evaluation return over seeds, and the min-max band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    written = []
+    for game in GAMES:
+        runs = [record for record in records if record["game"] == game and record["curve"]]
+        if not runs:
+            continue
+        steps = sorted({step for run in runs for step, _ in run["curve"]})
+        values = np.array(
+            [[dict(run["curve"]).get(step, np.nan) for step in steps] for run in runs]
+        )
+        mean = np.nanmean(values, axis=0)
+        figure, axes = plt.subplots(figsize=(6, 3.6), dpi=110)
+        axes.fill_between(
+            steps, np.nanmin(values, axis=0), np.nanmax(values, axis=0), alpha=0.25, lw=0
+        )
+        axes.plot(steps, mean, lw=2, label=f"mean of {len(runs)} seed(s)")
+        axes.axhline(BARS[game], color="tab:green", ls="--", lw=1, label=f"bar {BARS[game]:g}")
+        axes.axhline(RANDOM_PLAY[game], color="grey", ls=":", lw=1, label="random play")
+        axes.set_title(f"{GAMES[game]} with its preset (train-dqn --env-id only)")
+        axes.set_xlabel("environment steps")
+        axes.set_ylabel("evaluation return")
+        axes.grid(alpha=0.3)
+        axes.legend(loc="lower right", fontsize=8)
+        figure.tight_layout()
+        path = folder / f"learning-{game}.png"
+        figure.savefig(path)
+        plt.close(figure)
+        written.append(path)
+    return written
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--games", nargs="+", default=list(GAMES), choices=list(GAMES))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1])
+    parser.add_argument("--parallel", type=int, default=1, help="runs at a time")
+    parser.add_argument("--threads", type=int, default=0, help="OMP threads per run (0: torch's)")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs/presets"))
+    parser.add_argument("--json", type=Path, default=Path("runs/presets/presets.json"))
+    parser.add_argument("--plots", type=Path, default=None, help="folder for the PNG curves")
+    parser.add_argument("--plot-only", action="store_true", help="plot the runs in --json")
+    args = parser.parse_args()
+
+    previous = json.loads(args.json.read_text()) if args.json.is_file() else []
+    if not args.plot_only:
+        jobs = [(game, seed) for seed in args.seeds for game in args.games]
+        with ThreadPoolExecutor(args.parallel) as pool:
+            new = list(pool.map(lambda job: run_one(*job, args.runs_dir, args.threads), jobs))
+        keep = [r for r in previous if (r["game"], r["seed"]) not in set(jobs)]
+        previous = keep + new
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(previous, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    if args.plots is not None:
+        args.plots.mkdir(parents=True, exist_ok=True)
+        for path in plot(previous, args.plots):
+            print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""The settings of `run.py compare` (tyro's flags). The trainer command and its flags follow
+them on the command line: `run.py compare [these flags] train-dqn [its flags]`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import tyro
+
+from playground.errors import check, require_positive
+
+TRAINERS = ("train-dqn", "train-gan")
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """Run variants of one train-dqn / train-gan command side by side (seeds, a grid of flag
+    values), then tabulate and plot them. Put the trainer and its flags last:
+    run.py compare --vary optimizer=adam,sgd --seeds 2 train-dqn --env-id Playground/Catch-v0"""
+
+    vary: tuple[str, ...] = ()
+    """FLAG=VALUE,VALUE,... (repeatable): a flag of the trainer and the values to try; the grid
+    is every combination, e.g. --vary optimizer=adam,sgd encoder=nature,vgg."""
+    seeds: int = 3
+    """Seeds per variant (1, 2, ...); the table shows the mean and a 95% confidence interval."""
+    parallel: int = 0
+    """Runs at a time (0: one per 2 CPU cores, at least 1; each run gets cores / parallel
+    threads)."""
+    name: str = ""
+    """The comparison's folder under --runs-dir (default: compare-<time>); run it again with
+    the same name to resume: finished runs are kept, interrupted ones continue."""
+    runs_dir: str = "runs"
+    """Folder holding the comparison's folder."""
+    base: Annotated[tuple[str, ...], tyro.conf.Suppress] = ()
+    """The trainer command and its flags (what follows the trainer's name on the line)."""
+
+
+def validate(cfg: CompareConfig) -> None:
+    check(
+        bool(cfg.base) and cfg.base[0] in TRAINERS,
+        "compare needs a trainer command at the end: run.py compare --vary FLAG=A,B "
+        "train-dqn --env-id ... (or train-gan ...)",
+    )
+    require_positive(seeds=cfg.seeds)
+    check(cfg.parallel >= 0, f"--parallel must be >= 0, got {cfg.parallel}")
+    for item in cfg.vary:
+        flag, equals, values = item.partition("=")
+        check(
+            bool(equals and flag and values and all(values.split(","))),
+            f"--vary {item!r}: write FLAG=VALUE,VALUE,... (e.g. optimizer=adam,sgd)",
+        )

@@ -1,0 +1,304 @@
+"""Run a comparison: every variant x seed as a `run.py` process, then the table and the plot.
+
+A run that finished has `compare.json` in its folder (its numbers); one that was interrupted
+has a latest.pt and is continued with `--resume`; so the same `compare` command run again
+picks up where it stopped. Ctrl-C / SIGTERM stop every running trainer the way they stop
+alone (each saves its latest.pt), then the comparison exits.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from compare.config import CompareConfig, validate
+from playground.errors import UserError
+from playground.lifecycle import StopSignals, note, say
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULT = "compare.json"
+# Two-sided 95% quantiles of Student's t for n - 1 degrees of freedom (n = 2 .. 30).
+T_95 = [12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23, 2.20, 2.18, 2.16, 2.14,
+        2.13, 2.12, 2.11, 2.10, 2.09, 2.09, 2.08, 2.07, 2.07, 2.06, 2.06, 2.06, 2.05, 2.05,
+        2.05]  # fmt: skip
+# What is compared, by trainer: (curve tag, higher is better, speed tag, speed unit).
+MEASURES = {
+    "train-dqn": ("eval/episodic_return", True, "charts/sps", "steps/s"),
+    "train-gan": ("metrics/fid", False, "perf/images_per_sec", "images/s"),
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One point of the grid: a readable name and the flags that make it."""
+
+    label: str  # "optimizer=adam encoder=vgg" (the table and the plot)
+    slug: str  # "optimizer-adam_encoder-vgg" (folder names)
+    flags: tuple[str, ...]
+
+
+def grid(vary: tuple[str, ...]) -> list[Variant]:
+    """Every combination of the `--vary FLAG=A,B` values (one plain variant without any)."""
+    axes = []
+    for item in vary:
+        flag, _, values = item.partition("=")
+        flag = flag.removeprefix("--")
+        axes.append([(flag, value) for value in values.split(",")])
+    variants = []
+    for combination in itertools.product(*axes):
+        label = " ".join(f"{flag}={value}" for flag, value in combination) or "as given"
+        slug = "_".join(f"{flag}-{value}" for flag, value in combination) or "run"
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", slug)
+        flags = tuple(
+            token
+            for flag, value in combination
+            for token in (
+                (f"--{flag}",) if value == "true" else (f"--no-{flag}",) if value == "false"
+                else (f"--{flag}", value)
+            )
+        )  # fmt: skip
+        variants.append(Variant(label, slug, flags))
+    return variants
+
+
+def parent_dir(cfg: CompareConfig) -> Path:
+    return Path(cfg.runs_dir) / (cfg.name or f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def command(cfg: CompareConfig, variant: Variant, seed: int, parent: Path) -> list[str]:
+    """The command line (after `run.py`) of one run of the grid."""
+    return [
+        *cfg.base,
+        *variant.flags,
+        "--seed", str(seed),
+        "--runs-dir", str(parent),
+        "--run-name", f"{variant.slug}_s{seed}",
+        "--no-progress",
+    ]  # fmt: skip
+
+
+def commands(cfg: CompareConfig) -> list[list[str]]:
+    """Every run's command line, for run.py to check before anything starts."""
+    validate(cfg)
+    parent = parent_dir(cfg)
+    return [
+        command(cfg, variant, seed, parent)
+        for variant in grid(cfg.vary)
+        for seed in range(1, cfg.seeds + 1)
+    ]
+
+
+def run_compare(cfg: CompareConfig) -> Path:
+    """Run what is not finished yet, then write comparison.md / .json / .png in the parent."""
+    validate(cfg)
+    parent = parent_dir(cfg)
+    parent.mkdir(parents=True, exist_ok=True)
+    (parent / "logs").mkdir(exist_ok=True)
+    trainer = cfg.base[0]
+    cores = os.cpu_count() or 1
+    parallel = cfg.parallel or max(1, cores // 2)
+    threads = max(1, cores // parallel)
+    jobs = [(variant, seed) for variant in grid(cfg.vary) for seed in range(1, cfg.seeds + 1)]
+    pending = [
+        (variant, seed)
+        for variant, seed in jobs
+        if not (parent / f"{variant.slug}_s{seed}" / RESULT).is_file()
+    ]
+    say(
+        f"compare: {len(jobs)} runs ({len(jobs) - len(pending)} already done) in {parent}, "
+        f"{parallel} at a time with {threads} thread(s) each"
+    )
+    running: dict[subprocess.Popen, tuple[Variant, int, float]] = {}
+    failed: list[str] = []
+    with StopSignals() as stop:
+        while (pending and not stop.requested) or running:
+            while pending and len(running) < parallel and not stop.requested:
+                variant, seed = pending.pop(0)
+                running[_start(cfg, variant, seed, parent, threads)] = (
+                    variant, seed, time.perf_counter(),
+                )  # fmt: skip
+            time.sleep(0.2)
+            if stop.requested:
+                for process in running:
+                    if process.poll() is None:
+                        process.send_signal(signal.SIGINT)  # each trainer saves and exits
+            for process in [process for process in running if process.poll() is not None]:
+                variant, seed, started = running.pop(process)
+                run_dir = parent / f"{variant.slug}_s{seed}"
+                seconds = _add_wall_time(parent, run_dir.name, time.perf_counter() - started)
+                if process.returncode == 0 and not stop.requested:
+                    _record(trainer, run_dir, variant, seed, seconds)
+                    say(f"compare: {run_dir.name} done")
+                elif not stop.requested:
+                    failed.append(run_dir.name)
+                    note(f"{run_dir.name} failed; see {parent / 'logs' / (run_dir.name + '.log')}")
+    if stop.requested:
+        say(f"compare: stopped; run the same command again to continue ({parent})")
+        return parent
+    results = summarise(trainer, parent, grid(cfg.vary), cfg.seeds)
+    if failed:
+        raise UserError(
+            f"{len(failed)} run(s) failed: {', '.join(failed)}; the others are in {parent}"
+        )
+    return results
+
+
+def _start(
+    cfg: CompareConfig, variant: Variant, seed: int, parent: Path, threads: int
+) -> subprocess.Popen:
+    run_dir = parent / f"{variant.slug}_s{seed}"
+    argv = command(cfg, variant, seed, parent)
+    if (run_dir / "latest.pt").is_file():
+        argv = [cfg.base[0], "--resume", str(run_dir), "--no-progress"]
+    log = open(parent / "logs" / f"{run_dir.name}.log", "a")  # noqa: SIM115 (the child owns it)
+    environment = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    # Its own process group: a Ctrl-C in the terminal reaches compare alone, which passes it on.
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "run.py"), *argv],
+        cwd=ROOT,
+        env=environment,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    if tag not in events.Tags()["scalars"]:
+        return []
+    return [(event.step, event.value) for event in events.Scalars(tag)]
+
+
+def _add_wall_time(parent: Path, run_name: str, seconds: float) -> float:
+    """Add a session's seconds to the run's total (parent/wall.json); return the total, so a
+    run interrupted and resumed is timed over all its sessions."""
+    path = parent / "wall.json"
+    totals = json.loads(path.read_text()) if path.is_file() else {}
+    totals[run_name] = totals.get(run_name, 0.0) + seconds
+    path.write_text(json.dumps(totals, indent=1) + "\n")
+    return totals[run_name]
+
+
+def _record(trainer: str, run_dir: Path, variant: Variant, seed: int, seconds: float) -> None:
+    """Write the finished run's numbers beside it (compare.json): its curve, final and best
+    value, speed and wall time over all its sessions."""
+    tag, higher_better, speed_tag, _ = MEASURES[trainer]
+    curve = _scalars(run_dir, tag)
+    speeds = [value for _, value in _scalars(run_dir, speed_tag)]
+    values = [value for _, value in curve]
+    result = {
+        "variant": variant.label,
+        "seed": seed,
+        "curve": curve,
+        "final": values[-1] if values else math.nan,
+        "best": (max(values) if higher_better else min(values)) if values else math.nan,
+        "speed": sum(speeds) / len(speeds) if speeds else math.nan,
+        "wall_seconds": seconds,
+    }
+    (run_dir / RESULT).write_text(json.dumps(result) + "\n")
+
+
+def mean_interval(values: list[float]) -> tuple[float, float]:
+    """The mean and the half-width of its 95% confidence interval (Student's t; 0 for n = 1)."""
+    finite = [value for value in values if math.isfinite(value)]
+    if not finite:
+        return math.nan, math.nan
+    mean = sum(finite) / len(finite)
+    if len(finite) < 2:
+        return mean, 0.0
+    variance = sum((value - mean) ** 2 for value in finite) / (len(finite) - 1)
+    t = T_95[min(len(finite) - 2, len(T_95) - 1)] if len(finite) <= 30 else 1.96
+    return mean, t * math.sqrt(variance / len(finite))
+
+
+def summarise(trainer: str, parent: Path, variants: list[Variant], seeds: int) -> Path:
+    """comparison.json, comparison.md (also printed) and comparison.png in `parent`."""
+    tag, higher_better, _, speed_unit = MEASURES[trainer]
+    rows: list[dict[str, Any]] = []
+    for variant in variants:
+        results = [
+            json.loads((parent / f"{variant.slug}_s{seed}" / RESULT).read_text())
+            for seed in range(1, seeds + 1)
+            if (parent / f"{variant.slug}_s{seed}" / RESULT).is_file()
+        ]
+        final, final_ci = mean_interval([result["final"] for result in results])
+        best, best_ci = mean_interval([result["best"] for result in results])
+        rows.append(
+            {
+                "variant": variant.label,
+                "runs": len(results),
+                "final": final,
+                "final_ci95": final_ci,
+                "best": best,
+                "best_ci95": best_ci,
+                "wall_seconds": mean_interval([r["wall_seconds"] for r in results])[0],
+                "speed": mean_interval([r["speed"] for r in results])[0],
+                "curves": [result["curve"] for result in results],
+            }
+        )
+    what = "evaluation return" if trainer == "train-dqn" else "FID (lower is better)"
+    lines = [
+        f"| variant | runs | final {what} | best | wall (min) | {speed_unit} |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['variant']} | {row['runs']} | {row['final']:.3g} ± {row['final_ci95']:.2g} "
+            f"| {row['best']:.3g} ± {row['best_ci95']:.2g} | {row['wall_seconds'] / 60:.1f} "
+            f"| {row['speed']:.0f} |"
+        )
+    table = "\n".join(lines)
+    print(table)
+    print("(± is the half-width of a 95% confidence interval over the seeds)")
+    (parent / "comparison.md").write_text(
+        table + "\n\n± is the half-width of a 95% confidence interval over the seeds.\n"
+    )
+    (parent / "comparison.json").write_text(json.dumps(rows, indent=1) + "\n")
+    _plot(rows, parent / "comparison.png", tag, what)
+    say(f"compare: wrote {parent / 'comparison.md'}, comparison.json and comparison.png")
+    return parent
+
+
+def _plot(rows: list[dict[str, Any]], path: Path, tag: str, what: str) -> None:
+    """Mean curve of each variant with its 95% confidence band over the seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4), dpi=110)
+    for row in rows:
+        curves = [dict(curve) for curve in row["curves"] if curve]
+        if not curves:
+            continue
+        steps = sorted(set().union(*curves))
+        means, lows, highs = [], [], []
+        for step in steps:
+            mean, half = mean_interval([curve.get(step, math.nan) for curve in curves])
+            means.append(mean)
+            lows.append(mean - half)
+            highs.append(mean + half)
+        (line,) = axes.plot(steps, means, lw=2, label=f"{row['variant']} ({len(curves)} runs)")
+        axes.fill_between(steps, lows, highs, color=line.get_color(), alpha=0.2, lw=0)
+    axes.set_xlabel("steps")
+    axes.set_ylabel(what)
+    axes.set_title(f"{tag}: mean and 95% confidence band over seeds")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)

@@ -1,0 +1,115 @@
+"""`run.py compare`: a grid of short Catch runs finishes, writes its table, JSON and plot,
+resumes after Ctrl-C without redoing finished runs, and repeats itself exactly on the CPU."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from compare.config import CompareConfig
+from compare.grid import grid, mean_interval
+
+ROOT = Path(__file__).resolve().parents[1]
+# A Catch run of a few seconds: the catch preset, shortened.
+BASE = [
+    "train-dqn", "--env-id", "Playground/Catch-v0", "--total-steps", "1200",
+    "--learning-starts", "200", "--eval-every", "600", "--eval-episodes", "4",
+    "--checkpoint-every", "300", "--log-every", "300", "--device", "cpu",
+]  # fmt: skip
+
+
+def test_the_grid_is_every_combination() -> None:
+    variants = grid(("optimizer=adam,sgd", "--dueling=true,false"))
+    assert [variant.label for variant in variants] == [
+        "optimizer=adam dueling=true",
+        "optimizer=adam dueling=false",
+        "optimizer=sgd dueling=true",
+        "optimizer=sgd dueling=false",
+    ]
+    assert variants[1].flags == ("--optimizer", "adam", "--no-dueling")
+    assert variants[0].slug == "optimizer-adam_dueling-true"
+    assert [variant.label for variant in grid(())] == ["as given"]
+
+
+def test_mean_and_confidence_interval() -> None:
+    assert mean_interval([2.0]) == (2.0, 0.0)
+    mean, half = mean_interval([1.0, 3.0])
+    assert mean == 2.0 and half == pytest.approx(12.71 * 1.0)  # t(1) * s / sqrt(2), s = sqrt 2
+    mean, half = mean_interval([1.0, 2.0, 3.0])
+    assert mean == 2.0 and half == pytest.approx(4.30 * 1.0 / 3**0.5)
+
+
+def _compare(runs_dir: Path, name: str, *vary: str, seeds: int = 2) -> list[str]:
+    return [
+        sys.executable, str(ROOT / "run.py"), "compare", "--vary", *vary, "--seeds", str(seeds),
+        "--parallel", "2", "--name", name, "--runs-dir", str(runs_dir), *BASE,
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_compare_runs_resumes_and_repeats_itself(tmp_path: Path) -> None:
+    command = _compare(tmp_path, "optimizers", "optimizer=adam,sgd,rmsprop")
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    parent = tmp_path / "optimizers"
+    # Ctrl-C once the first runs have finished, while others are still going.
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(list(parent.glob("*/compare.json"))) < 2:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr[-2000:]
+    assert "run the same command again to continue" in stderr
+    finished_before = {
+        path.parent.name: path.stat().st_mtime_ns for path in parent.glob("*/compare.json")
+    }
+    assert 2 <= len(finished_before) < 6
+    assert not (parent / "comparison.md").exists()
+
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"6 runs ({len(finished_before)} already done)" in result.stderr
+    for name, stamp in finished_before.items():  # finished runs were not redone
+        assert (parent / name / "compare.json").stat().st_mtime_ns == stamp
+    rows = json.loads((parent / "comparison.json").read_text())
+    assert [row["variant"] for row in rows] == [
+        "optimizer=adam",
+        "optimizer=sgd",
+        "optimizer=rmsprop",
+    ]
+    assert all(row["runs"] == 2 and len(row["curves"]) == 2 for row in rows)
+    table = (parent / "comparison.md").read_text()
+    assert "| optimizer=sgd | 2 |" in table and "±" in table
+    assert (parent / "comparison.png").stat().st_size > 10_000
+    assert "| variant | runs | final evaluation return" in result.stdout
+
+    # The same seed, the same result: a second comparison of one variant repeats the first.
+    again = subprocess.run(
+        _compare(tmp_path, "again", "optimizer=adam", seeds=1), cwd=ROOT, capture_output=True,
+        text=True, timeout=600,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]
+    first = json.loads((parent / "optimizer-adam_s1" / "compare.json").read_text())
+    second = json.loads((tmp_path / "again" / "optimizer-adam_s1" / "compare.json").read_text())
+    assert first["curve"] == second["curve"]
+
+
+def test_bad_comparisons_are_one_line(tmp_path: Path) -> None:
+    for argv, message in [
+        (["compare", "--vary", "optimizer"], "write FLAG=VALUE"),
+        (["compare", "--seeds", "2"], "needs a trainer command at the end"),
+    ]:
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "run.py"), *argv, *(BASE if "--vary" in argv else [])],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    assert CompareConfig().seeds == 3

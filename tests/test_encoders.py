@@ -1,0 +1,131 @@
+"""The encoders (the classic CNN designs), their sizes and counts, the regularisers (batch norm,
+dropout, weight decay) and bf16 on the CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from agents.learner import UpdateRule, dqn_update, evaluating, update_target
+from agents.networks import PIXEL_ENCODERS, build_q_network, count_parameters, multiply_adds
+from agents.replay import ReplaySample
+from playground.optim import make_optimizer
+
+# Parameters for 4 x 84 x 84 and 6 actions; a change here is a change of the design.
+PARAMETERS_84 = {
+    "nature": 1_687_206,  # the Nature DQN's: 8,224 + 32,832 + 36,928 + 1,606,144 + 3,078
+    "resnet": 1_090_774,
+    "vgg": 7_292_998,
+    "inception": 1_999_462,
+    "densenet": 1_351_444,
+}
+
+
+@pytest.mark.parametrize("encoder", ["nature", "resnet", "vgg", "inception", "densenet"])
+@pytest.mark.parametrize("shape", [(4, 84, 84), (2, 12, 12), (3, 21, 21), (1, 64, 48)])
+def test_every_encoder_sizes_itself(encoder: str, shape: tuple[int, ...]) -> None:
+    if encoder == "nature" and shape[1] < 36:
+        with pytest.raises(ValueError, match="too small for this encoder"):
+            build_q_network(shape, 6, encoder)
+        return
+    network = build_q_network(shape, 6, encoder, dueling=True)
+    frames = torch.randint(0, 256, (5, *shape), dtype=torch.uint8)
+    assert network(frames).shape == (5, 6)
+    assert network.encoder.output_size in (256, 512)
+    parameters, macs = count_parameters(network), multiply_adds(network, shape)
+    assert parameters > 10_000 and macs > parameters // 4
+    wider = build_q_network(shape, 6, encoder, width=2 * _default_width(encoder))
+    assert multiply_adds(wider, shape) > 2 * macs  # width scales the convolutions
+
+
+def _default_width(encoder: str) -> int:
+    return {"nature": 32, "resnet": 16, "vgg": 32, "inception": 16, "densenet": 12}[encoder]
+
+
+def test_parameter_counts_at_84x84() -> None:
+    counts = {
+        name: count_parameters(build_q_network((4, 84, 84), 6, name)) for name in PARAMETERS_84
+    }
+    assert counts == PARAMETERS_84
+    # Multiply-adds of the Nature CNN by hand: three convolutions and two linear layers.
+    by_hand = 20 * 20 * 32 * 8 * 8 * 4 + 9 * 9 * 64 * 4 * 4 * 32 + 7 * 7 * 64 * 3 * 3 * 64
+    by_hand += 3136 * 512 + 512 * 6
+    assert multiply_adds(build_q_network((4, 84, 84), 6, "nature"), (4, 84, 84)) == by_hand
+    assert set(PIXEL_ENCODERS) >= set(PARAMETERS_84)
+
+
+def test_batch_norm_and_dropout_act_in_training_only() -> None:
+    torch.manual_seed(0)
+    network = build_q_network((2, 12, 12), 3, "vgg", batch_norm=True, dropout=0.5)
+    assert any(isinstance(module, nn.BatchNorm2d) for module in network.modules())
+    frames = torch.randint(0, 256, (8, 2, 12, 12), dtype=torch.uint8)
+    norms = [module for module in network.modules() if isinstance(module, nn.BatchNorm2d)]
+    before = norms[0].running_mean.clone()
+    with torch.no_grad(), evaluating(network):
+        first, second = network(frames), network(frames)
+    assert torch.equal(first, second)  # no dropout, running statistics
+    assert torch.equal(norms[0].running_mean, before)  # and they did not move
+    assert network.training  # the mode is back
+    network(frames)
+    assert not torch.equal(norms[0].running_mean, before)  # a training pass updates them
+
+
+def test_the_update_leaves_the_targets_batch_norm_alone() -> None:
+    torch.manual_seed(0)
+    online = build_q_network((2, 12, 12), 3, "vgg", batch_norm=True, dropout=0.2)
+    target = build_q_network((2, 12, 12), 3, "vgg", batch_norm=True, dropout=0.2)
+    target.load_state_dict(online.state_dict())
+    target.eval().requires_grad_(False)
+    statistics = [buffer.clone() for buffer in target.buffers()]
+    batch = ReplaySample(
+        observations=torch.randint(0, 256, (16, 2, 12, 12), dtype=torch.uint8),
+        actions=torch.randint(0, 3, (16,)),
+        returns=torch.rand(16),
+        next_observations=torch.randint(0, 256, (16, 2, 12, 12), dtype=torch.uint8),
+        dones=torch.zeros(16),
+        discounts=torch.full((16,), 0.99),
+    )
+    optimizer = make_optimizer("adam", online.parameters(), 1e-3, weight_decay=0.01)
+    assert isinstance(optimizer, torch.optim.AdamW)  # decoupled weight decay for adam
+    rule = UpdateRule(double_dqn=True, stochastic_layers=True)
+    online_statistics = [buffer.clone() for buffer in online.buffers()]
+    dqn_update(batch, online, target, optimizer, rule)
+    for kept, now in zip(statistics, target.buffers(), strict=True):
+        assert torch.equal(kept, now)
+    # The online network's statistics moved once (its learning pass), not twice: the
+    # next-state pass of double DQN ran in eval mode.
+    tracked = [b for name, b in online.named_buffers() if name.endswith("num_batches_tracked")]
+    assert tracked and all(int(count) == 1 for count in tracked)
+    assert not all(
+        torch.equal(old, new) for old, new in zip(online_statistics, online.buffers(), strict=True)
+    )
+    update_target(target, online, tau=0.5)  # Polyak also brings the running statistics over
+    for target_buffer, online_buffer in zip(target.buffers(), online.buffers(), strict=True):
+        assert torch.equal(target_buffer, online_buffer)
+
+
+def test_bf16_update_on_the_cpu_is_close_to_fp32() -> None:
+    if not torch.cpu._is_avx512_bf16_supported():
+        pytest.skip("this CPU has no AVX-512 BF16 instructions")
+    torch.manual_seed(0)
+    observations = torch.randint(0, 256, (32, 4, 84, 84), dtype=torch.uint8)
+    batch = ReplaySample(
+        observations=observations,
+        actions=torch.randint(0, 4, (32,)),
+        returns=torch.rand(32),
+        next_observations=observations.roll(1, dims=0),
+        dones=torch.zeros(32),
+        discounts=torch.full((32,), 0.99),
+    )
+    losses = {}
+    for autocast in (False, True):
+        torch.manual_seed(1)
+        online = build_q_network((4, 84, 84), 4, "nature")
+        target = build_q_network((4, 84, 84), 4, "nature").requires_grad_(False)
+        optimizer = make_optimizer("adam", online.parameters(), 1e-4)
+        losses[autocast] = [
+            dqn_update(batch, online, target, optimizer, UpdateRule(), autocast=autocast)[0].item()
+            for _ in range(3)
+        ]
+    assert losses[True] == pytest.approx(losses[False], rel=0.05)
