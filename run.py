@@ -29,7 +29,7 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 COMMANDS: dict[str, tuple[str, str]] = {
     "train-dqn": ("agents.config:DQNConfig", "agents.dqn:train_dqn"),
     "evaluate": ("agents.config:EvaluateConfig", "agents.evaluate:evaluate"),
-    "watch": ("viewer.config:WatchConfig", "viewer.window:watch"),
+    "watch": ("viewer.config:WatchConfig", "viewer.app:watch"),
     "train-gan": ("gan.config:GanConfig", "gan.train:train_gan"),
     "sample": ("gan.config:SampleConfig", "gan.sample:sample"),
     "bench": ("benchmarks.suite:BenchConfig", "benchmarks.suite:run_bench"),

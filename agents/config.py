@@ -48,7 +48,8 @@ class DQNConfig:
     (vectors, or flattened pixels); auto: nature for pixels, mlp for vectors."""
     encoder_width: int = 0
     """Channels of the CNN encoder's first layer, later layers scale with it (0: the
-    encoder's own: nature 32, resnet 16, vgg 32, inception 16, densenet 12 growth)."""
+    encoder's own: nature 32, resnet 16, vgg 32, inception 16, densenet 12 growth); for mlp
+    the units of its two hidden layers (0: 128)."""
     batch_norm: bool = False
     """Batch norm after every convolution of the encoder (the target network, acting and
     evaluation use its running statistics)."""
@@ -142,9 +143,13 @@ class DQNConfig:
     """Environment steps between logged training scalars (losses, sps, epsilon)."""
     eval_video: bool = True
     """Log one evaluation game as a video (eval/video in TensorBoard) at every evaluation."""
-    watch: bool = False
-    """Open a window that shows the agent play with its latest weights while it trains
-    (a separate process, refreshed every few seconds)."""
+    watch: Literal["none", "window", "web"] = "none"
+    """Watch the agent play with its latest weights while it trains, in a window or a web page
+    with the training curves (a separate process, the weights refreshed every few seconds)."""
+    watch_host: str = "127.0.0.1"
+    """With --watch web: the address to serve on; beyond loopback the printed token is needed."""
+    watch_port: int = 8765
+    """With --watch web: the port to serve on."""
     runs_dir: str = "runs"
     """Folder holding one sub-folder per run."""
     run_name: str = ""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import subprocess
 import sys
 import time
@@ -34,7 +33,7 @@ from envs import check_env_id, game_fps, is_pixel_space, make_vector_env
 from playground.checkpoint import save_checkpoint
 from playground.config import resumed_settings
 from playground.device import resolve_device, use_bf16
-from playground.display import display_available
+from playground.display import display_available, start_viewer
 from playground.errors import UserError, check
 from playground.lifecycle import Run, new_run_dir, note, read_resume, say
 from playground.logger import Logger
@@ -47,7 +46,10 @@ from playground.rundir import default_run_name
 from playground.seeding import rng_state, seed_everything, set_rng_state
 
 # Settings a resumed run may change: none of them changes what is learned.
-RESUME_OVERRIDABLE = ("total_steps", "device", "progress", "watch", "compile", "cuda_graph")
+RESUME_OVERRIDABLE = (
+    "total_steps", "device", "progress", "watch", "watch_host", "watch_port", "compile",
+    "cuda_graph",
+)  # fmt: skip
 WATCH_EXPORT_SECONDS = 3.0  # with --watch, seconds between exports of the latest weights
 EVAL_VIDEO_FRAMES = 1_000  # the first evaluation game is logged as a video up to this length
 POLICY = "policy.pt"  # the weights --watch's viewer follows
@@ -243,16 +245,18 @@ def _train(cfg: DQNConfig, run: Run, device: torch.device, previous: dict[str, A
             },
         )
 
-    watching = cfg.watch
+    watching = cfg.watch != "none"
     next_export = math.inf
+    viewer = None
     if watching:
         check(
-            display_available(),
-            "--watch needs a display; without one, train and then run: "
-            "python run.py watch --headless --record out.mp4 --checkpoint RUN",
+            cfg.watch == "web" or display_available(),
+            "--watch window needs a display; without one use --watch web (a page to open in a "
+            "browser, over an SSH port forward) or train, then: python run.py watch --headless "
+            "--record out.mp4 --checkpoint RUN",
         )
         export_policy()
-        spawn_viewer(run.dir / POLICY, cfg.env_id, seed=cfg.seed)
+        viewer = spawn_viewer(cfg, run.dir)
         next_export = time.monotonic() + WATCH_EXPORT_SECONDS
 
     recent_returns: deque[float] = deque(maxlen=20)
@@ -379,7 +383,9 @@ def _train(cfg: DQNConfig, run: Run, device: torch.device, previous: dict[str, A
         envs.close()
     save_latest()
     if watching:
-        export_policy()  # the final weights; the window stays open until closed
+        export_policy()  # the final weights; a window stays open until closed
+    if viewer is not None and cfg.watch == "web":
+        viewer.terminate()  # the page's server ends with the training run
     run.finish(step, cfg.runs_dir)
 
 
@@ -428,27 +434,23 @@ def evaluate_during_training(
     return mean_score
 
 
-def spawn_viewer(
-    policy_path: Path, env_id: str, *, seed: int, device: str = "cpu"
-) -> subprocess.Popen:
-    """Start the viewer (`python -m viewer --follow`) on `policy_path` in its own process: a
-    window beside the training run, reloading the weights whenever the trainer rewrites them."""
-    root = Path(__file__).resolve().parents[1]
-    command = [
-        sys.executable, "-m", "viewer",
-        "--checkpoint", str(Path(policy_path).resolve()),
+def spawn_viewer(cfg: DQNConfig, run_dir: Path) -> subprocess.Popen:
+    """Start the viewer on the run's policy.pt in its own process (`python -m viewer --follow`),
+    reloading the weights whenever the trainer rewrites them: a window, or with --watch web a
+    page that also shows the run's curves."""
+    arguments = [
+        "--checkpoint", str((run_dir / POLICY).resolve()),
         "--follow",
-        "--env-id", env_id,
-        "--seed", str(seed),
-        "--device", device,
+        "--env-id", cfg.env_id,
+        "--seed", str(cfg.seed),
+        "--device", "cpu",
     ]  # fmt: skip
-    environment = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
-    }
-    return subprocess.Popen(command, cwd=root, env=environment)
+    if cfg.watch == "web":
+        arguments += [
+            "--web", "--run-dir", str(run_dir.resolve()),
+            "--host", cfg.watch_host, "--port", str(cfg.watch_port),
+        ]  # fmt: skip
+    return start_viewer(arguments)
 
 
 def _spaces(cfg: DQNConfig) -> tuple[tuple[int, ...], bool, int]:

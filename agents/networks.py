@@ -25,13 +25,15 @@ def _conv(
     batch_norm: bool,
     stride: int = 1,
     padding: int = 0,
-) -> nn.Sequential:
-    """Convolution, optional batch norm, ReLU."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding),
-        _norm(out_channels, batch_norm),
-        nn.ReLU(),
-    )
+) -> list[nn.Module]:
+    """Convolution, batch norm when asked, ReLU: layers to splice into an nn.Sequential (flat,
+    so a network without batch norm keeps the parameter names checkpoints were saved with)."""
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding)
+    ]
+    if batch_norm:
+        layers.append(nn.BatchNorm2d(out_channels))
+    return [*layers, nn.ReLU()]
 
 
 class ConvEncoder(nn.Module):
@@ -63,9 +65,9 @@ class NatureCNN(ConvEncoder):
     ) -> None:
         super().__init__()
         self.convolutions = nn.Sequential(
-            _conv(observation_shape[0], width, 8, batch_norm, stride=4),  # 32 x 20 x 20 (84)
-            _conv(width, 2 * width, 4, batch_norm, stride=2),  # 64 x 9 x 9
-            _conv(2 * width, 2 * width, 3, batch_norm),  # 64 x 7 x 7
+            *_conv(observation_shape[0], width, 8, batch_norm, stride=4),  # 32 x 20 x 20 (84)
+            *_conv(width, 2 * width, 4, batch_norm, stride=2),  # 64 x 9 x 9
+            *_conv(2 * width, 2 * width, 3, batch_norm),  # 64 x 7 x 7
             nn.Flatten(),  # 3136 for 84 x 84
         )
         self._finish(observation_shape, features, dropout)
@@ -131,8 +133,8 @@ class VGGEncoder(ConvEncoder):
         in_channels = observation_shape[0]
         for block_width in (width, 2 * width):
             layers += [
-                _conv(in_channels, block_width, 3, batch_norm, padding=1),
-                _conv(block_width, block_width, 3, batch_norm, padding=1),
+                *_conv(in_channels, block_width, 3, batch_norm, padding=1),
+                *_conv(block_width, block_width, 3, batch_norm, padding=1),
                 nn.MaxPool2d(kernel_size=2, ceil_mode=True),  # halves H and W, rounding up
             ]
             in_channels = block_width
@@ -149,19 +151,19 @@ class InceptionBlock(nn.Module):
     def __init__(self, in_channels: int, branch: int, batch_norm: bool = False) -> None:
         super().__init__()
         reduced = max(branch // 2, 1)
-        self.one = _conv(in_channels, branch, 1, batch_norm)
+        self.one = nn.Sequential(*_conv(in_channels, branch, 1, batch_norm))
         self.three = nn.Sequential(
-            _conv(in_channels, reduced, 1, batch_norm),
-            _conv(reduced, branch, 3, batch_norm, padding=1),
+            *_conv(in_channels, reduced, 1, batch_norm),
+            *_conv(reduced, branch, 3, batch_norm, padding=1),
         )
         self.five = nn.Sequential(
-            _conv(in_channels, reduced, 1, batch_norm),
-            _conv(reduced, branch, 3, batch_norm, padding=1),
-            _conv(branch, branch, 3, batch_norm, padding=1),
+            *_conv(in_channels, reduced, 1, batch_norm),
+            *_conv(reduced, branch, 3, batch_norm, padding=1),
+            *_conv(branch, branch, 3, batch_norm, padding=1),
         )
         self.pool = nn.Sequential(
             nn.MaxPool2d(kernel_size=3, stride=1, padding=1),
-            _conv(in_channels, branch, 1, batch_norm),
+            *_conv(in_channels, branch, 1, batch_norm),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -181,7 +183,7 @@ class InceptionEncoder(ConvEncoder):
     ) -> None:
         super().__init__()
         self.convolutions = nn.Sequential(
-            _conv(observation_shape[0], 2 * width, 3, batch_norm, padding=1),
+            *_conv(observation_shape[0], 2 * width, 3, batch_norm, padding=1),
             nn.MaxPool2d(kernel_size=2, ceil_mode=True),  # 32 x 42 x 42 (84), 32 x 6 x 6 (12)
             InceptionBlock(2 * width, width, batch_norm),  # 64 x 42 x 42
             nn.MaxPool2d(kernel_size=2, ceil_mode=True),  # 64 x 21 x 21
@@ -199,7 +201,7 @@ class DenseBlock(nn.Module):
     def __init__(self, in_channels: int, growth: int, layers: int, batch_norm: bool) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
-            _conv(in_channels + index * growth, growth, 3, batch_norm, padding=1)
+            nn.Sequential(*_conv(in_channels + index * growth, growth, 3, batch_norm, padding=1))
             for index in range(layers)
         )
         self.out_channels = in_channels + layers * growth
@@ -225,7 +227,7 @@ class DenseNetEncoder(ConvEncoder):
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = [
-            _conv(observation_shape[0], 2 * width, 3, batch_norm, padding=1),
+            *_conv(observation_shape[0], 2 * width, 3, batch_norm, padding=1),
             nn.MaxPool2d(kernel_size=2, ceil_mode=True),  # 24 x 42 x 42 (84), 24 x 6 x 6 (12)
         ]
         channels = 2 * width
@@ -234,7 +236,7 @@ class DenseNetEncoder(ConvEncoder):
             channels = block.out_channels // 2
             layers += [
                 block,
-                _conv(block.out_channels, channels, 1, batch_norm),  # the transition
+                *_conv(block.out_channels, channels, 1, batch_norm),  # the transition
                 nn.AvgPool2d(kernel_size=2, ceil_mode=True),  # halves H and W
             ]
         layers.append(nn.Flatten())  # 30 x 11 x 11 for 84 x 84 input
@@ -333,7 +335,8 @@ def build_q_network(
         except ValueError as error:
             raise ValueError(f"--encoder {encoder}: {error}") from None
     elif encoder == "mlp":
-        module = MLPEncoder(observation_shape, dropout=dropout)
+        hidden = (width, width) if width else (128, 128)
+        module = MLPEncoder(observation_shape, hidden=hidden, dropout=dropout)
     else:
         raise ValueError(f"unknown encoder {encoder!r}; choose from {', '.join(ENCODERS)}")
     network = QNetwork(module, num_actions, dueling=dueling)

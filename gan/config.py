@@ -10,7 +10,7 @@ from playground.errors import check, require_positive
 from playground.optim import OptimizerName, check_optimizer
 
 # Settings a resumed run may change: none of them changes what is learned.
-RESUME_OVERRIDABLE = ("steps", "device", "progress")
+RESUME_OVERRIDABLE = ("steps", "device", "progress", "watch", "watch_host", "watch_port")
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,13 @@ class GanConfig:
     """images in the fixed-noise grid"""
     progress: bool = True
     """show a progress bar"""
+    watch: Literal["none", "web"] = "none"
+    """web: serve a page with the fixed-noise samples as they change, the real images, D(x),
+    D(G(z)) and the losses while it trains (a separate process)"""
+    watch_host: str = "127.0.0.1"
+    """with --watch web: the address to serve on; beyond loopback the printed token is needed"""
+    watch_port: int = 8765
+    """with --watch web: the port to serve on"""
 
 
 def validate(cfg: GanConfig) -> None:

@@ -32,6 +32,7 @@ from gan.losses import discriminator_loss, generator_loss
 from gan.models import architecture, build_models, ema_decay, generate, update_ema
 from playground.config import resumed_settings
 from playground.device import resolve_device
+from playground.display import start_viewer
 from playground.errors import UserError
 from playground.lifecycle import Run, new_run_dir, note, read_resume
 from playground.logger import Logger
@@ -129,6 +130,13 @@ def _train_gan(cfg: GanConfig, logger: Logger | None, distributed: Distributed) 
         main=main,
         divergence_advice=DIVERGENCE_ADVICE,
     ) as run:
+        viewer = None
+        if cfg.watch == "web" and main:
+            # A separate process serves the page from the run's own event files.
+            viewer = start_viewer(
+                ["--web", "--run-dir", str(Path(run_dir).resolve()),
+                 "--host", cfg.watch_host, "--port", str(cfg.watch_port)]
+            )  # fmt: skip
         try:
             step = _train(
                 cfg, run, distributed, device, precision, augment_policy, data, arch, previous
@@ -138,6 +146,9 @@ def _train_gan(cfg: GanConfig, logger: Logger | None, distributed: Distributed) 
                 f"out of memory on {device}: lower --batch-size, --image-size or the network "
                 "widths (latest.pt is kept)"
             ) from None
+        finally:
+            if viewer is not None:
+                viewer.terminate()
         if main and distributed.enabled:
             note(f"{distributed.world_size} processes hold identical weights")
         run.finish(step, cfg.runs_dir)

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from pathlib import Path
+
+PARENT_VARIABLE = "PLAYGROUND_VIEWER_PARENT"
+"""Set for a viewer started by a trainer: the trainer's pid, so the viewer ends with it."""
 
 
 def display_available() -> bool:
@@ -14,3 +19,23 @@ def display_available() -> bool:
     if os.environ.get("SDL_VIDEODRIVER", "") in ("dummy", "offscreen"):
         return True
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def start_viewer(arguments: list[str]) -> subprocess.Popen:
+    """Start the viewer (`python -m viewer ARGUMENTS`, the flags of `run.py watch`) in its own
+    process beside a training run, single-threaded so it leaves the cores to training."""
+    root = Path(__file__).resolve().parents[1]
+    environment = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        PARENT_VARIABLE: str(os.getpid()),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
+    }
+    return subprocess.Popen([sys.executable, "-m", "viewer", *arguments], cwd=root, env=environment)
+
+
+def parent_gone() -> bool:
+    """For a viewer a trainer started: whether that trainer has ended (killed, even)."""
+    parent = os.environ.get(PARENT_VARIABLE)
+    return parent is not None and str(os.getppid()) != parent

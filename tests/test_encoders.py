@@ -129,3 +129,19 @@ def test_bf16_update_on_the_cpu_is_close_to_fp32() -> None:
             for _ in range(3)
         ]
     assert losses[True] == pytest.approx(losses[False], rel=0.05)
+
+
+def test_checkpoints_of_earlier_versions_still_load() -> None:
+    """Without batch norm the parameter names are the ones saved by earlier versions."""
+    nature = list(build_q_network((4, 84, 84), 6, "nature").state_dict())
+    assert nature == [
+        "encoder.convolutions.0.weight", "encoder.convolutions.0.bias",
+        "encoder.convolutions.2.weight", "encoder.convolutions.2.bias",
+        "encoder.convolutions.4.weight", "encoder.convolutions.4.bias",
+        "encoder.linear.0.weight", "encoder.linear.0.bias", "head.weight", "head.bias",
+    ]  # fmt: skip
+    resnet = list(build_q_network((4, 84, 84), 6, "impala").state_dict())
+    assert resnet[:4] == [
+        "encoder.convolutions.0.weight", "encoder.convolutions.0.bias",
+        "encoder.convolutions.2.conv0.weight", "encoder.convolutions.2.conv0.bias",
+    ]  # fmt: skip

@@ -45,6 +45,14 @@ class WatchConfig:
     """Reload the checkpoint whenever its file changes (every ~2 s): watch a run while it trains."""
     saliency: bool = False
     """Start with the saliency overlay on (`o` toggles it): where the chosen action's value looks."""
+    web: bool = False
+    """Serve the viewer as a web page instead of a window (for a machine you reach over SSH)."""
+    host: str = "127.0.0.1"
+    """With --web: the address to listen on; anything beyond loopback needs the printed token."""
+    port: int = 8765
+    """With --web: the port to listen on (0: any free port)."""
+    run_dir: str = ""
+    """With --web: also show the training curves and images of this run folder (live)."""
 
 
 def check_output_path(path: str, flag: str, suffixes: tuple[str, ...]) -> Path:
@@ -69,10 +77,13 @@ def check_output_path(path: str, flag: str, suffixes: tuple[str, ...]) -> Path:
 def validate(cfg: WatchConfig) -> None:
     """Refuse contradictory or out-of-range settings with one clear line."""
     check(not (cfg.human and cfg.headless), "--human needs a window; drop --headless")
+    check(not (cfg.human and cfg.web), "--human plays in the window; drop --web")
     check(
-        bool(cfg.checkpoint or cfg.env_id),
+        bool(cfg.checkpoint or cfg.env_id or (cfg.web and cfg.run_dir)),
         "watch needs --checkpoint (a trained agent) or --env-id (an untrained one, or --human)",
     )
+    check(0 <= cfg.port <= 65535, f"--port must lie in 0..65535, got {cfg.port}")
+    check(not cfg.run_dir or Path(cfg.run_dir).is_dir(), f"--run-dir {cfg.run_dir}: no such folder")
     check(cfg.episodes >= 0, f"--episodes must be >= 0, got {cfg.episodes}")
     check(cfg.max_steps >= 0, f"--max-steps must be >= 0, got {cfg.max_steps}")
     check(cfg.fps >= 0, f"--fps must be >= 0, got {cfg.fps}")
