@@ -64,6 +64,15 @@ def documented_flags(path: Path) -> list[tuple[str, str, str]]:
         for invocation in invocations:
             command = invocation.group(1) or invocation.group(3)
             rest = invocation.group(2) if invocation.group(1) else invocation.group(4)
+            # `compare ... train-dqn ...`: the flags after the trainer's name are the trainer's.
+            trainer = (
+                re.search(r"\s(train-dqn|train-gan)(\s|$)", rest) if command == "compare" else None
+            )
+            if trainer:
+                found += [
+                    (trainer.group(1), flag, line) for flag in FLAG.findall(rest[trainer.end() :])
+                ]
+                rest = rest[: trainer.start()]
             found += [(command, flag, line) for flag in FLAG.findall(rest)]
         if not invocations and section is not None and path.name == "README.md":
             found += [(section, flag, line) for flag in FLAG.findall(line)]
