@@ -89,6 +89,13 @@ class DQNConfig:
     """Transitions per update."""
     buffer_size: int = 1_000_000
     """Replay capacity in transitions (each frame is stored once, uint8)."""
+    prioritized: bool = False
+    """Prioritized replay (Schaul et al. 2016, proportional): draw transitions by |TD error|,
+    correct with importance weights."""
+    priority_alpha: float = 0.6
+    """With --prioritized: how much priorities count (0 uniform, 1 fully proportional)."""
+    priority_beta: float = 0.4
+    """With --prioritized: the importance-weight exponent at the start, annealed to 1."""
     replay_device: Literal["auto", "cpu", "same"] = "auto"
     """Where the replay buffer lives: same = the training device; auto = the training device
     when it has room for it, else cpu."""
@@ -201,6 +208,12 @@ def validate(cfg: DQNConfig) -> None:
     check(cfg.encoder in ENCODERS, f"--encoder {cfg.encoder!r} is not one of {', '.join(ENCODERS)}")
     check_optimizer(cfg.optimizer)
     check(not cfg.freeze_encoder or bool(cfg.init_from), "--freeze-encoder needs --init-from CKPT")
+    check(0.0 <= cfg.priority_alpha <= 1.0, "--priority-alpha must lie in [0, 1]")
+    check(0.0 <= cfg.priority_beta <= 1.0, "--priority-beta must lie in [0, 1]")
+    check(
+        not (cfg.cuda_graph and cfg.prioritized),
+        "--cuda-graph does not capture --prioritized updates yet; leave out one of the two",
+    )
     check(
         not cfg.cuda_graph or cfg.optimizer in CAPTURABLE_OPTIMIZERS,
         f"--cuda-graph cannot capture --optimizer {cfg.optimizer}; "

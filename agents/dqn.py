@@ -120,13 +120,14 @@ def _train(cfg: DQNConfig, run: Run, device: torch.device, previous: dict[str, A
             raise UserError(str(error)) from None
 
     q_network, target_network = build(), build()
+    encoder_name = cfg.encoder if cfg.encoder != "auto" else ("nature" if pixels else "mlp")
     # Batch norm and dropout act only in the update's own forward pass: acting, the target
     # network and evaluation use the running statistics and all features.
     stochastic_layers = cfg.batch_norm or cfg.dropout > 0
     target_network.eval()
     parameters, macs = count_parameters(q_network), multiply_adds(q_network, observation_shape)
     size = (
-        f"Q-network: {cfg.encoder} encoder on {observation_shape}, {parameters:,} parameters, "
+        f"Q-network: {encoder_name} encoder on {observation_shape}, {parameters:,} parameters, "
         f"{macs / 1e6:,.2f}M multiply-adds per observation"
     )
     note(size)
@@ -134,7 +135,6 @@ def _train(cfg: DQNConfig, run: Run, device: torch.device, previous: dict[str, A
         logger.text("model", size)
         logger.scalar("model/parameters", parameters, 0)
         logger.scalar("model/multiply_adds", macs, 0)
-    encoder_name = cfg.encoder if cfg.encoder != "auto" else ("nature" if pixels else "mlp")
     if cfg.init_from and previous is None:
         saved.load_encoder(q_network, cfg.init_from, encoder_name, observation_shape)
     if cfg.freeze_encoder:
@@ -165,6 +165,7 @@ def _train(cfg: DQNConfig, run: Run, device: torch.device, previous: dict[str, A
         gamma=cfg.gamma,
         device=_replay_device(cfg, device, observation_shape),
         num_actions=num_actions,
+        priority_alpha=cfg.priority_alpha if cfg.prioritized else None,
     )
     rng = np.random.default_rng(cfg.seed)
     step, updates, best_eval, update_credit = 0, 0, -math.inf, 0.0
@@ -310,6 +311,7 @@ def _train(cfg: DQNConfig, run: Run, device: torch.device, previous: dict[str, A
             )
             if replay_ready:
                 update_credit += cfg.num_envs / cfg.train_frequency
+                learner.beta = linear_schedule(cfg.priority_beta, 1.0, cfg.total_steps, step)
                 while update_credit >= 1.0:
                     loss, q_mean = learner.step()
                     loss_sum += loss

@@ -90,10 +90,11 @@ def dqn_update(
     augment: bool = False,
     autocast: bool = False,
     autocast_cache: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One gradient step on a batch: TD target, loss, backward, clipping, optimizer step.
-    Returns the loss and the mean Q-value of the taken actions as device tensors (no sync).
-    Nothing in it reads a value back to the host, so it can be compiled and graph-captured."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One gradient step on a batch: TD target, loss (weighted by the batch's importance
+    weights, all ones unless prioritized), backward, clipping, optimizer step. Returns the
+    loss, the mean Q-value of the taken actions and the TD errors (B,) as device tensors (no
+    sync): nothing in it reads a value back to the host, so it can be compiled and captured."""
     observations, next_observations = batch.observations, batch.next_observations
     if augment:
         observations, next_observations = (
@@ -115,9 +116,10 @@ def dqn_update(
             )
         q_taken = q_network(observations).float().gather(1, batch.actions.unsqueeze(1)).squeeze(1)
     if rule.loss == "huber":
-        loss = nn.functional.smooth_l1_loss(q_taken, targets)
+        losses = nn.functional.smooth_l1_loss(q_taken, targets, reduction="none")
     else:
-        loss = nn.functional.mse_loss(q_taken, targets)
+        losses = nn.functional.mse_loss(q_taken, targets, reduction="none")
+    loss = (batch.weights * losses).mean()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if rule.max_grad_norm > 0:
@@ -125,7 +127,7 @@ def dqn_update(
             [p for p in q_network.parameters() if p.requires_grad], rule.max_grad_norm
         )
     optimizer.step()
-    return loss.detach(), q_taken.detach().mean()
+    return loss.detach(), q_taken.detach().mean(), (targets - q_taken).detach()
 
 
 @torch.no_grad()
@@ -179,11 +181,14 @@ class DQNLearner:
         # On a GPU the buffer is sampled without reading anything back; on the CPU a host
         # read costs nothing and the exact sampler is faster.
         self.sync_free = replay.device.type == "cuda"
-        self._update: Callable[..., tuple[torch.Tensor, torch.Tensor]] = (
+        self._update: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = (
             torch.compile(dqn_update, dynamic=False) if compile else dqn_update
         )
         self._graph: torch.cuda.CUDAGraph | None = None
-        self._graph_outputs: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._graph_outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self.prioritized = replay.priorities is not None
+        self.beta = 0.4  # importance-sampling exponent, annealed by the training loop
+        self.priority_epsilon = 1e-6
         self._static_batch: ReplaySample | None = None  # graph input when the replay is elsewhere
         self._warmup_left = GRAPH_WARMUP_UPDATES
 
@@ -193,33 +198,45 @@ class DQNLearner:
         """One update; returns the loss and mean Q of the taken actions as device tensors.
         With a CUDA graph they are the graph's outputs, overwritten by the next step."""
         self.replay.refresh_validity()  # host-side bookkeeping, never part of a graph
+        if self.prioritized:
+            return self._prioritized_update()
         if not self.use_graph:
-            return self._sample_and_update()
+            return self._sample_and_update()[:2]
         if self._graph is None:
             if self._warmup_left > 0:
                 self._warmup_left -= 1
-                return self._on_side_stream(self._sample_and_update)
+                return self._on_side_stream(self._sample_and_update)[:2]
             self._capture()
             if self._graph is None:  # capture failed: carry on eagerly
-                return self._sample_and_update()
+                return self._sample_and_update()[:2]
         if self._static_batch is not None:
             self._copy_into_static_batch()
         assert self._graph is not None and self._graph_outputs is not None
         self._graph.replay()
-        return self._graph_outputs
+        return self._graph_outputs[:2]
+
+    def _prioritized_update(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw by priority, learn with importance weights, give the drawn transitions their
+        new priorities (|TD error|): all on the buffer's device, no host read."""
+        batch, slots = self.replay.sample_prioritized(self.batch_size, self.beta)
+        if self.replay.device != self.device:
+            batch = ReplaySample(*(tensor.to(self.device, non_blocking=True) for tensor in batch))
+        loss, q_mean, errors = self._run_update(batch)
+        self.replay.update_priorities(slots, errors.to(self.replay.device), self.priority_epsilon)
+        return loss, q_mean
 
     def _sample(self) -> ReplaySample:
         if self.sync_free:
             return self.replay.sample_sync_free(self.batch_size)
         return self.replay.sample(self.batch_size)
 
-    def _sample_and_update(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _sample_and_update(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         batch = self._sample()
         if self.replay.device != self.device:
             batch = ReplaySample(*(tensor.to(self.device, non_blocking=True) for tensor in batch))
         return self._run_update(batch)
 
-    def _run_update(self, batch: ReplaySample) -> tuple[torch.Tensor, torch.Tensor]:
+    def _run_update(self, batch: ReplaySample) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self._update(
             batch,
             self.q_network,
@@ -235,8 +252,8 @@ class DQNLearner:
     # ------------------------------------------------------------------ CUDA graph
 
     def _on_side_stream(
-        self, work: Callable[[], tuple[torch.Tensor, torch.Tensor]]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, work: Callable[[], tuple[torch.Tensor, ...]]
+    ) -> tuple[torch.Tensor, ...]:
         """Run `work` on a side stream (the warm-up a later capture needs), ordered with the
         current stream on both sides."""
         current = torch.cuda.current_stream(self.device)
@@ -262,7 +279,7 @@ class DQNLearner:
             self._static_batch = ReplaySample(*(tensor.to(self.device) for tensor in shape_batch))
             static_batch = self._static_batch
 
-            def work() -> tuple[torch.Tensor, torch.Tensor]:
+            def work() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
                 return self._run_update(static_batch)
 
         try:

@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from agents.prioritized import SumTree, importance_weights
 from playground.errors import check
 
 # Bits of the per-slot `flags` byte. A slot holds the frame at one position of an env's frame
@@ -57,6 +58,7 @@ class ReplaySample(NamedTuple):
     next_observations: torch.Tensor  # like observations: the one after the steps summed
     dones: torch.Tensor  # (B,) float32: 1 when a terminal (not a truncation) ends the sum
     discounts: torch.Tensor  # (B,) float32: gamma ** (number of rewards summed)
+    weights: torch.Tensor  # (B,) float32: importance weights (ones unless prioritized)
 
 
 def _action_dtype(num_actions: int) -> torch.dtype:
@@ -101,6 +103,7 @@ class ReplayBuffer:
         gamma: float = 0.99,
         device: torch.device | str = "cpu",
         num_actions: int = 256,
+        priority_alpha: float | None = None,
     ) -> None:
         check(num_envs >= 1, f"num_envs must be at least 1, got {num_envs}")
         check(1 <= frame_stack <= OFFSET_CAP, f"frame stack must be 1..{OFFSET_CAP}")
@@ -162,6 +165,11 @@ class ReplayBuffer:
         self._discount_powers = torch.tensor(
             [gamma**k for k in range(n_step + 1)], dtype=torch.float32, device=self.device
         )
+        # Prioritized replay: a sum tree of priority ** alpha per slot (0 for a slot that
+        # cannot be sampled); a transition enters with the largest priority seen so far.
+        self.priority_alpha = priority_alpha
+        self.priorities = SumTree(slots, self.device) if priority_alpha is not None else None
+        self.max_priority = torch.ones((), dtype=torch.float64, device=self.device)
 
     # ---------------------------------------------------------------- sizes
 
@@ -321,6 +329,10 @@ class ReplayBuffer:
                 old = self.valid.index_select(0, slots)
                 self.valid_count += valid.sum() - old.sum()
                 self.valid.index_copy_(0, slots, valid)
+                if self.priorities is not None:
+                    newest = self.max_priority**self.priority_alpha
+                    kept = torch.where(old, self.priorities.values(slots), newest)
+                    self.priorities.set(slots, torch.where(valid, kept, 0.0))
         self._checked_position = end
         self._position_tensor.fill_(end)
 
@@ -432,7 +444,28 @@ class ReplayBuffer:
             next_observations=self._stacks(envs, positions + step_count),
             dones=dones.to(torch.float32),
             discounts=self._discount_powers[step_count],
+            weights=torch.ones(len(slots), dtype=torch.float32, device=self.device),
         )
+
+    def sample_prioritized(
+        self, batch_size: int, beta: float, generator: torch.Generator | None = None
+    ) -> tuple[ReplaySample, torch.Tensor]:
+        """Draw transitions with probability proportional to priority ** alpha (stratified, from
+        the sum tree, nothing read back to the host) and their importance weights
+        (N * P) ** -beta over their maximum; also return the slots, for `update_priorities`."""
+        check(self.priorities is not None, "this replay buffer was not made prioritized")
+        self._refresh_validity()
+        slots = self.priorities.sample(batch_size, generator)
+        weights = importance_weights(self.priorities, slots, beta, self.valid_count)
+        batch = self._transitions(slots, self._position_tensor)
+        return batch._replace(weights=weights), slots
+
+    def update_priorities(self, slots: torch.Tensor, errors: torch.Tensor, epsilon: float) -> None:
+        """New priorities |error| + epsilon for sampled slots (still sampleable ones only)."""
+        priority = errors.detach().abs().to(torch.float64) + epsilon
+        self.max_priority = torch.maximum(self.max_priority, priority.max())
+        values = torch.where(self.valid.index_select(0, slots), priority**self.priority_alpha, 0.0)
+        self.priorities.set(slots, values)
 
     def _exact_draw(self, batch_size: int, generator: torch.Generator | None) -> torch.Tensor:
         """Slots drawn uniformly among all valid ones (a pass over the whole buffer)."""
@@ -480,6 +513,11 @@ class ReplayBuffer:
             "episode_frames": torch.from_numpy(self._episode_frames.copy()),
             "position": self.position,
             "started": int(self.started),
+            **(
+                {"priorities": self.priorities.nodes, "max_priority": self.max_priority}
+                if self.priorities is not None
+                else {}
+            ),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -506,3 +544,7 @@ class ReplayBuffer:
         self.valid_count.zero_()
         self._checked_position = 0  # recompute the validity of every stored position
         self._refresh_validity()
+        if self.priorities is not None and "priorities" in state:
+            # The saved priorities, over the validity just recomputed.
+            self.priorities.nodes.copy_(state["priorities"].to(self.device))
+            self.max_priority = state["max_priority"].to(self.device)

@@ -85,6 +85,7 @@ def test_the_update_leaves_the_targets_batch_norm_alone() -> None:
         next_observations=torch.randint(0, 256, (16, 2, 12, 12), dtype=torch.uint8),
         dones=torch.zeros(16),
         discounts=torch.full((16,), 0.99),
+        weights=torch.ones(16),
     )
     optimizer = make_optimizer("adam", online.parameters(), 1e-3, weight_decay=0.01)
     assert isinstance(optimizer, torch.optim.AdamW)  # decoupled weight decay for adam
@@ -117,6 +118,7 @@ def test_bf16_update_on_the_cpu_is_close_to_fp32() -> None:
         next_observations=observations.roll(1, dims=0),
         dones=torch.zeros(32),
         discounts=torch.full((32,), 0.99),
+        weights=torch.ones(32),
     )
     losses = {}
     for autocast in (False, True):

@@ -236,12 +236,14 @@ def test_the_update_uses_double_dqn_targets_only_when_asked(double_dqn: bool) ->
         next_observations=torch.zeros(2, 2),
         dones=torch.tensor([0.0, 0.0]),
         discounts=torch.tensor([0.5, 0.5]),
+        weights=torch.ones(2),
     )
     optimizer = torch.optim.SGD(online.parameters(), lr=0.0)
     rule = UpdateRule(double_dqn=double_dqn, loss="mse", max_grad_norm=0.0)
-    loss, q_mean = dqn_update(batch, online, target, optimizer, rule)
+    loss, q_mean, errors = dqn_update(batch, online, target, optimizer, rule)
     next_value = 0.5 if double_dqn else 4.0  # target's value of online's choice / target's max
     targets = torch.tensor([1.0, 0.0]) + 0.5 * next_value
     taken = torch.tensor([1.0, 2.0])  # online's values of actions 0 and 2
     assert loss.item() == pytest.approx(((taken - targets) ** 2).mean().item())
     assert q_mean.item() == pytest.approx(1.5)
+    assert errors.tolist() == pytest.approx((targets - taken).tolist())
