@@ -10,7 +10,6 @@ evaluation go through `agents.rollout`; the run folder, logger, stop signals and
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import subprocess
 import sys
@@ -25,25 +24,23 @@ import torch
 from agents import checkpoint as saved
 from agents import presets
 from agents.config import DQNConfig, validate
-from agents.learner import DQNLearner, UpdateRule, evaluating, update_target
-from agents.networks import build_q_network, count_parameters, multiply_adds
+from agents.learner import evaluating
+from agents.learning import POLICY, build_learner
 from agents.replay import ReplayBuffer
 from agents.rollout import epsilon_greedy, linear_schedule, play_games
 from envs import check_env_id, game_fps, is_pixel_space, make_vector_env
-from playground.checkpoint import save_checkpoint
 from playground.config import resumed_settings
-from playground.device import resolve_device, use_bf16
+from playground.device import resolve_device
 from playground.display import display_available, start_viewer
 from playground.errors import UserError, check
 from playground.lifecycle import Run, new_run_dir, note, read_resume, say
 from playground.logger import Logger
 from playground.media import caption_frames
-from playground.optim import make_optimizer
 from playground.presets import describe
 from playground.progress import Progress
 from playground.resources import check_fits_in_memory
 from playground.rundir import default_run_name
-from playground.seeding import rng_state, seed_everything, set_rng_state
+from playground.seeding import seed_everything
 
 # Settings a resumed run may change: none of them changes what is learned.
 RESUME_OVERRIDABLE = (
@@ -52,7 +49,6 @@ RESUME_OVERRIDABLE = (
 )  # fmt: skip
 WATCH_EXPORT_SECONDS = 3.0  # with --watch, seconds between exports of the latest weights
 EVAL_VIDEO_FRAMES = 1_000  # the first evaluation game is logged as a video up to this length
-POLICY = "policy.pt"  # the weights --watch's viewer follows
 DIVERGENCE_ADVICE = (
     "a learning rate too high for this game (lower --learning-rate) or no gradient clipping "
     "(keep --max-grad-norm > 0)"
@@ -103,149 +99,21 @@ def _train(cfg: DQNConfig, run: Run, device: torch.device, previous: dict[str, A
     num_actions = int(envs.single_action_space.n)
     observation_shape = tuple(observation_space.shape)
     pixels = is_pixel_space(observation_space)
-
-    # Networks and optimizer.
-    def build() -> torch.nn.Module:
-        try:
-            return build_q_network(
-                observation_shape,
-                num_actions,
-                cfg.encoder,
-                cfg.dueling,
-                cfg.encoder_width,
-                batch_norm=cfg.batch_norm,
-                dropout=cfg.dropout,
-            ).to(device)
-        except ValueError as error:
-            raise UserError(str(error)) from None
-
-    q_network, target_network = build(), build()
-    encoder_name = cfg.encoder if cfg.encoder != "auto" else ("nature" if pixels else "mlp")
-    # Batch norm and dropout act only in the update's own forward pass: acting, the target
-    # network and evaluation use the running statistics and all features.
-    stochastic_layers = cfg.batch_norm or cfg.dropout > 0
-    target_network.eval()
-    parameters, macs = count_parameters(q_network), multiply_adds(q_network, observation_shape)
-    size = (
-        f"Q-network: {encoder_name} encoder on {observation_shape}, {parameters:,} parameters, "
-        f"{macs / 1e6:,.2f}M multiply-adds per observation"
-    )
-    note(size)
-    if previous is None:
-        logger.text("model", size)
-        logger.scalar("model/parameters", parameters, 0)
-        logger.scalar("model/multiply_adds", macs, 0)
-    if cfg.init_from and previous is None:
-        saved.load_encoder(q_network, cfg.init_from, encoder_name, observation_shape)
-    if cfg.freeze_encoder:
-        q_network.encoder.requires_grad_(False)
-    target_network.load_state_dict(q_network.state_dict())
-    target_network.requires_grad_(False)
-    optimizer = make_optimizer(
-        cfg.optimizer,
-        [p for p in q_network.parameters() if p.requires_grad],
-        cfg.learning_rate,
-        eps=cfg.adam_eps,
-        momentum=cfg.momentum,
-        nesterov=cfg.nesterov,
-        weight_decay=cfg.weight_decay,
-        capturable=cfg.cuda_graph and device.type == "cuda",
-    )
-    autocast = use_bf16(cfg.precision, device)
-    if cfg.cuda_graph and device.type != "cuda":
-        note(f"--cuda-graph applies on CUDA only; ignored on {device}")
-
-    replay = ReplayBuffer(
-        cfg.buffer_size,
-        cfg.num_envs,
-        observation_shape,
-        cfg.frame_stack if pixels else 1,
-        observation_dtype=torch.uint8 if pixels else torch.float32,
-        n_step=cfg.n_step,
-        gamma=cfg.gamma,
-        device=_replay_device(cfg, device, observation_shape),
-        num_actions=num_actions,
-        priority_alpha=cfg.priority_alpha if cfg.prioritized else None,
-    )
-    rng = np.random.default_rng(cfg.seed)
-    step, updates, best_eval, update_credit = 0, 0, -math.inf, 0.0
-    if previous is not None:
-        q_network.load_state_dict(previous["q_network"])
-        target_network.load_state_dict(previous["target_network"])
-        optimizer.load_state_dict(previous["optimizer"])
-        step, updates, best_eval = previous["step"], previous["updates"], previous["best_eval"]
-        update_credit = float(previous.get("update_credit", 0.0))
-        set_rng_state(previous["rng"], rng)
-        if previous.get("replay_step") == step and not saved.load_replay(replay, run.dir, step):
-            note(f"no replay buffer of step {step} in {run.dir}; it fills again")
-    network_spec = {
-        "observation_shape": list(observation_shape),
-        "num_actions": num_actions,
-        "encoder": encoder_name,
-        "dueling": cfg.dueling,
-        "width": cfg.encoder_width,
-    }
-    save_replay = saved.should_save_replay(cfg.save_replay, replay)
-
-    def checkpoint_state() -> dict[str, Any]:
-        return {
-            "kind": saved.CHECKPOINT_KIND,
-            "config": dataclasses.asdict(cfg),
-            "network": network_spec,
-            "q_network": q_network.state_dict(),
-            "target_network": target_network.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "step": step,
-            "updates": updates,
-            "best_eval": best_eval,
-            "rng": rng_state(rng),
-            "replay_step": step if save_replay else -1,
-            "update_credit": update_credit,  # a fraction of an update owed, at any step
-        }
-
-    def finite_values() -> list[torch.Tensor]:
-        return [loss_sum, q_sum, *q_network.parameters()]
-
-    def save_latest() -> None:
-        run.check_finite(finite_values(), "the TD loss or the Q-values", step)
-        if save_replay:
-            saved.save_replay(run.dir, replay, step)
-        run.save_latest(checkpoint_state(), step)
-        saved.replay_saved(run.dir)
-
-    if previous is None:
-        logger.hparams(
-            dataclasses.asdict(cfg), {"eval/episodic_return": 0.0, "charts/episodic_return": 0.0}
-        )
-
-    # Sample + update, eager, compiled or captured as a CUDA graph (agents/learner.py).
-    learner = DQNLearner(
-        replay,
-        q_network,
-        target_network,
-        optimizer,
-        UpdateRule(cfg.double_dqn, cfg.loss, cfg.max_grad_norm, stochastic_layers),
-        cfg.batch_size,
+    # Networks, optimizer, replay buffer, the update and the counters (agents/learning.py).
+    learner = build_learner(
+        cfg,
+        run,
         device,
-        augment=cfg.augment and pixels,
-        autocast=autocast,
-        compile=cfg.compile,
-        cuda_graph=cfg.cuda_graph,
+        previous,
+        observation_shape,
+        num_actions,
+        pixels,
+        lanes=cfg.num_envs,
+        replay_device=_replay_device(cfg, device, observation_shape),
     )
+    q_network, replay, rng = learner.q_network, learner.replay, learner.rng
 
     # Watching while learning: a viewer process plays with weights exported every few seconds.
-    def export_policy() -> None:
-        save_checkpoint(
-            run.dir / POLICY,
-            {
-                "kind": saved.CHECKPOINT_KIND,
-                "config": dataclasses.asdict(cfg),
-                "network": network_spec,
-                "q_network": q_network.state_dict(),
-                "step": step,
-            },
-        )
-
     watching = cfg.watch != "none"
     next_export = math.inf
     viewer = None
@@ -256,10 +124,11 @@ def _train(cfg: DQNConfig, run: Run, device: torch.device, previous: dict[str, A
             "browser, over an SSH port forward) or train, then: python run.py watch --headless "
             "--record out.mp4 --checkpoint RUN",
         )
-        export_policy()
+        learner.export_policy(run.dir)
         viewer = spawn_viewer(cfg, run.dir)
         next_export = time.monotonic() + WATCH_EXPORT_SECONDS
 
+    step = learner.step
     recent_returns: deque[float] = deque(maxlen=20)
     progress = Progress(cfg.total_steps, initial=step, enabled=cfg.progress)
     observations, infos = envs.reset(seed=cfg.seed + step)
@@ -269,16 +138,12 @@ def _train(cfg: DQNConfig, run: Run, device: torch.device, previous: dict[str, A
     episode_returns = np.zeros(cfg.num_envs, dtype=np.float64)
     episode_lengths = np.zeros(cfg.num_envs, dtype=np.int64)
     step_async, step_wait = _async_stepping(envs)
-    loss_sum = torch.zeros((), device=device)
-    q_sum = torch.zeros((), device=device)
-    loss_count = 0
     last_log_step, last_log_time = step, time.perf_counter()
     next_log, next_eval, next_save = (
         _next(step, cfg.log_every),
         _next(step, cfg.eval_every),
         _next(step, cfg.checkpoint_every),
     )
-    target_period = step // cfg.target_update_frequency
     replay_ready = False
     try:
         # SIGINT / SIGTERM set run.stop_requested; the loop ends between two steps.
@@ -292,8 +157,8 @@ def _train(cfg: DQNConfig, run: Run, device: torch.device, previous: dict[str, A
             else:
                 with (
                     torch.no_grad(),
-                    torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast),
-                    evaluating(q_network, stochastic_layers),
+                    torch.autocast(device.type, dtype=torch.bfloat16, enabled=learner.autocast),
+                    evaluating(q_network, learner.stochastic_layers),
                 ):
                     q_values = q_network(torch.as_tensor(observations, device=device))
                 actions = epsilon_greedy(q_values, epsilon, rng)
@@ -310,22 +175,12 @@ def _train(cfg: DQNConfig, run: Run, device: torch.device, previous: dict[str, A
                 step + cfg.num_envs > cfg.learning_starts and len(replay) >= cfg.batch_size
             )
             if replay_ready:
-                update_credit += cfg.num_envs / cfg.train_frequency
-                learner.beta = linear_schedule(cfg.priority_beta, 1.0, cfg.total_steps, step)
-                while update_credit >= 1.0:
-                    loss, q_mean = learner.step()
-                    loss_sum += loss
-                    q_sum += q_mean
-                    loss_count += 1
-                    updates += 1
-                    update_credit -= 1.0
-                if (step + cfg.num_envs) // cfg.target_update_frequency != target_period:
-                    target_period = (step + cfg.num_envs) // cfg.target_update_frequency
-                    update_target(target_network, q_network, cfg.tau)
+                learner.learn(cfg.num_envs)
             if step_async is not None:
                 outcome = step_wait()
             next_observations, rewards, terminated, truncated, infos = outcome
             step += cfg.num_envs
+            learner.step = step
 
             # Store. A lost life ends the episode for learning only; the game goes on.
             learning_done = None
@@ -358,34 +213,26 @@ def _train(cfg: DQNConfig, run: Run, device: torch.device, previous: dict[str, A
                 last_log_step, last_log_time = step, now
                 logger.scalar("charts/epsilon", epsilon, step)
                 logger.scalar("charts/sps", sps, step)
-                if loss_count:
-                    # One host sync per log period, not per update.
-                    run.check_finite([loss_sum, q_sum], "the TD loss or the Q-values", step)
-                    logger.scalar("losses/td_loss", (loss_sum / loss_count).item(), step)
-                    logger.scalar("losses/q_values", (q_sum / loss_count).item(), step)
-                    loss_sum.zero_()
-                    q_sum.zero_()
-                    loss_count = 0
+                learner.log_losses(run, step)
                 mean_return = float(np.mean(recent_returns)) if recent_returns else float("nan")
                 progress.update(step, sps=sps, ret=mean_return, eps=epsilon)
             if cfg.eval_every and step >= next_eval:
                 next_eval = _next(step, cfg.eval_every)
                 mean_score = evaluate_during_training(cfg, run, q_network, device, step)
-                if mean_score is not None and mean_score > best_eval:
-                    best_eval = mean_score
-                    run.save_best(checkpoint_state(), step, finite_values(), "the Q-values")
+                if mean_score is not None:
+                    learner.save_best(run, mean_score)
             if watching and time.monotonic() >= next_export:
-                export_policy()
+                learner.export_policy(run.dir)
                 next_export = time.monotonic() + WATCH_EXPORT_SECONDS
             if step >= next_save:
                 next_save = _next(step, cfg.checkpoint_every)
-                save_latest()
+                learner.save_latest(run)
     finally:
         progress.close()
         envs.close()
-    save_latest()
+    learner.save_latest(run)
     if watching:
-        export_policy()  # the final weights; a window stays open until closed
+        learner.export_policy(run.dir)  # the final weights; a window stays open until closed
     if viewer is not None and cfg.watch == "web":
         viewer.terminate()  # the page's server ends with the training run
     run.finish(step, cfg.runs_dir)

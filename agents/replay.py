@@ -202,9 +202,24 @@ class ReplayBuffer:
     def start(self, observations: Any) -> None:
         """Record the first observations after `envs.reset()`: every env begins an episode."""
         new_episode = np.ones(self.num_envs, dtype=bool)
-        self._write_frames(self._newest_frames(observations, new_episode), new_episode)
+        self.start_frames(self._newest_frames(observations, new_episode))
+
+    def start_frames(self, frames: Any) -> None:
+        """`start` from each env's first frame (E, *frame_shape) alone, as actors send them."""
+        frames = torch.as_tensor(frames)
+        check(
+            tuple(frames.shape) == (self.num_envs, *self.frame_shape),
+            f"first frames must have shape {(self.num_envs, *self.frame_shape)}",
+        )
+        self._write_frames(frames, np.ones(self.num_envs, dtype=bool))
         self.ended[:] = False
         self.started = True
+
+    def end_episodes(self, envs: Any) -> None:
+        """Cut the episodes of `envs` at their newest frame (an actor was restarted and its envs
+        begin anew): their next frame starts an episode. The cut step is not recorded, so no
+        transition crosses the cut and none is made up."""
+        self.ended[np.asarray(envs, dtype=np.int64)] = True
 
     def add(
         self,
@@ -224,6 +239,28 @@ class ReplayBuffer:
         """
         if not self.started:
             raise RuntimeError("call start(observations) after envs.reset() before add()")
+        self.add_frames(
+            actions,
+            rewards,
+            terminated,
+            truncated,
+            self._newest_frames(next_observations, self.ended),
+            learning_done,
+        )
+
+    def add_frames(
+        self,
+        actions: Any,
+        rewards: Any,
+        terminated: Any,
+        truncated: Any,
+        frames: Any,
+        learning_done: Any | None = None,
+    ) -> None:
+        """`add` from each env's newest frame (E, *frame_shape) alone: what a remote actor sends
+        (a stack's other frames are in the buffer already, or zero at an episode's start)."""
+        if not self.started:
+            raise RuntimeError("call start(observations) after envs.reset() before add()")
         num_envs = self.num_envs
         actions = _to_numpy(actions, "actions", num_envs).astype(np.int64)
         rewards = _to_numpy(rewards, "rewards", num_envs).astype(np.float32)
@@ -236,7 +273,11 @@ class ReplayBuffer:
             raise ValueError(f"actions must lie in [0, {self.num_actions}), got {actions}")
 
         resetting = self.ended.copy()
-        frames = self._newest_frames(next_observations, resetting)
+        frames = torch.as_tensor(frames)
+        if tuple(frames.shape) != (num_envs, *self.frame_shape):
+            raise ValueError(
+                f"frames must have shape {(num_envs, *self.frame_shape)}, got {tuple(frames.shape)}"
+            )
         flags = HAS_ACTION | (TERMINAL * ends_return) | (EPISODE_END * (terminated | truncated))
         flags[resetting] = 0
         actions[resetting] = 0

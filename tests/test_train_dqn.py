@@ -119,11 +119,12 @@ def test_a_resumed_run_restores_networks_optimizer_and_rng_exactly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import agents.dqn as dqn
+    import agents.learning as learning
 
     first = train_dqn(tiny(tmp_path, total_steps=200, eval_every=0), logger=NullLogger())
     saved = load_dqn_checkpoint(first / "latest.pt")
     seen: dict[str, object] = {}
-    real_learner, real_epsilon_greedy = dqn.DQNLearner, dqn.epsilon_greedy
+    real_learner, real_epsilon_greedy = learning.DQNLearner, dqn.epsilon_greedy
 
     def spy_learner(replay, q_network, target_network, optimizer, *args, **kwargs):
         seen["q_network"] = {k: v.clone() for k, v in q_network.state_dict().items()}
@@ -137,7 +138,7 @@ def test_a_resumed_run_restores_networks_optimizer_and_rng_exactly(
             seen["torch_rng"] = torch.get_rng_state()
         return real_epsilon_greedy(q_values, epsilon, rng)
 
-    monkeypatch.setattr(dqn, "DQNLearner", spy_learner)
+    monkeypatch.setattr(learning, "DQNLearner", spy_learner)
     monkeypatch.setattr(dqn, "epsilon_greedy", spy_epsilon_greedy)
     saved["config"]["total_steps"] = 240
     save_checkpoint(first / "latest.pt", saved)

@@ -371,8 +371,9 @@ def test_training_starts_the_viewer_as_a_module_following_the_file(
         def __init__(self, command: list[str], **kwargs: object) -> None:
             started.update(command=command, **kwargs)
 
-    monkeypatch.setattr(dqn_module.subprocess, "Popen", FakePopen)
-    dqn_module.spawn_viewer(tmp_path / "policy.pt", CATCH, seed=7)
+    monkeypatch.setattr(playground.display.subprocess, "Popen", FakePopen)
+    cfg = DQNConfig(env_id=CATCH, seed=7, watch="window")
+    dqn_module.spawn_viewer(cfg, tmp_path)
     command = started["command"]
     repo_root = Path(dqn_module.__file__).resolve().parents[1]
     assert command[1:3] == ["-m", "viewer"]
@@ -387,4 +388,10 @@ def test_training_starts_the_viewer_as_a_module_following_the_file(
         "--device",
         "cpu",
     ]
+    assert started["env"]["PLAYGROUND_VIEWER_PARENT"] == str(os.getpid())
+    web = dataclasses.replace(cfg, watch="web", watch_port=9999)
+    dqn_module.spawn_viewer(web, tmp_path)
+    assert started["command"][-7:] == [
+        "--web", "--run-dir", str(tmp_path.resolve()), "--host", "127.0.0.1", "--port", "9999",
+    ]  # fmt: skip
     assert started["cwd"] == repo_root and started["env"]["OMP_NUM_THREADS"] == "1"

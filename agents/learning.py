@@ -1,0 +1,270 @@
+"""What a DQN learner holds, whoever acts for it: networks, optimizer, replay buffer, the update
+and the counters, built (or restored from a checkpoint) once, saved as one plain dict. The
+single-process loop (`agents.dqn`) and the Ape-X learner (`agents.apex`) both use it; each keeps
+its own loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents import checkpoint as saved
+from agents.config import DQNConfig
+from agents.learner import DQNLearner, UpdateRule, update_target
+from agents.networks import QNetwork, build_q_network, count_parameters, multiply_adds
+from agents.replay import ReplayBuffer
+from playground.checkpoint import save_checkpoint
+from playground.device import use_bf16
+from playground.errors import UserError
+from playground.lifecycle import Run, note
+from playground.optim import make_optimizer
+from playground.seeding import rng_state, set_rng_state
+
+POLICY = "policy.pt"  # the weights a viewer follows (--watch)
+
+
+@dataclass
+class Learner:
+    """The learner's state. `step` counts environment steps (all envs / actors together),
+    `updates` gradient updates; `update_credit` is the fraction of an update owed."""
+
+    cfg: DQNConfig
+    q_network: QNetwork
+    target_network: QNetwork
+    optimizer: torch.optim.Optimizer
+    replay: ReplayBuffer
+    update: DQNLearner
+    rng: np.random.Generator
+    network_spec: dict[str, Any]
+    save_replay: bool
+    autocast: bool
+    stochastic_layers: bool
+    step: int = 0
+    updates: int = 0
+    best_eval: float = -math.inf
+    update_credit: float = 0.0
+    loss_sum: torch.Tensor = field(default_factory=lambda: torch.zeros(()))
+    q_sum: torch.Tensor = field(default_factory=lambda: torch.zeros(()))
+    loss_count: int = 0
+
+    # ------------------------------------------------------------------ learning
+
+    def learn(self, new_steps: int) -> None:
+        """The updates `new_steps` environment steps are owed (one per --train-frequency), and
+        the target network's refresh when a --target-update-frequency boundary is passed."""
+        cfg = self.cfg
+        self.update_credit += new_steps / cfg.train_frequency
+        self.update.beta = min(
+            1.0, cfg.priority_beta + (1 - cfg.priority_beta) * self.step / cfg.total_steps
+        )
+        while self.update_credit >= 1.0:
+            loss, q_mean = self.update.step()
+            self.loss_sum += loss
+            self.q_sum += q_mean
+            self.loss_count += 1
+            self.updates += 1
+            self.update_credit -= 1.0
+        if (self.step + new_steps) // cfg.target_update_frequency != (
+            self.step // cfg.target_update_frequency
+        ):
+            update_target(self.target_network, self.q_network, cfg.tau)
+
+    def log_losses(self, run: Run, step: int) -> None:
+        """The mean loss and Q-value since the last call (one host read per log period)."""
+        if not self.loss_count:
+            return
+        run.check_finite([self.loss_sum, self.q_sum], "the TD loss or the Q-values", step)
+        run.logger.scalar("losses/td_loss", (self.loss_sum / self.loss_count).item(), step)
+        run.logger.scalar("losses/q_values", (self.q_sum / self.loss_count).item(), step)
+        self.loss_sum.zero_()
+        self.q_sum.zero_()
+        self.loss_count = 0
+
+    # ------------------------------------------------------------------ saving
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {
+            "kind": saved.CHECKPOINT_KIND,
+            "config": dataclasses.asdict(self.cfg),
+            "network": self.network_spec,
+            "q_network": self.q_network.state_dict(),
+            "target_network": self.target_network.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "updates": self.updates,
+            "best_eval": self.best_eval,
+            "rng": rng_state(self.rng),
+            "replay_step": self.step if self.save_replay else -1,
+            "update_credit": self.update_credit,  # a fraction of an update owed, at any step
+        }
+
+    def finite_values(self) -> list[torch.Tensor]:
+        return [self.loss_sum, self.q_sum, *self.q_network.parameters()]
+
+    def save_latest(self, run: Run) -> None:
+        """latest.pt (and replay.pt before it), once the numbers are checked finite."""
+        run.check_finite(self.finite_values(), "the TD loss or the Q-values", self.step)
+        if self.save_replay:
+            saved.save_replay(run.dir, self.replay, self.step)
+        run.save_latest(self.checkpoint_state(), self.step)
+        saved.replay_saved(run.dir)
+
+    def save_best(self, run: Run, score: float) -> None:
+        if score > self.best_eval:
+            self.best_eval = score
+            run.save_best(self.checkpoint_state(), self.step, self.finite_values(), "the Q-values")
+
+    def export_policy(self, run_dir: Path) -> None:
+        """The current weights as policy.pt, for a viewer that follows them."""
+        save_checkpoint(
+            run_dir / POLICY,
+            {
+                "kind": saved.CHECKPOINT_KIND,
+                "config": dataclasses.asdict(self.cfg),
+                "network": self.network_spec,
+                "q_network": self.q_network.state_dict(),
+                "step": self.step,
+            },
+        )
+
+
+def build_learner(
+    cfg: DQNConfig,
+    run: Run,
+    device: torch.device,
+    previous: dict[str, Any] | None,
+    observation_shape: tuple[int, ...],
+    num_actions: int,
+    pixels: bool,
+    lanes: int,
+    replay_device: torch.device,
+) -> Learner:
+    """Networks, optimizer and a replay buffer of `lanes` env streams, restored from `previous`
+    (a checkpoint) when resuming; prints and logs the network's size."""
+
+    def build() -> QNetwork:
+        try:
+            return build_q_network(
+                observation_shape,
+                num_actions,
+                cfg.encoder,
+                cfg.dueling,
+                cfg.encoder_width,
+                batch_norm=cfg.batch_norm,
+                dropout=cfg.dropout,
+            ).to(device)
+        except ValueError as error:
+            raise UserError(str(error)) from None
+
+    q_network, target_network = build(), build()
+    encoder_name = cfg.encoder if cfg.encoder != "auto" else ("nature" if pixels else "mlp")
+    # Batch norm and dropout act only in the update's own forward pass: acting, the target
+    # network and evaluation use the running statistics and all features.
+    stochastic_layers = cfg.batch_norm or cfg.dropout > 0
+    target_network.eval()
+    parameters, macs = count_parameters(q_network), multiply_adds(q_network, observation_shape)
+    size = (
+        f"Q-network: {encoder_name} encoder on {observation_shape}, {parameters:,} parameters, "
+        f"{macs / 1e6:,.2f}M multiply-adds per observation"
+    )
+    note(size)
+    if previous is None:
+        run.logger.text("model", size)
+        run.logger.scalar("model/parameters", parameters, 0)
+        run.logger.scalar("model/multiply_adds", macs, 0)
+    if cfg.init_from and previous is None:
+        saved.load_encoder(q_network, cfg.init_from, encoder_name, observation_shape)
+    if cfg.freeze_encoder:
+        q_network.encoder.requires_grad_(False)
+    target_network.load_state_dict(q_network.state_dict())
+    target_network.requires_grad_(False)
+    optimizer = make_optimizer(
+        cfg.optimizer,
+        [p for p in q_network.parameters() if p.requires_grad],
+        cfg.learning_rate,
+        eps=cfg.adam_eps,
+        momentum=cfg.momentum,
+        nesterov=cfg.nesterov,
+        weight_decay=cfg.weight_decay,
+        capturable=cfg.cuda_graph and device.type == "cuda",
+    )
+    autocast = use_bf16(cfg.precision, device)
+    if cfg.cuda_graph and device.type != "cuda":
+        note(f"--cuda-graph applies on CUDA only; ignored on {device}")
+    replay = ReplayBuffer(
+        cfg.buffer_size,
+        lanes,
+        observation_shape,
+        cfg.frame_stack if pixels else 1,
+        observation_dtype=torch.uint8 if pixels else torch.float32,
+        n_step=cfg.n_step,
+        gamma=cfg.gamma,
+        device=replay_device,
+        num_actions=num_actions,
+        priority_alpha=cfg.priority_alpha if cfg.prioritized else None,
+    )
+    rng = np.random.default_rng(cfg.seed)
+    counters = {"step": 0, "updates": 0, "best_eval": -math.inf, "update_credit": 0.0}
+    if previous is not None:
+        q_network.load_state_dict(previous["q_network"])
+        target_network.load_state_dict(previous["target_network"])
+        optimizer.load_state_dict(previous["optimizer"])
+        counters = {
+            "step": previous["step"],
+            "updates": previous["updates"],
+            "best_eval": previous["best_eval"],
+            "update_credit": float(previous.get("update_credit", 0.0)),
+        }
+        set_rng_state(previous["rng"], rng)
+        if previous.get("replay_step") == counters["step"] and not saved.load_replay(
+            replay, run.dir, counters["step"]
+        ):
+            note(f"no replay buffer of step {counters['step']} in {run.dir}; it fills again")
+    # The update is made last: what it starts from is the restored state.
+    update = DQNLearner(
+        replay,
+        q_network,
+        target_network,
+        optimizer,
+        UpdateRule(cfg.double_dqn, cfg.loss, cfg.max_grad_norm, stochastic_layers),
+        cfg.batch_size,
+        device,
+        augment=cfg.augment and pixels,
+        autocast=autocast,
+        compile=cfg.compile,
+        cuda_graph=cfg.cuda_graph,
+    )
+    learner = Learner(
+        cfg=cfg,
+        q_network=q_network,
+        target_network=target_network,
+        optimizer=optimizer,
+        replay=replay,
+        update=update,
+        rng=rng,
+        network_spec={
+            "observation_shape": list(observation_shape),
+            "num_actions": num_actions,
+            "encoder": encoder_name,
+            "dueling": cfg.dueling,
+            "width": cfg.encoder_width,
+        },
+        save_replay=saved.should_save_replay(cfg.save_replay, replay),
+        autocast=autocast,
+        stochastic_layers=stochastic_layers,
+        loss_sum=torch.zeros((), device=device),
+        q_sum=torch.zeros((), device=device),
+        **counters,
+    )
+    if previous is None:
+        run.logger.hparams(
+            dataclasses.asdict(cfg), {"eval/episodic_return": 0.0, "charts/episodic_return": 0.0}
+        )
+    return learner
