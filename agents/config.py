@@ -128,6 +128,28 @@ class DQNConfig:
     """On CUDA, capture the whole update, replay sampling included, as one CUDA graph replayed
     once per update (ignored on the CPU; adagrad cannot be captured)."""
 
+    # Beyond one process: Ape-X-style actors on Ray (agents/apex.py)
+    actors: int = 0
+    """Actor processes (Ray actors) that play and send transitions to this learner (0: one
+    process, the loop above)."""
+    envs_per_actor: int = 1
+    """Environments in each actor's vector env (each one a lane of the replay buffer)."""
+    actor_epsilon: float = 0.4
+    """The Ape-X ladder's base: actor i explores with eps ** (1 + alpha * i / (N - 1))."""
+    actor_alpha: float = 7.0
+    """The Ape-X ladder's exponent alpha."""
+    chunk_steps: int = 50
+    """Steps each actor plays per round before sending them."""
+    weight_sync_every: int = 100
+    """Updates between sending fresh weights to the actors (through Ray's object store)."""
+    replay_ratio: Literal["fixed", "free"] = "fixed"
+    """fixed: one update per --train-frequency env steps over all actors (actors wait for the
+    learner); free: both run flat out, as in Ape-X, and the resulting ratio is logged."""
+    ray_address: str = ""
+    """Join a running Ray cluster (auto, or HOST:PORT); empty: start a local Ray on 127.0.0.1."""
+    actor_resource: str = ""
+    """A Ray custom resource each actor needs (places the actors on the nodes that offer it)."""
+
     # Transfer learning
     init_from: str = ""
     """Start from the encoder of another DQN checkpoint (file or run dir)."""
@@ -192,7 +214,8 @@ def validate(cfg: DQNConfig) -> None:
         f"--buffer-size ({cfg.buffer_size}) must be at least --batch-size ({cfg.batch_size})",
     )
     check(
-        cfg.buffer_size >= cfg.num_envs * (cfg.frame_stack + cfg.n_step + 2),
+        cfg.buffer_size
+        >= (cfg.actors * cfg.envs_per_actor or cfg.num_envs) * (cfg.frame_stack + cfg.n_step + 2),
         "--buffer-size is too small for --num-envs",
     )
     check(0.0 <= cfg.gamma <= 1.0, f"--gamma must lie in [0, 1], got {cfg.gamma}")
@@ -204,6 +227,17 @@ def validate(cfg: DQNConfig) -> None:
     check(cfg.eval_every >= 0, f"--eval-every must be >= 0, got {cfg.eval_every}")
     check(cfg.max_grad_norm >= 0, f"--max-grad-norm must be >= 0, got {cfg.max_grad_norm}")
     check(0.0 <= cfg.dropout < 1.0, f"--dropout must lie in [0, 1), got {cfg.dropout}")
+    check(cfg.actors >= 0, f"--actors must be >= 0, got {cfg.actors}")
+    require_positive(
+        envs_per_actor=cfg.envs_per_actor,
+        chunk_steps=cfg.chunk_steps,
+        weight_sync_every=cfg.weight_sync_every,
+    )
+    check(
+        0.0 < cfg.actor_epsilon <= 1.0,
+        f"--actor-epsilon must lie in (0, 1], got {cfg.actor_epsilon}",
+    )
+
     check(cfg.weight_decay >= 0, f"--weight-decay must be >= 0, got {cfg.weight_decay}")
     check(cfg.encoder in ENCODERS, f"--encoder {cfg.encoder!r} is not one of {', '.join(ENCODERS)}")
     check_optimizer(cfg.optimizer)

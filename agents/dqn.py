@@ -82,7 +82,12 @@ def train_dqn(cfg: DQNConfig, logger: Logger | None = None) -> Path:
         divergence_advice=DIVERGENCE_ADVICE,
     ) as run:
         try:
-            _train(cfg, run, device, previous)
+            if cfg.actors:
+                from agents.apex import train_apex  # noqa: PLC0415 (Ray, only when asked)
+
+                train_apex(cfg, run, device, previous)
+            else:
+                _train(cfg, run, device, previous)
         except (torch.OutOfMemoryError, MemoryError):
             raise UserError(
                 f"out of memory on {device}: lower --batch-size, --buffer-size or --num-envs, "
@@ -118,12 +123,6 @@ def _train(cfg: DQNConfig, run: Run, device: torch.device, previous: dict[str, A
     next_export = math.inf
     viewer = None
     if watching:
-        check(
-            cfg.watch == "web" or display_available(),
-            "--watch window needs a display; without one use --watch web (a page to open in a "
-            "browser, over an SSH port forward) or train, then: python run.py watch --headless "
-            "--record out.mp4 --checkpoint RUN",
-        )
         learner.export_policy(run.dir)
         viewer = spawn_viewer(cfg, run.dir)
         next_export = time.monotonic() + WATCH_EXPORT_SECONDS
@@ -287,6 +286,12 @@ def spawn_viewer(cfg: DQNConfig, run_dir: Path) -> subprocess.Popen:
     """Start the viewer on the run's policy.pt in its own process (`python -m viewer --follow`),
     reloading the weights whenever the trainer rewrites them: a window, or with --watch web a
     page that also shows the run's curves."""
+    check(
+        cfg.watch == "web" or display_available(),
+        "--watch window needs a display; without one use --watch web (a page to open in a "
+        "browser, over an SSH port forward) or train, then: python run.py watch --headless "
+        "--record out.mp4 --checkpoint RUN",
+    )
     arguments = [
         "--checkpoint", str((run_dir / POLICY).resolve()),
         "--follow",

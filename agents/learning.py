@@ -57,24 +57,31 @@ class Learner:
     # ------------------------------------------------------------------ learning
 
     def learn(self, new_steps: int) -> None:
-        """The updates `new_steps` environment steps are owed (one per --train-frequency), and
-        the target network's refresh when a --target-update-frequency boundary is passed."""
+        """The updates `new_steps` environment steps earn (one per --train-frequency), then the
+        target network's refresh when a --target-update-frequency boundary is passed."""
+        self.update_credit += new_steps / self.cfg.train_frequency
+        while self.update_credit >= 1.0:
+            self.update_once()
+            self.update_credit -= 1.0
+        self.refresh_target(new_steps)
+
+    def update_once(self) -> None:
+        """One gradient update (prioritized replay's beta annealed from the env step)."""
         cfg = self.cfg
-        self.update_credit += new_steps / cfg.train_frequency
         self.update.beta = min(
             1.0, cfg.priority_beta + (1 - cfg.priority_beta) * self.step / cfg.total_steps
         )
-        while self.update_credit >= 1.0:
-            loss, q_mean = self.update.step()
-            self.loss_sum += loss
-            self.q_sum += q_mean
-            self.loss_count += 1
-            self.updates += 1
-            self.update_credit -= 1.0
-        if (self.step + new_steps) // cfg.target_update_frequency != (
-            self.step // cfg.target_update_frequency
-        ):
-            update_target(self.target_network, self.q_network, cfg.tau)
+        loss, q_mean = self.update.step()
+        self.loss_sum += loss
+        self.q_sum += q_mean
+        self.loss_count += 1
+        self.updates += 1
+
+    def refresh_target(self, new_steps: int) -> None:
+        """Update the target network when `new_steps` more env steps pass a boundary."""
+        frequency = self.cfg.target_update_frequency
+        if (self.step + new_steps) // frequency != self.step // frequency:
+            update_target(self.target_network, self.q_network, self.cfg.tau)
 
     def log_losses(self, run: Run, step: int) -> None:
         """The mean loss and Q-value since the last call (one host read per log period)."""

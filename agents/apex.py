@@ -1,0 +1,418 @@
+"""DQN beyond one process: Ape-X-style actors on Ray (Horgan et al., 2018), one learner.
+
+`train-dqn --actors N` starts N Ray actors, each with its own vector env (`--envs-per-actor`)
+and its own fixed epsilon on the Ape-X ladder eps_i = eps ** (1 + alpha * i / (N - 1)). In
+rounds, each actor plays `--chunk-steps` steps with the newest weights it was sent and returns
+them as the replay buffer stores them: each env's new frame once (uint8), the action, reward
+and flags. Lane j of actor i is lane i * E + j of the learner's one buffer, so frame stacks stay
+exact across episode ends and the ring's wrap-around, as in one process. The learner adds a
+round whole (a round that did not arrive whole adds nothing) and learns while the actors play
+the next one. Fresh weights travel through Ray's object store every `--weight-sync-every`
+updates.
+
+The replay ratio is a setting: by default one update per `--train-frequency` env steps summed
+over all actors (the actors wait for the learner: each plays one round ahead at most);
+`--replay-ratio free` lets both run flat out and logs the ratio that resulted.
+
+An actor that dies (killed, out of memory, its node lost) is restarted by Ray; its lanes' last
+episodes are cut there, its new envs start new ones, one line goes to the log, the run goes on.
+`--ray-address auto` (or an address) joins a running cluster; without it a local Ray starts
+with this machine's cores, bound to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents import checkpoint as saved
+from agents.config import DQNConfig
+from agents.learning import build_learner
+from agents.networks import build_q_network
+from agents.rollout import epsilon_greedy
+from envs import is_pixel_space, make_vector_env
+from playground.errors import UserError
+from playground.lifecycle import Run, note, say
+from playground.progress import Progress
+from playground.seeding import seed_everything
+
+
+def epsilon_ladder(actors: int, epsilon: float = 0.4, alpha: float = 7.0) -> list[float]:
+    """Each actor's fixed exploration: eps ** (1 + alpha * i / (N - 1)) (eps alone for N = 1)."""
+    if actors == 1:
+        return [epsilon]
+    return [epsilon ** (1 + alpha * index / (actors - 1)) for index in range(actors)]
+
+
+class ActorWorker:
+    """One actor: a vector env of `envs_per_actor` lanes, a CPU copy of the Q-network and a
+    fixed epsilon. Run by Ray as an actor process (`ray.remote(ActorWorker)`), or in-process
+    by tests."""
+
+    def __init__(
+        self, settings: dict[str, Any], index: int, epsilon: float, weights: dict[str, Any]
+    ) -> None:
+        torch.set_num_threads(1)
+        cfg = DQNConfig(**settings)
+        self.cfg, self.index, self.epsilon = cfg, index, epsilon
+        seed = cfg.seed + 7919 * (index + 1)
+        self.envs = make_vector_env(
+            cfg.env_id, cfg.envs_per_actor, seed=seed, **saved.env_options(cfg)
+        )
+        space = self.envs.single_observation_space
+        self.pixels = is_pixel_space(space)
+        self.network = build_q_network(
+            tuple(space.shape),
+            int(self.envs.single_action_space.n),
+            cfg.encoder,
+            cfg.dueling,
+            cfg.encoder_width,
+            batch_norm=cfg.batch_norm,
+            dropout=cfg.dropout,
+        ).eval()
+        self.network.load_state_dict(weights["q_network"])
+        self.version = int(weights["version"])
+        self.rng = np.random.default_rng(seed)
+        self.observations, infos = self.envs.reset(seed=seed)
+        self.lives = infos.get("lives")
+        lanes = cfg.envs_per_actor
+        self.ended = np.zeros(lanes, dtype=bool)
+        self.episode_returns = np.zeros(lanes)
+        self.episode_lengths = np.zeros(lanes, dtype=np.int64)
+        self.fresh = True  # the next round starts with the envs' first frames
+
+    def _frames(self, observations: np.ndarray) -> np.ndarray:
+        """What the buffer stores of an observation: the newest frame of a stack."""
+        return observations[:, -1] if self.pixels else observations
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def first_frames(self) -> np.ndarray:
+        """The envs' first frames, for the learner's `start_frames`; rounds then go on from them."""
+        self.fresh = False
+        return self._frames(self.observations)
+
+    def collect(self, steps: int, weights: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Play `steps` vector-env steps (after taking `weights` when given). A restarted
+        actor's first round begins with its envs' first frames (entry 0, no action)."""
+        started = time.perf_counter()
+        if weights is not None:
+            self.network.load_state_dict(weights["q_network"])
+            self.version = int(weights["version"])
+        lanes = self.cfg.envs_per_actor
+        newest = self._frames(self.observations)
+        frames = np.zeros((steps, *newest.shape), newest.dtype)
+        actions = np.zeros((steps, lanes), np.int64)
+        rewards = np.zeros((steps, lanes), np.float32)
+        terminated = np.zeros((steps, lanes), bool)
+        truncated = np.zeros((steps, lanes), bool)
+        learning_done = np.zeros((steps, lanes), bool)
+        returns: list[float] = []
+        lengths: list[int] = []
+        fresh = self.fresh
+        first = 0
+        if fresh:
+            frames[0] = self._frames(self.observations)
+            first, self.fresh = 1, False
+        for t in range(first, steps):
+            with torch.no_grad():
+                q_values = self.network(torch.as_tensor(self.observations))
+            chosen = epsilon_greedy(q_values, self.epsilon, self.rng)
+            observations, reward, term, trunc, infos = self.envs.step(chosen)
+            if self.cfg.life_loss_terminal and self.lives is not None and "lives" in infos:
+                learning_done[t] = (infos["lives"] < self.lives) & ~self.ended
+                self.lives = infos["lives"]
+            frames[t], actions[t], rewards[t] = self._frames(observations), chosen, reward
+            terminated[t], truncated[t] = term, trunc
+            playing = ~self.ended
+            self.episode_returns[playing] += reward[playing]
+            self.episode_lengths[playing] += 1
+            self.ended = np.logical_or(term, trunc)
+            for lane in np.flatnonzero(self.ended):
+                returns.append(float(self.episode_returns[lane]))
+                lengths.append(int(self.episode_lengths[lane]))
+            self.episode_returns[self.ended] = 0.0
+            self.episode_lengths[self.ended] = 0
+            self.observations = observations
+        return {
+            "index": self.index,
+            "fresh": fresh,
+            "frames": frames,
+            "actions": actions,
+            "rewards": rewards,
+            "terminated": terminated,
+            "truncated": truncated,
+            "learning_done": learning_done,
+            "returns": returns,
+            "lengths": lengths,
+            "version": self.version,
+            "seconds": time.perf_counter() - started,
+        }
+
+
+def wire_bytes(chunk: dict[str, Any]) -> int:
+    """Bytes of the arrays a round carries (frames, actions, rewards, flags)."""
+    names = ("frames", "actions", "rewards", "terminated", "truncated", "learning_done")
+    return sum(chunk[name].nbytes for name in names)
+
+
+def add_round(replay: Any, chunks: list[dict[str, Any]], lanes: int, clip_rewards: bool) -> int:
+    """Add one round (a chunk from every actor, all of the same length) to the buffer, step by
+    step, lane i * lanes + j for lane j of actor i; return the env steps added. A restarted
+    actor's lanes are cut first (`end_episodes`), so its first frames start new episodes."""
+    chunks = sorted(chunks, key=lambda chunk: chunk["index"])
+    for chunk in chunks:
+        if chunk["fresh"]:
+            replay.end_episodes(range(chunk["index"] * lanes, (chunk["index"] + 1) * lanes))
+
+    def joined(name: str, t: int) -> np.ndarray:
+        return np.concatenate([chunk[name][t] for chunk in chunks])
+
+    steps = chunks[0]["frames"].shape[0]
+    added = 0
+    for t in range(steps):
+        rewards = joined("rewards", t)
+        replay.add_frames(
+            joined("actions", t),
+            np.sign(rewards) if clip_rewards else rewards,
+            joined("terminated", t),
+            joined("truncated", t),
+            torch.from_numpy(joined("frames", t)),
+            joined("learning_done", t),
+        )
+        # Entry 0 of a fresh chunk is a first frame, not a step.
+        added += sum(lanes for chunk in chunks if not (chunk["fresh"] and t == 0))
+    return added
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise UserError(
+            "--actors needs Ray: pip install 'ray>=2.9' (it is in requirements.txt)"
+        ) from None
+    return ray
+
+
+def train_apex(
+    cfg: DQNConfig, run: Run, device: torch.device, previous: dict[str, Any] | None
+) -> None:
+    """The learner of an Ape-X run (see the module docstring)."""
+    ray = _ray()
+    seed_everything(cfg.seed)
+    probe = make_vector_env(cfg.env_id, 1, seed=cfg.seed, **saved.env_options(cfg))
+    space = probe.single_observation_space
+    observation_shape, pixels = tuple(space.shape), is_pixel_space(space)
+    num_actions = int(probe.single_action_space.n)
+    probe.close()
+    lanes = cfg.envs_per_actor
+    from agents.dqn import _replay_device, evaluate_during_training  # noqa: PLC0415
+
+    learner = build_learner(
+        cfg, run, device, previous, observation_shape, num_actions, pixels,
+        lanes=cfg.actors * lanes, replay_device=_replay_device(cfg, device, observation_shape),
+    )  # fmt: skip
+
+    started_ray = not ray.is_initialized()
+    if started_ray:
+        if cfg.ray_address:
+            ray.init(address=cfg.ray_address, logging_level="ERROR", log_to_driver=False)
+        else:
+            # A local Ray, on loopback only, with this machine's cores.
+            ray.init(
+                _node_ip_address="127.0.0.1",
+                include_dashboard=False,
+                logging_level="ERROR",
+                log_to_driver=False,
+            )
+    try:
+        _loop(cfg, run, device, learner, ray, lanes, evaluate_during_training)
+    finally:
+        if started_ray:
+            ray.shutdown()
+
+
+def _weights(learner: Any, version: int) -> dict[str, Any]:
+    return {
+        "q_network": {key: value.cpu() for key, value in learner.q_network.state_dict().items()},
+        "version": version,
+    }
+
+
+def _loop(cfg, run, device, learner, ray, lanes, evaluate_during_training) -> None:  # noqa: C901
+    logger, replay = run.logger, learner.replay
+    epsilons = epsilon_ladder(cfg.actors, cfg.actor_epsilon, cfg.actor_alpha)
+    settings = {**vars(cfg)}
+    version = 0
+    weights_ref = ray.put(_weights(learner, version))
+    # Ray restarts a dead actor with its constructor's arguments: they must outlive the run.
+    constructor_weights = weights_ref
+    options: dict[str, Any] = {"num_cpus": 1, "max_restarts": -1, "max_task_retries": 0}
+    if cfg.actor_resource:
+        options["resources"] = {cfg.actor_resource: 1}
+    remote_actor = ray.remote(ActorWorker).options(**options)
+    actors = [
+        remote_actor.remote(settings, index, epsilons[index], constructor_weights)
+        for index in range(cfg.actors)
+    ]
+    for index, epsilon in enumerate(epsilons):
+        logger.scalar(f"actors/epsilon_{index}", epsilon, learner.step)
+    say(
+        f"{cfg.actors} actors x {lanes} envs, epsilons "
+        + ", ".join(f"{epsilon:.3g}" for epsilon in epsilons)
+        + f"; replay ratio {cfg.replay_ratio}"
+    )
+    replay.start_frames(np.concatenate(ray.get([actor.first_frames.remote() for actor in actors])))
+
+    step = learner.step
+    progress = Progress(cfg.total_steps, initial=step, enabled=cfg.progress)
+    recent_returns: deque[float] = deque(maxlen=50)
+    next_log = (step // cfg.log_every + 1) * cfg.log_every
+    next_eval = (step // cfg.eval_every + 1) * cfg.eval_every if cfg.eval_every else math.inf
+    next_save = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+    last_log = (step, learner.updates, time.perf_counter())
+    updates_at_sync = learner.updates
+    wire, wire_steps, restarts = 0, 0, 0
+    pending = {index: actor.collect.remote(cfg.chunk_steps) for index, actor in enumerate(actors)}
+    replay_ready = False
+    # Watching while learning: the viewer follows the weights exported every few seconds.
+    viewer, next_export = None, math.inf
+    if cfg.watch != "none":
+        from agents.dqn import WATCH_EXPORT_SECONDS, spawn_viewer  # noqa: PLC0415
+
+        learner.export_policy(run.dir)
+        viewer = spawn_viewer(cfg, run.dir)
+        next_export = time.monotonic() + WATCH_EXPORT_SECONDS
+    try:
+        while step < cfg.total_steps and not run.stop_requested:
+            # Free ratio: learn until this round has arrived (fixed: the learning happened
+            # right after the last round was added, while the actors played this one).
+            if cfg.replay_ratio == "free" and replay_ready:
+                while ray.wait(list(pending.values()), num_returns=len(pending), timeout=0)[1]:
+                    learner.update_once()
+                    if run.stop_requested:
+                        break
+            chunks, died = [], []
+            for index, reference in pending.items():
+                try:
+                    chunks.append(ray.get(reference))
+                except ray.exceptions.RayActorError:
+                    died.append(index)
+            if died:
+                # A dead actor's round never arrives (Ray returns results whole, so nothing
+                # half-received can enter the buffer). Ray restarts it with new envs; its lanes'
+                # episodes are cut and its first round after the restart, which starts with
+                # its first frames, stands in for the lost one.
+                restarts += len(died)
+                note(
+                    f"actor(s) {', '.join(map(str, died))} died at step {step}; Ray restarted "
+                    "them; their games start over, the run goes on"
+                )
+                logger.scalar("actors/restarts", restarts, step)
+                for index in died:
+                    chunks.append(
+                        _restarted_round(ray, actors[index], cfg.chunk_steps, weights_ref)
+                    )
+            # The next round starts now, with new weights when they are due.
+            if learner.updates - updates_at_sync >= cfg.weight_sync_every:
+                version += 1
+                weights_ref = ray.put(_weights(learner, version))
+                updates_at_sync = learner.updates
+                sent = weights_ref
+            else:
+                sent = None
+            pending = {
+                index: actor.collect.remote(cfg.chunk_steps, sent)
+                for index, actor in enumerate(actors)
+            }
+            added = add_round(replay, chunks, lanes, cfg.clip_rewards)
+            wire += sum(wire_bytes(chunk) for chunk in chunks)
+            wire_steps += added
+            step += added
+            learner.step = step
+            for chunk in chunks:
+                for value, length in zip(chunk["returns"], chunk["lengths"], strict=True):
+                    recent_returns.append(value)
+                    logger.scalar("charts/episodic_return", value, step)
+                    logger.scalar("charts/episodic_length", length, step)
+            replay_ready = replay_ready or (
+                step > cfg.learning_starts and len(replay) >= cfg.batch_size
+            )
+            if replay_ready and cfg.replay_ratio == "fixed":
+                learner.learn(added)
+            else:
+                learner.refresh_target(added)
+
+            if step >= next_log:
+                next_log = (step // cfg.log_every + 1) * cfg.log_every
+                now = time.perf_counter()
+                seconds = max(now - last_log[2], 1e-9)
+                sps = (step - last_log[0]) / seconds
+                logger.scalar("charts/sps", sps, step)
+                logger.scalar(
+                    "charts/updates_per_sec", (learner.updates - last_log[1]) / seconds, step
+                )
+                ratio = learner.updates * cfg.train_frequency / max(step - cfg.learning_starts, 1)
+                logger.scalar("charts/replay_ratio", ratio, step)
+                logger.scalar("charts/queue_depth", len(pending), step)
+                logger.scalar("charts/bytes_per_transition", wire / max(wire_steps, 1), step)
+                for chunk in chunks:
+                    logger.scalar(
+                        f"actors/sps_{chunk['index']}",
+                        chunk["frames"].shape[0] * lanes / max(chunk["seconds"], 1e-9),
+                        step,
+                    )
+                last_log = (step, learner.updates, now)
+                learner.log_losses(run, step)
+                mean_return = float(np.mean(recent_returns)) if recent_returns else float("nan")
+                progress.update(step, sps=sps, ret=mean_return, updates=learner.updates)
+            if step >= next_eval:
+                next_eval = (step // cfg.eval_every + 1) * cfg.eval_every
+                mean_score = evaluate_during_training(cfg, run, learner.q_network, device, step)
+                if mean_score is not None:
+                    learner.save_best(run, mean_score)
+            if step >= next_save:
+                next_save = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+                learner.save_latest(run)
+            if viewer is not None and time.monotonic() >= next_export:
+                learner.export_policy(run.dir)
+                next_export = time.monotonic() + WATCH_EXPORT_SECONDS
+    finally:
+        progress.close()
+        for actor in actors:
+            ray.kill(actor)
+    learner.save_latest(run)
+    if viewer is not None:
+        learner.export_policy(run.dir)
+        if cfg.watch == "web":
+            viewer.terminate()
+    say(
+        f"bytes per transition on the wire: {wire / max(wire_steps, 1):.0f}; "
+        f"{learner.updates:,} updates for {step:,} env steps; actor restarts: {restarts}"
+    )
+    run.finish(step, cfg.runs_dir)
+
+
+def _restarted_round(
+    ray: Any, actor: Any, steps: int, weights_ref: Any, seconds: float = 300
+) -> dict[str, Any]:
+    """A round from an actor Ray is restarting: asked again until it answers."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return ray.get(actor.collect.remote(steps, weights_ref))
+        except ray.exceptions.RayActorError:
+            if time.monotonic() > deadline:
+                raise UserError(
+                    f"an actor did not come back within {seconds:.0f} s; the run stops here "
+                    "(latest.pt is kept): continue with --resume"
+                ) from None
+            time.sleep(1.0)
