@@ -22,6 +22,7 @@ with this machine's cores, bound to 127.0.0.1.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -91,8 +92,11 @@ class ActorWorker:
         """What the buffer stores of an observation: the newest frame of a stack."""
         return observations[:, -1] if self.pixels else observations
 
-    def pid(self) -> int:
-        return os.getpid()
+    def placement(self) -> dict[str, Any]:
+        """Where this actor runs: its process and Ray node."""
+        import ray
+
+        return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id()}
 
     def first_frames(self) -> np.ndarray:
         """The envs' first frames, for the learner's `start_frames`; rounds then go on from them."""
@@ -176,6 +180,10 @@ def add_round(replay: Any, chunks: list[dict[str, Any]], lanes: int, clip_reward
         return np.concatenate([chunk[name][t] for chunk in chunks])
 
     steps = chunks[0]["frames"].shape[0]
+    if any(chunk["frames"].shape[0] != steps for chunk in chunks):
+        raise AssertionError(
+            f"a round's chunks differ in length: {[(c['index'], c['frames'].shape[0], c['fresh']) for c in chunks]}"
+        )
     added = 0
     for t in range(steps):
         rewards = joined("rewards", t)
@@ -265,6 +273,8 @@ def _loop(cfg, run, device, learner, ray, lanes, evaluate_during_training) -> No
     ]
     for index, epsilon in enumerate(epsilons):
         logger.scalar(f"actors/epsilon_{index}", epsilon, learner.step)
+    placements = ray.get([actor.placement.remote() for actor in actors])
+    (run.dir / "actors.json").write_text(json.dumps(placements, indent=1) + "\n")
     say(
         f"{cfg.actors} actors x {lanes} envs, epsilons "
         + ", ".join(f"{epsilon:.3g}" for epsilon in epsilons)
@@ -281,7 +291,14 @@ def _loop(cfg, run, device, learner, ray, lanes, evaluate_during_training) -> No
     last_log = (step, learner.updates, time.perf_counter())
     updates_at_sync = learner.updates
     wire, wire_steps, restarts = 0, 0, 0
-    pending = {index: actor.collect.remote(cfg.chunk_steps) for index, actor in enumerate(actors)}
+    lanes_total = cfg.actors * lanes
+
+    def next_length(after: int) -> int:
+        """Steps per actor of the next round: a whole chunk, or what is left to play."""
+        return min(cfg.chunk_steps, max(0, math.ceil((cfg.total_steps - after) / lanes_total)))
+
+    length = next_length(step)
+    pending = {index: actor.collect.remote(length) for index, actor in enumerate(actors)}
     replay_ready = False
     # Watching while learning: the viewer follows the weights exported every few seconds.
     viewer, next_export = None, math.inf
@@ -292,7 +309,7 @@ def _loop(cfg, run, device, learner, ray, lanes, evaluate_during_training) -> No
         viewer = spawn_viewer(cfg, run.dir)
         next_export = time.monotonic() + WATCH_EXPORT_SECONDS
     try:
-        while step < cfg.total_steps and not run.stop_requested:
+        while pending and not run.stop_requested:
             # Free ratio: learn until this round has arrived (fixed: the learning happened
             # right after the last round was added, while the actors played this one).
             if cfg.replay_ratio == "free" and replay_ready:
@@ -318,9 +335,7 @@ def _loop(cfg, run, device, learner, ray, lanes, evaluate_during_training) -> No
                 )
                 logger.scalar("actors/restarts", restarts, step)
                 for index in died:
-                    chunks.append(
-                        _restarted_round(ray, actors[index], cfg.chunk_steps, weights_ref)
-                    )
+                    chunks.append(_restarted_round(ray, actors[index], length, weights_ref))
             # The next round starts now, with new weights when they are due.
             if learner.updates - updates_at_sync >= cfg.weight_sync_every:
                 version += 1
@@ -329,20 +344,24 @@ def _loop(cfg, run, device, learner, ray, lanes, evaluate_during_training) -> No
                 sent = weights_ref
             else:
                 sent = None
-            pending = {
-                index: actor.collect.remote(cfg.chunk_steps, sent)
-                for index, actor in enumerate(actors)
-            }
+            # (A fresh chunk's first entry is its first frames, not a step.)
+            arrived = sum(chunk["frames"].shape[0] - chunk["fresh"] for chunk in chunks) * lanes
+            length = next_length(step + arrived)
+            pending = (
+                {index: actor.collect.remote(length, sent) for index, actor in enumerate(actors)}
+                if length
+                else {}
+            )
             added = add_round(replay, chunks, lanes, cfg.clip_rewards)
             wire += sum(wire_bytes(chunk) for chunk in chunks)
             wire_steps += added
             step += added
             learner.step = step
             for chunk in chunks:
-                for value, length in zip(chunk["returns"], chunk["lengths"], strict=True):
-                    recent_returns.append(value)
-                    logger.scalar("charts/episodic_return", value, step)
-                    logger.scalar("charts/episodic_length", length, step)
+                for score, game_steps in zip(chunk["returns"], chunk["lengths"], strict=True):
+                    recent_returns.append(score)
+                    logger.scalar("charts/episodic_return", score, step)
+                    logger.scalar("charts/episodic_length", game_steps, step)
             replay_ready = replay_ready or (
                 step > cfg.learning_starts and len(replay) >= cfg.batch_size
             )
@@ -365,11 +384,12 @@ def _loop(cfg, run, device, learner, ray, lanes, evaluate_during_training) -> No
                 logger.scalar("charts/queue_depth", len(pending), step)
                 logger.scalar("charts/bytes_per_transition", wire / max(wire_steps, 1), step)
                 for chunk in chunks:
+                    index = chunk["index"]
+                    seconds = max(chunk["seconds"], 1e-9)
                     logger.scalar(
-                        f"actors/sps_{chunk['index']}",
-                        chunk["frames"].shape[0] * lanes / max(chunk["seconds"], 1e-9),
-                        step,
+                        f"actors/sps_{index}", chunk["frames"].shape[0] * lanes / seconds, step
                     )
+                    logger.scalar(f"actors/weights_version_{index}", chunk["version"], step)
                 last_log = (step, learner.updates, now)
                 learner.log_losses(run, step)
                 mean_return = float(np.mean(recent_returns)) if recent_returns else float("nan")

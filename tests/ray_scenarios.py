@@ -1,0 +1,132 @@
+"""Ray scenarios for tests/test_apex.py, each run in a private network namespace (only
+loopback exists there): `python tests/ray_scenarios.py NAME TMP_DIR RESULT_JSON`."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from agents.checkpoint import load_dqn_checkpoint  # noqa: E402
+from agents.config import DQNConfig  # noqa: E402
+from agents.dqn import train_dqn  # noqa: E402
+from agents.presets import PRESETS  # noqa: E402
+from playground.logger import MemoryLogger  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+def catch(tmp: Path, **changes) -> DQNConfig:
+    """The catch preset, with actors."""
+    settings = {
+        **PRESETS["catch"].settings,
+        "env_id": "Playground/Catch-v0",
+        "runs_dir": str(tmp),
+        "run_name": "apex",
+        "device": "cpu",
+        "progress": False,
+        "actors": 2,
+        "envs_per_actor": 2,
+        "chunk_steps": 50,
+        **changes,
+    }
+    return DQNConfig(**settings)
+
+
+def last(logger: MemoryLogger, tag: str) -> float:
+    return logger.values[tag][-1][1]
+
+
+def local(tmp: Path) -> dict:
+    logger = MemoryLogger()
+    cfg = catch(tmp, total_steps=4_000, learning_starts=1_000, weight_sync_every=20, eval_every=0)
+    run_dir = train_dqn(cfg, logger=logger)
+    state = load_dqn_checkpoint(run_dir / "latest.pt")
+    round_size = cfg.actors * cfg.envs_per_actor * cfg.chunk_steps
+    first_learning_round_end = (cfg.learning_starts // round_size + 1) * round_size
+    return {
+        "step": state["step"],
+        "total_steps": cfg.total_steps,
+        "updates": state["updates"],
+        "first_learning_step": first_learning_round_end - round_size,
+        "actor_versions": [last(logger, f"actors/weights_version_{i}") for i in range(2)],
+        "bytes_per_transition": last(logger, "charts/bytes_per_transition"),
+    }
+
+
+def cluster(tmp: Path) -> dict:
+    import ray
+    from ray.cluster_utils import Cluster
+
+    nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    second = nodes.add_node(num_cpus=2, resources={"actor_node": 2})
+    ray.init(address=nodes.address, logging_level="ERROR", log_to_driver=False)
+    try:
+        cfg = catch(
+            tmp,
+            total_steps=50_000,
+            actor_resource="actor_node",
+            eval_every=5_000,
+            eval_episodes=20,
+            chunk_steps=100,
+        )
+        logger = MemoryLogger()
+        run_dir = train_dqn(cfg, logger=logger)
+        placements = json.loads((run_dir / "actors.json").read_text())
+        best = load_dqn_checkpoint(run_dir / "best.pt")
+        return {
+            "actor_nodes": [placement["node"] for placement in placements],
+            "second_node": second.node_id,
+            "best_eval": best["best_eval"],
+            "step": best["step"],
+        }
+    finally:
+        ray.shutdown()
+        nodes.shutdown()
+
+
+def kill(tmp: Path) -> dict:
+    cfg = catch(tmp, total_steps=6_000, eval_every=0, chunk_steps=50)
+    run_dir = tmp / cfg.run_name
+    killed = {"done": False}
+
+    def killer() -> None:
+        deadline = time.monotonic() + 120
+        while not (run_dir / "actors.json").is_file() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(3)
+        placements = json.loads((run_dir / "actors.json").read_text())
+        os.kill(placements[1]["pid"], signal.SIGKILL)
+        killed["done"] = True
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    logger = MemoryLogger()
+    log = io.StringIO()
+    with contextlib.redirect_stderr(log):
+        train_dqn(cfg, logger=logger)
+    thread.join(timeout=5)
+    state = load_dqn_checkpoint(run_dir / "latest.pt")
+    return {
+        "killed": killed["done"],
+        "restarts": last(logger, "actors/restarts") if "actors/restarts" in logger.values else 0,
+        "step": state["step"],
+        "total_steps": cfg.total_steps,
+        "log": log.getvalue()[-4000:],
+    }
+
+
+if __name__ == "__main__":
+    name, tmp, output = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    result = {"local": local, "cluster": cluster, "kill": kill}[name](tmp)
+    output.write_text(json.dumps(result))
