@@ -31,6 +31,16 @@ def discriminator_loss(
     raise ValueError(f"unknown loss {loss!r}; expected one of {LOSSES}")
 
 
+def top_k(fake_logits: torch.Tensor, fraction: float) -> torch.Tensor:
+    """The `fraction` of logits the discriminator finds most real (Sinha et al., 2020: the
+    generator learns from its better samples; the others' gradients mostly point at D's
+    current weak spots)."""
+    if fraction >= 1.0:
+        return fake_logits
+    count = max(1, round(fraction * fake_logits.shape[0]))
+    return torch.topk(fake_logits.float(), count).values
+
+
 def generator_loss(fake_logits: torch.Tensor, loss: str = "nonsaturating") -> torch.Tensor:
     """The generator's loss on the discriminator's logits for its images.
 

@@ -28,7 +28,7 @@ from gan.augment import diff_augment, parse_policy
 from gan.config import RESUME_OVERRIDABLE, GanConfig, validate
 from gan.data import ImageDataset, data_device, load_dataset, native_channels, to_float
 from gan.distributed import Distributed, sync_batch_norm
-from gan.losses import discriminator_loss, generator_loss
+from gan.losses import discriminator_loss, generator_loss, top_k
 from gan.models import architecture, build_models, ema_decay, generate, update_ema
 from playground.config import resumed_settings
 from playground.device import resolve_device
@@ -332,7 +332,9 @@ def _train(
             # ---- update G: make D call the same fakes real ----
             discriminator.requires_grad_(False)  # no weight gradients for D here
             with autocast:
-                g_loss = generator_loss(generator_step_discriminator(augment(fake)), cfg.loss)
+                fake_logits_for_g = generator_step_discriminator(augment(fake))
+                fraction = 1.0 - (1.0 - cfg.top_k) * min(step / cfg.steps, 1.0)
+                g_loss = generator_loss(top_k(fake_logits_for_g, fraction), cfg.loss)
             generator_optimizer.zero_grad(set_to_none=True)
             scaler.scale(g_loss).backward()
             scaler.step(generator_optimizer)

@@ -538,3 +538,12 @@ def test_game_frames_come_from_the_four_builtin_games():
     assert data.label_names == ("Catch", "Pong", "Breakout", "Snake")
     assert data.images.shape[1:] == (3, 32, 32)
     assert torch.bincount(data.labels).tolist() == [len(data) // 4] * 4
+
+
+def test_top_k_keeps_the_logits_d_finds_most_real():
+    from gan.losses import top_k
+
+    logits = torch.tensor([0.1, 3.0, -2.0, 1.5, 0.7, -0.3])
+    assert torch.equal(top_k(logits, 1.0), logits)
+    assert top_k(logits, 0.5).tolist() == pytest.approx([3.0, 1.5, 0.7])
+    assert top_k(logits, 0.01).tolist() == [3.0]  # at least one
