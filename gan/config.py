@@ -61,6 +61,8 @@ class GanConfig:
     """Nesterov momentum (sgd)"""
     loss: Literal["nonsaturating", "hinge"] = "nonsaturating"
     """GAN loss: the non-saturating BCE of the DCGAN paper, or the hinge loss"""
+    label_smoothing: float = 0.0
+    """one-sided label smoothing: D's target for real images is 1 minus this (nonsaturating loss)"""
     top_k: float = 1.0
     """the generator learns from this fraction of its batch that D finds most real, going down
     linearly from the whole batch at the start to it at --steps (Sinha et al. 2020; 1: off)"""
@@ -157,6 +159,10 @@ def validate(cfg: GanConfig) -> None:
     check(0.0 <= cfg.ema_decay < 1.0, f"--ema-decay must be in [0, 1), got {cfg.ema_decay}")
     check(0.0 <= cfg.dropout < 1.0, f"--dropout must lie in [0, 1), got {cfg.dropout}")
     check(0.0 < cfg.top_k <= 1.0, f"--top-k must lie in (0, 1], got {cfg.top_k}")
+    check(
+        0.0 <= cfg.label_smoothing < 0.5,
+        f"--label-smoothing must lie in [0, 0.5), got {cfg.label_smoothing}",
+    )
     check(cfg.weight_decay >= 0, f"--weight-decay must be >= 0, got {cfg.weight_decay}")
     check(
         len(cfg.betas) == 2 and all(0.0 <= beta < 1.0 for beta in cfg.betas),

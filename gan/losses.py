@@ -15,15 +15,20 @@ LOSSES = ("nonsaturating", "hinge")
 
 
 def discriminator_loss(
-    real_logits: torch.Tensor, fake_logits: torch.Tensor, loss: str = "nonsaturating"
+    real_logits: torch.Tensor,
+    fake_logits: torch.Tensor,
+    loss: str = "nonsaturating",
+    label_smoothing: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The discriminator's loss on real and on fake images, as two parts; their sum is d_loss.
 
-    nonsaturating: -log sigmoid(D(x)) and -log(1 - sigmoid(D(G(z)))), batch means.
+    nonsaturating: -log sigmoid(D(x)) and -log(1 - sigmoid(D(G(z)))), batch means; with
+    `label_smoothing` s the real images' target is 1 - s (one-sided, Salimans et al. 2016).
     hinge: max(0, 1 - D(x)) and max(0, 1 + D(G(z))), batch means."""
     real_logits, fake_logits = real_logits.float(), fake_logits.float()
     if loss == "nonsaturating":
-        d_loss_real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+        real_target = torch.full_like(real_logits, 1.0 - label_smoothing)
+        d_loss_real = F.binary_cross_entropy_with_logits(real_logits, real_target)
         d_loss_fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
         return d_loss_real, d_loss_fake
     if loss == "hinge":

@@ -323,7 +323,9 @@ def _train(
                 fake = train_generator(noise)
                 real_logits = train_discriminator(augment(real))
                 fake_logits = train_discriminator(augment(fake.detach()))
-                d_loss_real, d_loss_fake = discriminator_loss(real_logits, fake_logits, cfg.loss)
+                d_loss_real, d_loss_fake = discriminator_loss(
+                    real_logits, fake_logits, cfg.loss, cfg.label_smoothing
+                )
                 d_loss = d_loss_real + d_loss_fake
             discriminator_optimizer.zero_grad(set_to_none=True)
             scaler.scale(d_loss).backward()
