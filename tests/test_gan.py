@@ -547,3 +547,15 @@ def test_top_k_keeps_the_logits_d_finds_most_real():
     assert torch.equal(top_k(logits, 1.0), logits)
     assert top_k(logits, 0.5).tolist() == pytest.approx([3.0, 1.5, 0.7])
     assert top_k(logits, 0.01).tolist() == [3.0]  # at least one
+
+
+def test_one_sided_label_smoothing_moves_only_the_real_target():
+    from gan.losses import discriminator_loss
+
+    real, fake = torch.tensor([2.0, -1.0]), torch.tensor([0.5, -3.0])
+    smoothed_real, smoothed_fake = discriminator_loss(real, fake, label_smoothing=0.1)
+    plain_real, plain_fake = discriminator_loss(real, fake)
+    expected = -(0.9 * torch.log(torch.sigmoid(real)) + 0.1 * torch.log(1 - torch.sigmoid(real)))
+    assert smoothed_real.item() == pytest.approx(expected.mean().item(), rel=1e-5)
+    assert smoothed_fake.item() == pytest.approx(plain_fake.item())
+    assert smoothed_real.item() > plain_real.item()
