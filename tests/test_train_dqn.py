@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from agents.checkpoint import load_dqn_checkpoint
-from agents.config import LAPTOP_SETTINGS, DQNConfig, EvaluateConfig
+from agents.config import DQNConfig, EvaluateConfig
 from agents.dqn import train_dqn
 from agents.evaluate import evaluate
 from playground.checkpoint import save_checkpoint
@@ -265,16 +265,22 @@ def test_unknown_game_is_refused_before_anything_is_written(tmp_path: Path) -> N
 
 @pytest.mark.slow
 def test_dqn_learns_catch_within_50k_steps(tmp_path: Path) -> None:
-    """The easiest built-in game to near-optimal play (a mean score >= 0.9 of a possible 1.0)."""
-    cfg = DQNConfig(
+    """The easiest built-in game to near-optimal play (a mean score >= 0.9 of a possible 1.0)
+    with its preset (20,000 steps)."""
+    import agents.presets
+    from playground.presets import with_preset
+
+    cfg = with_preset(
+        DQNConfig,
+        agents.presets,
+        "catch",
         env_id="Playground/Catch-v0",
-        total_steps=20_000,
         runs_dir=str(tmp_path),
         run_name="learn",
         device="cpu",
         progress=False,
-        **LAPTOP_SETTINGS,
     )
+    assert cfg.total_steps <= 50_000
     run_dir = train_dqn(cfg, logger=NullLogger())
     result = evaluate(
         EvaluateConfig(checkpoint=str(run_dir / "best.pt"), episodes=50, epsilon=0.0, device="cpu")
