@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from playground.optim import OptimizerName
+from playground.errors import check, require_positive
+from playground.optim import CAPTURABLE_OPTIMIZERS, OptimizerName, check_optimizer
 
 EncoderName = Literal["auto", "nature", "resnet", "impala", "vgg", "inception", "densenet", "mlp"]
 ENCODERS: tuple[str, ...] = get_args(EncoderName)
@@ -187,6 +188,68 @@ class DQNConfig:
     settings; --total-steps, --device, --progress and --watch given here override them."""
     progress: bool = True
     """Show a progress bar."""
+
+
+def validate(cfg: DQNConfig) -> None:
+    """Refuse impossible settings with one clear line each."""
+    require_positive(
+        total_steps=cfg.total_steps,
+        num_envs=cfg.num_envs,
+        batch_size=cfg.batch_size,
+        buffer_size=cfg.buffer_size,
+        learning_rate=cfg.learning_rate,
+        train_frequency=cfg.train_frequency,
+        target_update_frequency=cfg.target_update_frequency,
+        frame_stack=cfg.frame_stack,
+        n_step=cfg.n_step,
+        eval_episodes=cfg.eval_episodes,
+        log_every=cfg.log_every,
+        checkpoint_every=cfg.checkpoint_every,
+    )
+    check(
+        cfg.buffer_size >= cfg.batch_size,
+        f"--buffer-size ({cfg.buffer_size}) must be at least --batch-size ({cfg.batch_size})",
+    )
+    check(
+        cfg.buffer_size
+        >= (cfg.actors * cfg.envs_per_actor or cfg.num_envs) * (cfg.frame_stack + cfg.n_step + 2),
+        "--buffer-size is too small for --num-envs",
+    )
+    check(0.0 <= cfg.gamma <= 1.0, f"--gamma must lie in [0, 1], got {cfg.gamma}")
+    check(0.0 < cfg.tau <= 1.0, f"--tau must lie in (0, 1], got {cfg.tau}")
+    for name in ("start_epsilon", "end_epsilon", "eval_epsilon", "exploration_fraction"):
+        value = getattr(cfg, name)
+        check(0.0 <= value <= 1.0, f"--{name.replace('_', '-')} must lie in [0, 1], got {value}")
+    check(cfg.learning_starts >= 0, f"--learning-starts must be >= 0, got {cfg.learning_starts}")
+    check(cfg.eval_every >= 0, f"--eval-every must be >= 0, got {cfg.eval_every}")
+    check(cfg.max_grad_norm >= 0, f"--max-grad-norm must be >= 0, got {cfg.max_grad_norm}")
+    check(0.0 <= cfg.dropout < 1.0, f"--dropout must lie in [0, 1), got {cfg.dropout}")
+    check(cfg.actors >= 0, f"--actors must be >= 0, got {cfg.actors}")
+    require_positive(
+        envs_per_actor=cfg.envs_per_actor,
+        chunk_steps=cfg.chunk_steps,
+        weight_sync_every=cfg.weight_sync_every,
+    )
+    check(
+        0.0 < cfg.actor_epsilon <= 1.0,
+        f"--actor-epsilon must lie in (0, 1], got {cfg.actor_epsilon}",
+    )
+
+    check(cfg.weight_decay >= 0, f"--weight-decay must be >= 0, got {cfg.weight_decay}")
+    check(cfg.encoder in ENCODERS, f"--encoder {cfg.encoder!r} is not one of {', '.join(ENCODERS)}")
+    check_optimizer(cfg.optimizer)
+    check(not cfg.freeze_encoder or bool(cfg.init_from), "--freeze-encoder needs --init-from CKPT")
+    check(0.0 <= cfg.priority_alpha <= 1.0, "--priority-alpha must lie in [0, 1]")
+    check(0.0 <= cfg.priority_beta <= 1.0, "--priority-beta must lie in [0, 1]")
+    check(
+        not (cfg.cuda_graph and cfg.prioritized),
+        "--cuda-graph does not capture --prioritized updates yet; leave out one of the two",
+    )
+    check(
+        not cfg.cuda_graph or cfg.optimizer in CAPTURABLE_OPTIMIZERS,
+        f"--cuda-graph cannot capture --optimizer {cfg.optimizer}; "
+        f"use {', '.join(CAPTURABLE_OPTIMIZERS)}, or leave out --cuda-graph",
+    )
 
 
 @dataclass(frozen=True)
