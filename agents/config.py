@@ -67,6 +67,9 @@ class DQNConfig:
     # Learning
     learning_rate: float = 1e-4
     """Optimizer learning rate."""
+    learning_rate_decay: Literal["none", "linear"] = "none"
+    """none, or linear: the learning rate falls linearly to a tenth of itself at --total-steps
+    (a steadier policy at the end of a fixed budget)."""
     optimizer: OptimizerName = "adam"
     """Optimizer."""
     adam_eps: float = 1e-8
@@ -241,6 +244,10 @@ def validate(cfg: DQNConfig) -> None:
     check(not cfg.freeze_encoder or bool(cfg.init_from), "--freeze-encoder needs --init-from CKPT")
     check(0.0 <= cfg.priority_alpha <= 1.0, "--priority-alpha must lie in [0, 1]")
     check(0.0 <= cfg.priority_beta <= 1.0, "--priority-beta must lie in [0, 1]")
+    check(
+        not (cfg.cuda_graph and cfg.learning_rate_decay != "none"),
+        "--cuda-graph keeps the learning rate it captured; leave out --learning-rate-decay",
+    )
     check(
         not (cfg.cuda_graph and cfg.prioritized),
         "--cuda-graph does not capture --prioritized updates yet; leave out one of the two",

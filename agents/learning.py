@@ -60,6 +60,11 @@ class Learner:
         """The updates `new_steps` environment steps earn (one per --train-frequency), then the
         target network's refresh when a --target-update-frequency boundary is passed."""
         self.update_credit += new_steps / self.cfg.train_frequency
+        if self.cfg.learning_rate_decay == "linear":
+            # From the env step alone, so a resumed run continues the same schedule.
+            fraction = 1.0 - 0.9 * min(self.step / self.cfg.total_steps, 1.0)
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.cfg.learning_rate * fraction
         while self.update_credit >= 1.0:
             self.update_once()
             self.update_credit -= 1.0
