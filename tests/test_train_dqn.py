@@ -286,3 +286,14 @@ def test_dqn_learns_catch_within_50k_steps(tmp_path: Path) -> None:
         EvaluateConfig(checkpoint=str(run_dir / "best.pt"), episodes=50, epsilon=0.0, device="cpu")
     )
     assert result["mean"] >= 0.9
+
+
+def test_learning_rate_decay_follows_the_step(tmp_path: Path) -> None:
+    run_dir = train_dqn(
+        tiny(tmp_path, learning_rate_decay="linear", learning_rate=1e-3, eval_every=0),
+        logger=NullLogger(),
+    )
+    checkpoint = load_dqn_checkpoint(run_dir / "latest.pt")
+    rate = checkpoint["optimizer"]["param_groups"][0]["lr"]
+    # Set before the last update, at step 399 of 400: 1e-3 * (1 - 0.9 * 399 / 400).
+    assert rate == pytest.approx(1e-3 * (1 - 0.9 * 399 / 400))
