@@ -37,6 +37,12 @@ from agents.config import DQNConfig
 from agents.learning import build_learner
 from agents.networks import build_q_network
 from agents.rollout import epsilon_greedy
+from agents.training import (
+    WATCH_EXPORT_SECONDS,
+    evaluate_during_training,
+    replay_device,
+    spawn_viewer,
+)
 from envs import is_pixel_space, make_vector_env
 from playground.errors import UserError
 from playground.lifecycle import Run, note, say
@@ -222,11 +228,9 @@ def train_apex(
     num_actions = int(probe.single_action_space.n)
     probe.close()
     lanes = cfg.envs_per_actor
-    from agents.dqn import _replay_device, evaluate_during_training  # noqa: PLC0415
-
     learner = build_learner(
         cfg, run, device, previous, observation_shape, num_actions, pixels,
-        lanes=cfg.actors * lanes, replay_device=_replay_device(cfg, device, observation_shape),
+        lanes=cfg.actors * lanes, replay_device=replay_device(cfg, device, observation_shape),
     )  # fmt: skip
 
     started_ray = not ray.is_initialized()
@@ -242,7 +246,7 @@ def train_apex(
                 log_to_driver=False,
             )
     try:
-        _loop(cfg, run, device, learner, ray, lanes, evaluate_during_training)
+        _loop(cfg, run, device, learner, ray, lanes)
     finally:
         if started_ray:
             ray.shutdown()
@@ -255,7 +259,7 @@ def _weights(learner: Any, version: int) -> dict[str, Any]:
     }
 
 
-def _loop(cfg, run, device, learner, ray, lanes, evaluate_during_training) -> None:  # noqa: C901
+def _loop(cfg, run, device, learner, ray, lanes) -> None:  # noqa: C901
     logger, replay = run.logger, learner.replay
     epsilons = epsilon_ladder(cfg.actors, cfg.actor_epsilon, cfg.actor_alpha)
     settings = {**vars(cfg)}
@@ -303,8 +307,6 @@ def _loop(cfg, run, device, learner, ray, lanes, evaluate_during_training) -> No
     # Watching while learning: the viewer follows the weights exported every few seconds.
     viewer, next_export = None, math.inf
     if cfg.watch != "none":
-        from agents.dqn import WATCH_EXPORT_SECONDS, spawn_viewer  # noqa: PLC0415
-
         learner.export_policy(run.dir)
         viewer = spawn_viewer(cfg, run.dir)
         next_export = time.monotonic() + WATCH_EXPORT_SECONDS

@@ -11,7 +11,6 @@ evaluation go through `agents.rollout`; the run folder, logger, stop signals and
 from __future__ import annotations
 
 import math
-import subprocess
 import sys
 import time
 from collections import deque
@@ -25,17 +24,21 @@ from agents import checkpoint as saved
 from agents import presets
 from agents.config import DQNConfig, validate
 from agents.learner import evaluating
-from agents.learning import POLICY, build_learner
+from agents.learning import build_learner
 from agents.replay import ReplayBuffer
-from agents.rollout import epsilon_greedy, linear_schedule, play_games
-from envs import check_env_id, game_fps, is_pixel_space, make_vector_env
+from agents.rollout import epsilon_greedy, linear_schedule
+from agents.training import (
+    WATCH_EXPORT_SECONDS,
+    evaluate_during_training,
+    replay_device,
+    spawn_viewer,
+)
+from envs import check_env_id, is_pixel_space, make_vector_env
 from playground.config import resumed_settings
 from playground.device import resolve_device
-from playground.display import display_available, start_viewer
 from playground.errors import UserError, check
-from playground.lifecycle import Run, new_run_dir, note, read_resume, say
+from playground.lifecycle import Run, new_run_dir, note, read_resume
 from playground.logger import Logger
-from playground.media import caption_frames
 from playground.presets import describe
 from playground.progress import Progress
 from playground.resources import check_fits_in_memory
@@ -47,8 +50,6 @@ RESUME_OVERRIDABLE = (
     "total_steps", "device", "progress", "watch", "watch_host", "watch_port", "compile",
     "cuda_graph",
 )  # fmt: skip
-WATCH_EXPORT_SECONDS = 3.0  # with --watch, seconds between exports of the latest weights
-EVAL_VIDEO_FRAMES = 1_000  # the first evaluation game is logged as a video up to this length
 DIVERGENCE_ADVICE = (
     "a learning rate too high for this game (lower --learning-rate) or no gradient clipping "
     "(keep --max-grad-norm > 0)"
@@ -114,7 +115,7 @@ def _train(cfg: DQNConfig, run: Run, device: torch.device, previous: dict[str, A
         num_actions,
         pixels,
         lanes=cfg.num_envs,
-        replay_device=_replay_device(cfg, device, observation_shape),
+        replay_device=replay_device(cfg, device, observation_shape),
     )
     q_network, replay, rng = learner.q_network, learner.replay, learner.rng
 
@@ -237,76 +238,6 @@ def _train(cfg: DQNConfig, run: Run, device: torch.device, previous: dict[str, A
     run.finish(step, cfg.runs_dir)
 
 
-def evaluate_during_training(
-    cfg: DQNConfig, run: Run, q_network: torch.nn.Module, device: torch.device, step: int
-) -> float | None:
-    """Play `eval_episodes` full games, log their mean and spread and (with --eval-video) the
-    first of them as a video captioned with its score; None when a stop signal cut it short."""
-    games = play_games(
-        q_network,
-        cfg.env_id,
-        cfg.eval_episodes,
-        epsilon=cfg.eval_epsilon,
-        seed=cfg.seed + 10_000 + step,
-        device=device,
-        env_options=saved.env_options(cfg),
-        record_frames=EVAL_VIDEO_FRAMES if cfg.eval_video else 0,
-        should_stop=lambda: run.stop_requested,
-    )
-    if len(games.scores) < cfg.eval_episodes:
-        return None
-    mean_score = float(np.mean(games.scores))
-    run.logger.scalar("eval/episodic_return", mean_score, step)
-    run.logger.scalar("eval/episodic_return_std", float(np.std(games.scores)), step)
-    say(
-        f"step {step}: eval return {mean_score:.2f} +- {np.std(games.scores):.2f} over "
-        f"{len(games.scores)} games"
-    )
-    if games.frames:
-        first = games.scores[0]
-        captions = [
-            f"game 1 of {len(games.scores)}  score {score:g}" for score in games.frame_scores
-        ]
-        run.logger.video(
-            "eval/video",
-            caption_frames(np.stack(games.frames), captions),
-            step,
-            fps=game_fps(cfg.env_id),
-        )
-        run.logger.text(
-            "eval/video_score",
-            f"step {step}: the video is game 1 of {len(games.scores)}, score {first:g} "
-            f"(mean {mean_score:.2f})",
-            step,
-        )
-    return mean_score
-
-
-def spawn_viewer(cfg: DQNConfig, run_dir: Path) -> subprocess.Popen:
-    """Start the viewer on the run's policy.pt in its own process (`python -m viewer --follow`),
-    reloading the weights whenever the trainer rewrites them: a window, or with --watch web a
-    page that also shows the run's curves."""
-    check(
-        cfg.watch == "web" or display_available(),
-        "--watch window needs a display; without one use --watch web (a page to open in a "
-        "browser, over an SSH port forward) or train, then: python run.py watch --headless "
-        "--record out.mp4 --checkpoint RUN",
-    )
-    arguments = [
-        "--checkpoint", str((run_dir / POLICY).resolve()),
-        "--follow",
-        "--env-id", cfg.env_id,
-        "--seed", str(cfg.seed),
-        "--device", "cpu",
-    ]  # fmt: skip
-    if cfg.watch == "web":
-        arguments += [
-            "--web", "--run-dir", str(run_dir.resolve()),
-            "--host", cfg.watch_host, "--port", str(cfg.watch_port),
-        ]  # fmt: skip
-    return start_viewer(arguments)
-
-
 def _spaces(cfg: DQNConfig) -> tuple[tuple[int, ...], bool, int]:
     """The observation shape, whether it is pixels, and the number of actions of the game as
     this run preprocesses it; refuses an encoder that cannot read those observations."""
@@ -337,25 +268,6 @@ def _async_stepping(envs: Any) -> tuple[Any, Any]:
     return None, None
 
 
-def _replay_device(
-    cfg: DQNConfig, device: torch.device, observation_shape: tuple[int, ...]
-) -> torch.device:
-    if cfg.replay_device == "cpu" or device.type == "cpu":
-        return torch.device("cpu")
-    if cfg.replay_device == "same":
-        return device
-    # auto: keep it on the GPU when it takes at most half of the free memory.
-    if len(observation_shape) == 3:  # one uint8 frame per transition
-        frame_bytes = int(np.prod(observation_shape[1:]))
-    else:  # one float32 observation per transition
-        frame_bytes = int(np.prod(observation_shape)) * 4
-    needed = cfg.buffer_size * (frame_bytes + 16)
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return device if needed < free // 2 else torch.device("cpu")
-    return torch.device("cpu")
-
-
 def _check_replay_fits(
     cfg: DQNConfig,
     device: torch.device,
@@ -365,7 +277,7 @@ def _check_replay_fits(
 ) -> None:
     """Refuse, before anything is written, a replay buffer bigger than the free RAM (its
     torch.zeros touches every page, so it would otherwise fail, or be killed, while filling)."""
-    if _replay_device(cfg, device, observation_shape).type != "cpu":
+    if replay_device(cfg, device, observation_shape).type != "cpu":
         return
     per_transition = ReplayBuffer.bytes_per_transition(
         observation_shape,

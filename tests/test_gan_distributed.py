@@ -73,7 +73,7 @@ def test_two_gloo_processes_match_one_process_and_resume_as_one(tmp_path: Path):
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     # Each rank checks after training that all hold bit-identical weights (else it raises).
-    assert "2 processes hold identical weights" in result.stdout
+    assert "2 processes hold identical weights" in result.stderr  # notes go to stderr
     assert result.stdout.count("run folder:") == 1
 
     # Rank 0 alone wrote: one run folder, one event file, the checkpoints.

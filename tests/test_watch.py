@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 import playground.display
-from agents import dqn as dqn_module
+from agents import training
 from agents.config import DQNConfig
 from agents.networks import build_q_network
 from agents.rollout import play_games
@@ -373,9 +373,9 @@ def test_training_starts_the_viewer_as_a_module_following_the_file(
 
     monkeypatch.setattr(playground.display.subprocess, "Popen", FakePopen)
     cfg = DQNConfig(env_id=CATCH, seed=7, watch="window")
-    dqn_module.spawn_viewer(cfg, tmp_path)
+    training.spawn_viewer(cfg, tmp_path)
     command = started["command"]
-    repo_root = Path(dqn_module.__file__).resolve().parents[1]
+    repo_root = Path(training.__file__).resolve().parents[1]
     assert command[1:3] == ["-m", "viewer"]
     assert command[3:] == [
         "--checkpoint",
@@ -390,7 +390,7 @@ def test_training_starts_the_viewer_as_a_module_following_the_file(
     ]
     assert started["env"]["PLAYGROUND_VIEWER_PARENT"] == str(os.getpid())
     web = dataclasses.replace(cfg, watch="web", watch_port=9999)
-    dqn_module.spawn_viewer(web, tmp_path)
+    training.spawn_viewer(web, tmp_path)
     assert started["command"][-7:] == [
         "--web", "--run-dir", str(tmp_path.resolve()), "--host", "127.0.0.1", "--port", "9999",
     ]  # fmt: skip

@@ -27,6 +27,7 @@ def dqn_command(
     return [
         PYTHON, str(ROOT / "run.py"), "train-dqn",
         "--env-id", "CartPole-v1",
+        "--preset", "none",  # the plain defaults: one update per 4 steps
         "--device", "cpu",
         "--total-steps", str(total_steps),
         "--learning-starts", "100",
