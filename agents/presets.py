@@ -77,6 +77,7 @@ PRESETS: dict[str, Preset] = {
                 "buffer_size": 20_000,
                 "learning_starts": 1_000,
                 "exploration_fraction": 0.25,
+                "learning_rate": 1e-3,
                 "target_update_frequency": 500,
                 "eval_every": 2_000,
                 "eval_episodes": 20,
@@ -96,8 +97,8 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "snake",
-            "Playground/Snake-v0: 12x12 frames, vgg encoder, 150,000 steps",
-            {**_BUILTIN, "frame_size": 12},
+            "Playground/Snake-v0: 12x12 frames, vgg encoder of width 32, 150,000 steps",
+            {**_BUILTIN, "frame_size": 12, "encoder_width": 32},
         ),
         Preset(
             "classic-control",

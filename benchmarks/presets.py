@@ -19,7 +19,7 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,12 +132,15 @@ def main() -> None:
     previous = json.loads(args.json.read_text()) if args.json.is_file() else []
     if not args.plot_only:
         jobs = [(game, seed) for seed in args.seeds for game in args.games]
-        with ThreadPoolExecutor(args.parallel) as pool:
-            new = list(pool.map(lambda job: run_one(*job, args.runs_dir, args.threads), jobs))
-        keep = [r for r in previous if (r["game"], r["seed"]) not in set(jobs)]
-        previous = keep + new
+        previous = [r for r in previous if (r["game"], r["seed"]) not in set(jobs)]
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(previous, indent=1) + "\n")
+        with ThreadPoolExecutor(args.parallel) as pool:
+            # Each run is written down as it ends, so a long sweep stopped midway keeps its runs.
+            for record in as_completed(
+                [pool.submit(run_one, *job, args.runs_dir, args.threads) for job in jobs]
+            ):
+                previous.append(record.result())
+                args.json.write_text(json.dumps(previous, indent=1) + "\n")
         print(f"wrote {args.json}")
     if args.plots is not None:
         args.plots.mkdir(parents=True, exist_ok=True)

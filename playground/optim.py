@@ -45,20 +45,11 @@ def make_optimizer(
     `capturable` keeps the step counts on the device so `step()` can be captured in a CUDA
     graph (for the CAPTURABLE_OPTIMIZERS; ignored by sgd, which keeps none)."""
     params = list(parameters)
-    if name == "adam" and weight_decay > 0:
-        # Decoupled weight decay (Loshchilov & Hutter, 2019): decay the weights directly, not
-        # through Adam's normalised gradient, where it would be scaled away.
-        return torch.optim.AdamW(
-            params,
-            lr=learning_rate,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            fused=fused,
-            capturable=capturable,
-        )
     if name == "adam":
-        return torch.optim.Adam(
+        # With weight decay, decoupled (AdamW, Loshchilov & Hutter, 2019): the weights decay
+        # directly, not through Adam's normalised gradient, where it would be scaled away.
+        adam = torch.optim.AdamW if weight_decay > 0 else torch.optim.Adam
+        return adam(
             params,
             lr=learning_rate,
             betas=betas,
