@@ -84,21 +84,25 @@ PRESETS: dict[str, Preset] = {
                 "checkpoint_every": 2_000,
                 "log_every": 500,
             },
+            "1.00 on 3 seeds of 3 (bar 0.9), 0.9 min",
         ),
         Preset(
             "pong",
             "Playground/Pong-v0: 21x21 frames, vgg encoder, 150,000 steps",
             {**_BUILTIN, "frame_size": 21},
+            "+4.3 / +4.2 / +4.2 on 3 seeds (bar +4), 14 min",
         ),
         Preset(
             "breakout",
             "Playground/Breakout-v0: 12x12 frames, vgg encoder, 150,000 steps",
             {**_BUILTIN, "frame_size": 12},
+            "20 to 22 of 36 bricks on 3 seeds (bar 30: not met), 9.5 min",
         ),
         Preset(
             "snake",
             "Playground/Snake-v0: 12x12 frames, vgg encoder of width 32, 150,000 steps",
             {**_BUILTIN, "frame_size": 12, "encoder_width": 32},
+            "10.9 / 10.4 / 6.7 foods on 3 seeds (bar 10), 12 min",
         ),
         Preset(
             "classic-control",

@@ -29,8 +29,10 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "digits",
-            "MNIST (mnist, idx:PATH): 32x32, a small DCGAN, 9,000 steps (10 minutes of a CPU)",
+            "MNIST (mnist, idx:PATH): 32x32, a small DCGAN, 9,000 steps (8 minutes of a CPU)",
             {**_SMALL_GREY, "steps": 9_000, "metric_every": 1_000, "sample_every": 250},
+            "judged: 0.65x real digits' confidence (bar 0.8x: not met), 1.17x their feature "
+            "distance; 7.5 min",
         ),
         Preset(
             "fashion",
