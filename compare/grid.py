@@ -281,10 +281,12 @@ def _plot(rows: list[dict[str, Any]], path: Path, tag: str, what: str) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7, 4), dpi=110)
+    observed: list[float] = []
     for row in rows:
         curves = [dict(curve) for curve in row["curves"] if curve]
         if not curves:
             continue
+        observed += [value for curve in curves for value in curve.values() if math.isfinite(value)]
         steps = sorted(set().union(*curves))
         means, lows, highs = [], [], []
         for step in steps:
@@ -294,6 +296,11 @@ def _plot(rows: list[dict[str, Any]], path: Path, tag: str, what: str) -> None:
             highs.append(mean + half)
         (line,) = axes.plot(steps, means, lw=2, label=f"{row['variant']} ({len(curves)} runs)")
         axes.fill_between(steps, lows, highs, color=line.get_color(), alpha=0.2, lw=0)
+    if observed:
+        # With few seeds the t-interval reaches far beyond any run; the axes keep to the runs.
+        low, high = min(observed), max(observed)
+        margin = 0.1 * (high - low) or 1.0
+        axes.set_ylim(low - margin, high + margin)
     axes.set_xlabel("steps")
     axes.set_ylabel(what)
     axes.set_title(f"{tag}: mean and 95% confidence band over seeds")
