@@ -36,6 +36,7 @@ import numpy as np
 PAGE = Path(__file__).with_name("page.html")
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_CLIENTS = 64
+IDLE_POLL_SECONDS = 0.25  # beside a training run, how often to look for a page while none is open
 COMMANDS = ("pause", "step", "faster", "slower", "epsilon", "saliency")
 
 
@@ -370,6 +371,11 @@ class WebViewer:
                 started = time.perf_counter()
                 while not self.server.commands.empty():
                     self.actions.get(self.server.commands.get_nowait(), lambda: None)()
+                if not self.server.watchers and (session is None or session.follow):
+                    # Beside a training run with no page open: play, reload and read nothing,
+                    # so the run keeps its cores (a page that opens gets the newest weights).
+                    time.sleep(IDLE_POLL_SECONDS)
+                    continue
                 if session is not None:
                     if session.finished:
                         break
