@@ -49,6 +49,8 @@ from playground.lifecycle import Run, note, say
 from playground.progress import Progress
 from playground.seeding import seed_everything
 
+PLACEMENT_TIMEOUT_SECONDS = 300  # how long the learner waits for every actor to start
+
 
 def epsilon_ladder(actors: int, epsilon: float = 0.4, alpha: float = 7.0) -> list[float]:
     """Each actor's fixed exploration: eps ** (1 + alpha * i / (N - 1)) (eps alone for N = 1)."""
@@ -238,8 +240,10 @@ def train_apex(
         if cfg.ray_address:
             ray.init(address=cfg.ray_address, logging_level="ERROR", log_to_driver=False)
         else:
-            # A local Ray, on loopback only, with this machine's cores.
+            # A local Ray, on loopback only. Each actor asks for one CPU: with more actors than
+            # cores they share the cores (rather than wait forever for a free one).
             ray.init(
+                num_cpus=max(os.cpu_count() or 1, cfg.actors),
                 _node_ip_address="127.0.0.1",
                 include_dashboard=False,
                 logging_level="ERROR",
@@ -277,7 +281,24 @@ def _loop(cfg, run, device, learner, ray, lanes) -> None:  # noqa: C901
     ]
     for index, epsilon in enumerate(epsilons):
         logger.scalar(f"actors/epsilon_{index}", epsilon, learner.step)
-    placements = ray.get([actor.placement.remote() for actor in actors])
+    try:
+        placements = ray.get(
+            [actor.placement.remote() for actor in actors], timeout=PLACEMENT_TIMEOUT_SECONDS
+        )
+    except ray.exceptions.GetTimeoutError:
+        available = ray.cluster_resources()
+        raise UserError(
+            f"--actors {cfg.actors}: not every actor could start within "
+            f"{PLACEMENT_TIMEOUT_SECONDS} s (each needs 1 CPU"
+            + (f" and 1 {cfg.actor_resource}" if cfg.actor_resource else "")
+            + f"; the cluster has {available.get('CPU', 0):g} CPUs"
+            + (
+                f" and {available.get(cfg.actor_resource, 0):g} {cfg.actor_resource}"
+                if cfg.actor_resource
+                else ""
+            )
+            + "): lower --actors or add nodes"
+        ) from None
     (run.dir / "actors.json").write_text(json.dumps(placements, indent=1) + "\n")
     say(
         f"{cfg.actors} actors x {lanes} envs, epsilons "
