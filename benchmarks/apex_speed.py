@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks import finish
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,10 +78,7 @@ def main() -> None:
             record = one_run(actors, args.steps, args.env_id, args.envs_per_actor, Path(folder))
             results.append(record)
             print(json.dumps(record), flush=True)
-    print(f"cores: {os.cpu_count()}")
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=1) + "\n")
+    finish(results, args.json)
 
 
 if __name__ == "__main__":

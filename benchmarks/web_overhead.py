@@ -9,14 +9,14 @@ carries (messages per second and bytes per second, as a page counts them).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks import finish
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = [
@@ -122,10 +122,7 @@ def main() -> None:
                     flush=True,
                 )
         browser.close()
-    print(f"cores: {os.cpu_count()}")
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=1) + "\n")
+    finish(results, args.json)
 
 
 if __name__ == "__main__":
