@@ -186,6 +186,47 @@ def test_breakout_score_counts_bricks_and_lives_end_the_game() -> None:
     assert lives_seen[-1] == 0 and sorted(set(lives_seen)) == [0, 1, 2, 3]
 
 
+def breakout_with(ball: tuple[int, int, int, int], bricks: list[tuple[int, int]]) -> BreakoutEnv:
+    """A Breakout mid-game: the ball at (row, col) heading (row_step, col_step), only `bricks`."""
+    env = BreakoutEnv()
+    env.reset(seed=0)
+    env.bricks[:] = False
+    for row, col in bricks:
+        env.bricks[row, col] = True
+    env.ball_row, env.ball_col, env.ball_row_step, env.ball_col_step = ball
+    return env
+
+
+def test_breakout_ball_bounces_off_a_brick_face_before_its_corner() -> None:
+    # Heading up-right from (5, 3): the brick straight above is hit, not the corner one.
+    env = breakout_with((5, 3, -1, 1), [(4, 3), (4, 4), (2, 8)])
+    _, reward, _, _, _ = env.step(0)
+    assert reward == 1 and not env.bricks[4, 3] and env.bricks[4, 4]
+    assert (env.ball_row, env.ball_col, env.ball_row_step, env.ball_col_step) == (5, 3, 1, 1)
+    # A brick beside the ball (in its own row) turns it back sideways.
+    env = breakout_with((3, 3, -1, 1), [(3, 4), (2, 8)])
+    _, reward, _, _, _ = env.step(0)
+    assert reward == 1 and not env.bricks[3, 4]
+    assert (env.ball_row_step, env.ball_col_step) == (-1, -1)
+    # With nothing beside its path, the corner brick is hit.
+    env = breakout_with((5, 3, -1, 1), [(4, 4), (2, 8)])
+    _, reward, _, _, _ = env.step(0)
+    assert reward == 1 and not env.bricks[4, 4]
+
+
+def test_breakout_every_brick_can_be_reached_in_one_life() -> None:
+    # A diagonal ball only ever enters cells of one colour of a checkerboard (row + column of
+    # one parity); bricks of the other colour must still be knocked out by their faces.
+    env = breakout_with((6, 1, -1, 1), [(4, 2), (2, 9)])  # (4, 2) has the other parity
+    parity = (env.ball_row + env.ball_col) % 2
+    assert (4 + 2) % 2 != parity
+    for _ in range(3):
+        _, reward, _, _, _ = env.step(0)
+        if reward:
+            break
+    assert not env.bricks[4, 2] and env.lives == 3
+
+
 def test_snake_grows_by_food_eaten_and_dies_at_the_wall() -> None:
     env = SnakeEnv()
     for seed in range(10):

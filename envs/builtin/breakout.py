@@ -3,7 +3,8 @@
 The grid is 12 x 12 cells of 7 x 7 pixels: three rows of 12 bricks near the top and a three-cell
 paddle in the bottom row. The ball moves one cell per step in both directions; where it meets the
 paddle sets its new heading (left third: up-left, middle: straight up, right third: up-right), so
-every column can be reached. Each brick scores +1. Missing the ball costs a life (3 in all, shown
+every column can be reached. The ball bounces off the first brick on its way: the face above
+(or below) it, then the side face, then the corner it heads for. Each brick scores +1. Missing the ball costs a life (3 in all, shown
 in `info["lives"]`); the episode ends with the last life or the last brick. There is no FIRE: the
 ball is served automatically. Register with a step limit, since a ball can loop without hitting
 bricks.
@@ -74,12 +75,19 @@ class BreakoutEnv(GridGame):
             row_step = -row_step
         next_row, next_col = self.ball_row + row_step, self.ball_col + col_step
         reward, terminated = 0.0, False
-        if self.bricks[next_row, next_col]:
-            # The ball knocks the brick out and bounces back, staying where it is this step.
-            self.bricks[next_row, next_col] = False
-            self._fill(self.background_layer, next_row, next_col, self.background)
+        brick = self._brick_hit(next_row, next_col, col_step)
+        if brick is not None:
+            # The ball knocks the brick out and bounces back, staying where it is this step:
+            # off a brick's top or bottom face or its corner it turns back vertically, off a
+            # side face horizontally.
+            brick_row, brick_col = brick
+            self.bricks[brick_row, brick_col] = False
+            self._fill(self.background_layer, brick_row, brick_col, self.background)
             reward = 1.0
-            row_step = -row_step
+            if brick_row == self.ball_row:
+                col_step = -col_step
+            else:
+                row_step = -row_step
             terminated = not self.bricks.any()
         elif next_row == self.paddle_row:
             offset = next_col - self.paddle_left
@@ -95,6 +103,20 @@ class BreakoutEnv(GridGame):
             self.ball_row, self.ball_col = next_row, next_col
         self.ball_row_step, self.ball_col_step = row_step, col_step
         return reward, terminated, self._info()
+
+    def _brick_hit(self, next_row: int, next_col: int, col_step: int) -> tuple[int, int] | None:
+        """The brick the ball runs into on its way to (next_row, next_col), if any: a face
+        before a corner, as a ball that moves one cell across and one down (or up) passes the
+        brick beside its path first. Checking only the corner cell would keep a diagonal ball
+        on one colour of a checkerboard for a whole life (it only ever enters cells whose row +
+        column has one parity), leaving the other colour's bricks of rows 2 and 4 unreachable."""
+        candidates = [(next_row, self.ball_col)]  # the top or bottom face
+        if col_step:
+            candidates += [(self.ball_row, next_col), (next_row, next_col)]  # side face, corner
+        for row, col in candidates:
+            if self.bricks[row, col]:
+                return row, col
+        return None
 
     def _draw(self, frame: np.ndarray) -> None:
         self._fill(frame, self.paddle_row, self.paddle_left, PADDLE_COLOR, cols=PADDLE_WIDTH)
