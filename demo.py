@@ -47,13 +47,16 @@ def run_demo(cfg: DemoConfig) -> None:
     gan_cfg = with_preset(GanConfig, gan.presets, "rendered-digits", **common, **overrides)
     print(f"[2/2] DCGAN learns to draw digits ({gan_cfg.steps:,} steps on {cfg.device})")
     gan_dir = train_gan(gan_cfg)
-    grid = sample(SampleConfig(checkpoint=str(gan_dir), output=str(gan_dir / "samples.png")))
+    grid = sample(
+        SampleConfig(checkpoint=str(gan_dir), output=str(gan_dir / "samples.png"), num_images=100)
+    )
 
     print(f"\nDQN run:   {dqn_dir}  (latest.pt, best.pt)")
     print(f"  evaluate: python run.py evaluate --checkpoint {dqn_dir}")
     print(f"  watch:    python run.py watch --checkpoint {dqn_dir}")
     print(f"DCGAN run: {gan_dir}  (latest.pt, best.pt)")
-    print(f"  samples:  {grid}   <- open this picture: 64 digits the generator drew")
+    print(f"  samples:  {grid}   <- open this picture: 100 digits the generator drew, 0-9 by column")
+    print(f"  sevens:   python run.py sample --checkpoint {gan_dir} --label 7 --output sevens.png")
     print(
         f"  more:     python run.py sample --checkpoint {gan_dir} --interpolate --output walk.gif"
     )

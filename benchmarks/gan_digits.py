@@ -263,16 +263,20 @@ def load_image_file(path: Path, cell: int, padding: int) -> torch.Tensor:
 
 def generate_from_checkpoint(
     path: Path, samples: int, seed: int, device: torch.device
-) -> torch.Tensor:
-    from gan.models import generator_from_checkpoint
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`samples` images from a checkpoint's generator, and for a conditional one the digits
+    asked for (every class in turn, so all ten equally often; None otherwise)."""
+    from gan.models import balanced_labels, generate, generator_from_checkpoint
     from playground.checkpoint import load_checkpoint
 
     generator = generator_from_checkpoint(load_checkpoint(path, kind="gan")).to(device)
     noise = torch.randn(
         samples, generator.latent_size, generator=torch.Generator().manual_seed(seed)
     )
+    asked = balanced_labels(samples, generator.num_classes) if generator.num_classes else None
     with torch.no_grad():
-        return torch.cat([generator(chunk.to(device)).cpu() for chunk in noise.split(256)])
+        images = generate(generator, noise.to(device), None if asked is None else asked.to(device))
+    return images.cpu(), asked
 
 
 def main() -> None:
@@ -311,9 +315,12 @@ def main() -> None:
         # The yardstick: held-out real digits through the GAN's own preprocessing.
         reference = like_training_images(raw_digits[TRAIN_COUNT:], args.image_size)
         # The images first, so a wrong path fails before the classifier trains.
+        asked = None  # the digits a conditional generator was asked to draw
         if args.checkpoint is not None:
             source_name = str(args.checkpoint)
-            images = generate_from_checkpoint(args.checkpoint, args.samples, args.seed, device)
+            images, asked = generate_from_checkpoint(
+                args.checkpoint, args.samples, args.seed, device
+            )
         elif args.images is not None:
             source_name = str(args.images)
             images = load_image_file(args.images, args.grid_cell, args.grid_padding)
@@ -340,7 +347,13 @@ def main() -> None:
             f"{accuracy:.4f} on {len(held_out)} ({train_seconds:.1f} s)"
         )
 
-        results = judge(probabilities(model, images, device))
+        sample_probabilities = probabilities(model, images, device)
+        results = judge(sample_probabilities)
+        if asked is not None:
+            # A conditional generator: how often the judge reads the digit that was asked for.
+            results["asked_digit_fraction"] = float(
+                (sample_probabilities.argmax(dim=1) == asked).float().mean()
+            )
         real = judge(probabilities(model, reference, device))
         # Distances to the classifier's training digits, for as many real digits as samples.
         count = min(images.shape[0], reference.shape[0])
@@ -371,6 +384,8 @@ def main() -> None:
         f"classes with >= 5% of samples: {results['classes_at_least_5_percent']} / 10 "
         f"(confident ones only: {results['confident_classes_at_least_5_percent']} / 10)"
     )
+    if "asked_digit_fraction" in results:
+        print(f"read as the digit asked for: {results['asked_digit_fraction']:.3f}")
     real = results["real_digits"]
     print(
         f"real held-out digits (28 -> {args.image_size} -> 28): confident "

@@ -35,6 +35,9 @@ class GanConfig:
     """1 (grey) or 3 (colour); default: the data set's own"""
     latent_size: int = 100
     """length of the noise vector z"""
+    conditional: bool = False
+    """a class-conditional DCGAN: G draws the class it is given, D judges image and label
+    together (projection discriminator); needs a labelled data set (digits, games, ...)"""
     generator_width: int = 64
     """channels of the generator's last hidden layer (ngf); doubles towards 4 x 4"""
     discriminator_width: int = 64
@@ -197,6 +200,9 @@ class SampleConfig:
     """frames per second of the walk"""
     seed: int = 0
     """seed of the latent noise"""
+    label: int = -1
+    """with a conditional checkpoint: draw only this class (-1: every class in turn, one per
+    column of the grid)"""
     use_ema: bool = True
     """use the moving-average generator when the checkpoint has one"""
     device: str = "auto"

@@ -7,6 +7,13 @@ up-/down-sampling blocks follows from the image size: every block doubles (gener
 the 4 x 4 end, as in the paper; `generator_width` and `discriminator_width` are the widths next
 to the image (the paper's and pytorch/examples' `ngf` / `ndf`).
 
+With `num_classes` > 0 both are class-conditional (a cGAN, Mirza & Osindero, 2014): the
+generator reads the label, one-hot, beside z; the discriminator reads it as that many constant
+planes beside the image's channels. (A projection discriminator, Miyato & Koyama 2018, collapsed
+here to one image per class on MNIST in 10 minutes of CPU; this plain form kept the variety.) A
+conditional generator called without labels draws the classes in turn (0, 1, 2, ..., 0, 1,
+...), so every class is equally present.
+
 Example:
     >>> generator = Generator(image_size=64, channels=3, latent_size=100, width=64)
     >>> generator(torch.randn(8, 100)).shape
@@ -57,6 +64,7 @@ class Generator(nn.Module):
         latent_size: int = 100,
         width: int = 64,
         batch_norm: bool = True,
+        num_classes: int = 0,
     ):
         super().__init__()
         norm = nn.BatchNorm2d if batch_norm else lambda width: nn.Identity()
@@ -64,11 +72,13 @@ class Generator(nn.Module):
         if channels not in (1, 3):
             raise UserError(f"--channels {channels} is not supported; use 1 (grey) or 3 (colour)")
         self.image_size, self.channels, self.latent_size = image_size, channels, latent_size
+        self.num_classes = num_classes
+        input_size = latent_size + num_classes  # z and the one-hot label
         # The width at 4 x 4 is width * 2**(doublings - 1): 4x for 32 px, 8x for 64 px, 16x for 128 px.
         top = width * 2 ** (doublings - 1)
         layers: list[nn.Module] = [
-            # Project z (latent) x 1 x 1 to the 4 x 4 map.
-            nn.ConvTranspose2d(latent_size, top, kernel_size=4, stride=1, padding=0, bias=False),
+            # Project z (latent, + num_classes for the one-hot label) x 1 x 1 to the 4 x 4 map.
+            nn.ConvTranspose2d(input_size, top, kernel_size=4, stride=1, padding=0, bias=False),
             norm(top),
             nn.ReLU(inplace=True),
             # (width * 2**(doublings-1)) x 4 x 4, e.g. (width*8) x 4 x 4 for 64 px
@@ -94,9 +104,23 @@ class Generator(nn.Module):
         self.net = nn.Sequential(*layers)
         self.apply(init_weights)
 
-    def forward(self, noise: torch.Tensor) -> torch.Tensor:
-        # (N, latent) -> (N, latent, 1, 1): the first transposed conv treats z as a 1 x 1 map.
-        return self.net(noise.reshape(noise.shape[0], self.latent_size, 1, 1))
+    def forward(self, noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images for `noise` (N, latent); a conditional generator draws `labels` (N,) int64,
+        or, without them, the classes in turn (`balanced_labels`)."""
+        noise = noise.reshape(noise.shape[0], self.latent_size)
+        if self.num_classes:
+            if labels is None:
+                labels = balanced_labels(noise.shape[0], self.num_classes, noise.device)
+            one_hot = nn.functional.one_hot(labels, self.num_classes).to(noise.dtype)
+            noise = torch.cat([noise, one_hot], dim=1)
+        # (N, input) -> (N, input, 1, 1): the first transposed conv treats it as a 1 x 1 map.
+        return self.net(noise[:, :, None, None])
+
+
+def balanced_labels(count: int, num_classes: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """0, 1, ..., num_classes - 1, 0, 1, ...: `count` labels, every class equally often (in a grid
+    with `num_classes` columns, one class per column)."""
+    return torch.arange(count, device=device) % num_classes
 
 
 class Discriminator(nn.Module):
@@ -115,12 +139,13 @@ class Discriminator(nn.Module):
         spectral_norm: bool = False,
         batch_norm: bool = True,
         dropout: float = 0.0,
+        num_classes: int = 0,
     ):
         super().__init__()
         doublings = check_image_size(image_size)
         if channels not in (1, 3):
             raise UserError(f"--channels {channels} is not supported; use 1 (grey) or 3 (colour)")
-        self.image_size, self.channels = image_size, channels
+        self.image_size, self.channels, self.num_classes = image_size, channels, num_classes
 
         def conv(in_width: int, out_width: int, stride: int, padding: int) -> nn.Module:
             layer = nn.Conv2d(in_width, out_width, 4, stride, padding, bias=False)
@@ -128,8 +153,9 @@ class Discriminator(nn.Module):
             return apply_spectral_norm(layer) if spectral_norm else layer
 
         layers: list[nn.Module] = [
-            # No batch norm on the input layer (the paper's advice).
-            conv(channels, width, stride=2, padding=1),
+            # No batch norm on the input layer (the paper's advice). A conditional D reads
+            # num_classes more planes: the one-hot label, constant over the image.
+            conv(channels + num_classes, width, stride=2, padding=1),
             nn.LeakyReLU(0.2, inplace=True),
             # width x (image_size / 2) x (image_size / 2)
         ]
@@ -152,7 +178,14 @@ class Discriminator(nn.Module):
         self.net = nn.Sequential(*layers)
         self.net.apply(_init_batch_norm)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.num_classes:
+            if labels is None:
+                raise ValueError("a conditional discriminator needs the images' labels")
+            size = images.shape[-1]
+            planes = nn.functional.one_hot(labels, self.num_classes).to(images.dtype)
+            planes = planes[:, :, None, None].expand(-1, -1, size, size)
+            images = torch.cat([images, planes], dim=1)
         return self.net(images).reshape(images.shape[0])
 
 
@@ -169,6 +202,7 @@ def architecture(
     discriminator_width: int,
     spectral_norm: bool,
     batch_norm: bool = True,
+    num_classes: int = 0,
 ) -> dict[str, int | bool]:
     """The settings that fix the networks' shapes; a checkpoint stores them so that loading it
     into different networks is refused with one clear line."""
@@ -180,6 +214,7 @@ def architecture(
         "discriminator_width": discriminator_width,
         "spectral_norm": spectral_norm,
         "batch_norm": batch_norm,
+        "num_classes": num_classes,
     }
 
 
@@ -193,6 +228,7 @@ def build_models(
         int(arch["latent_size"]),
         int(arch["generator_width"]),
         bool(arch.get("batch_norm", True)),  # checkpoints from before the flag had it
+        int(arch.get("num_classes", 0)),  # and unconditional ones from before conditioning
     )
     discriminator = Discriminator(
         int(arch["image_size"]),
@@ -201,6 +237,7 @@ def build_models(
         bool(arch["spectral_norm"]),
         bool(arch.get("batch_norm", True)),
         dropout,
+        int(arch.get("num_classes", 0)),
     )
     return generator, discriminator
 
@@ -219,6 +256,7 @@ def generator_from_checkpoint(state: dict[str, Any], use_ema: bool = True) -> Ge
         int(arch["latent_size"]),
         int(arch["generator_width"]),
         bool(arch.get("batch_norm", True)),
+        int(arch.get("num_classes", 0)),
     )
     weights = (
         state["ema_generator"] if use_ema and state.get("ema_generator") else state["generator"]
@@ -234,12 +272,30 @@ def generator_from_checkpoint(state: dict[str, Any], use_ema: bool = True) -> Ge
 
 
 @torch.no_grad()
-def generate(generator: Generator, noise: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Images in [-1, 1] for `noise`, with batch norm in inference mode (running statistics);
-    the generator's mode is restored afterwards."""
+def generate(
+    generator: Generator,
+    noise: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    batch_size: int = 256,
+) -> torch.Tensor:
+    """Images in [-1, 1] for `noise` (and, for a conditional generator, `labels`; by default
+    the classes in turn), with batch norm in inference mode (running statistics); the
+    generator's mode is restored afterwards."""
+    if generator.num_classes and labels is None:
+        labels = balanced_labels(noise.shape[0], generator.num_classes, noise.device)
     was_training = generator.training
     generator.eval()
-    images = torch.cat([generator(chunk) for chunk in noise.split(batch_size)])
+    if labels is None:
+        images = torch.cat([generator(chunk) for chunk in noise.split(batch_size)])
+    else:
+        images = torch.cat(
+            [
+                generator(chunk, chunk_labels)
+                for chunk, chunk_labels in zip(
+                    noise.split(batch_size), labels.split(batch_size), strict=True
+                )
+            ]
+        )
     generator.train(was_training)
     return images.float()
 

@@ -38,6 +38,22 @@ def sample(cfg: SampleConfig) -> Path:
     state = load_checkpoint(checkpoint_path, kind="gan")
     generator = generator_from_checkpoint(state, cfg.use_ema).to(device)
     run_dir = checkpoint_path.parent
+    classes = generator.num_classes
+    check(
+        cfg.label < 0 or classes > 0,
+        f"--label {cfg.label}: {checkpoint_path} holds an unconditional generator "
+        "(train with --conditional to choose the class)",
+    )
+    check(
+        cfg.label < classes or classes == 0,
+        f"--label {cfg.label}: the generator knows classes 0 to {classes - 1}",
+    )
+    # Every class in turn, one per grid column, unless --label picks one.
+    columns = classes if classes and cfg.label < 0 else None
+
+    def labels_for(count: int) -> torch.Tensor | None:
+        return torch.full((count,), cfg.label, device=device) if cfg.label >= 0 else None
+
     noise_generator = torch.Generator().manual_seed(cfg.seed)
 
     if cfg.interpolate:
@@ -52,18 +68,19 @@ def sample(cfg: SampleConfig) -> Path:
         noise = latent_walk(keyframes, cfg.interpolation_steps)  # (T, num_images, latent)
         frames = []
         for frame_noise in noise:
-            image = image_grid(generate(generator, frame_noise.to(device)))  # (C, H, W) uint8
+            images = generate(generator, frame_noise.to(device), labels_for(cfg.num_images))
+            image = image_grid(images, columns=columns)  # (C, H, W) uint8
             frames.append(_enlarge(image.permute(1, 2, 0).numpy()))
         write_video(output, np.stack(frames), cfg.fps)
         print(f"wrote a {len(frames)}-frame latent walk to {output}")
         return output
 
     noise = torch.randn(cfg.num_images, generator.latent_size, generator=noise_generator).to(device)
-    images = generate(generator, noise)
+    images = generate(generator, noise, labels_for(cfg.num_images))
     if cfg.grid:
         output = Path(cfg.output) if cfg.output else run_dir / "samples.png"
         check(output.suffix.lower() == ".png", f"--grid writes one .png; got --output {output}")
-        write_png(output, image_grid(images))
+        write_png(output, image_grid(images, columns=columns))
         print(f"wrote a grid of {cfg.num_images} images to {output}")
         return output
     output = Path(cfg.output) if cfg.output else run_dir / "samples"

@@ -106,6 +106,7 @@ def _train_gan(cfg: GanConfig, logger: Logger | None, distributed: Distributed) 
         cfg.discriminator_width,
         cfg.spectral_norm,
         cfg.batch_norm,
+        num_classes(data) if cfg.conditional else 0,
     )
     if main:
         print(
@@ -262,6 +263,9 @@ def _train(
         images = diff_augment(images, augment_policy) if augment_policy else images
         return images.contiguous(memory_format=memory_format)
 
+    # A conditional grid holds one class per column (generate draws the classes in turn).
+    grid_columns = int(arch["num_classes"]) or None
+
     def sampler() -> nn.Module:
         return ema_generator if ema_generator is not None else generator
 
@@ -313,16 +317,19 @@ def _train(
                 ):
                     for group in optimizer.param_groups:
                         group["lr"] = rate * remaining
-            noise, real = draw_batch(
+            noise, real, labels = draw_batch(
                 data, batch_rng, cfg.batch_size, cfg.latent_size, distributed, device
             )
             real = real.contiguous(memory_format=memory_format)
+            # A conditional GAN draws its fakes with the real batch's labels (so the classes
+            # come as often as in the data) and D sees each image with its label.
+            labels = labels if cfg.conditional else None
 
             # ---- update D: push D(x) up on real images and D(G(z)) down on fakes ----
             with autocast:
-                fake = train_generator(noise)
-                real_logits = train_discriminator(augment(real))
-                fake_logits = train_discriminator(augment(fake.detach()))
+                fake = train_generator(noise, labels)
+                real_logits = train_discriminator(augment(real), labels)
+                fake_logits = train_discriminator(augment(fake.detach()), labels)
                 d_loss_real, d_loss_fake = discriminator_loss(
                     real_logits, fake_logits, cfg.loss, cfg.label_smoothing
                 )
@@ -334,7 +341,7 @@ def _train(
             # ---- update G: make D call the same fakes real ----
             discriminator.requires_grad_(False)  # no weight gradients for D here
             with autocast:
-                fake_logits_for_g = generator_step_discriminator(augment(fake))
+                fake_logits_for_g = generator_step_discriminator(augment(fake), labels)
                 fraction = 1.0 - (1.0 - cfg.top_k) * min(step / cfg.steps, 1.0)
                 g_loss = generator_loss(top_k(fake_logits_for_g, fraction), cfg.loss)
             generator_optimizer.zero_grad(set_to_none=True)
@@ -401,7 +408,9 @@ def _train(
                 window_start, window_steps = time.perf_counter(), 0
             if (cfg.sample_every and step % cfg.sample_every == 0) or final:
                 logger.image(
-                    "samples/fixed_noise", image_grid(generate(sampler(), fixed_noise)), step
+                    "samples/fixed_noise",
+                    image_grid(generate(sampler(), fixed_noise), columns=grid_columns),
+                    step,
                 )
             if metric is not None and (step % cfg.metric_every == 0 or step == cfg.steps):
                 run.check_finite(finite_values(), "the losses", step)
@@ -440,16 +449,29 @@ def draw_batch(
     latent_size: int,
     distributed: Distributed,
     device: torch.device,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """This rank's share of one global batch: (noise (B/N, latent), real images (B/N, C, H, W)
-    in [-1, 1]). Every rank draws the same global batch from `batch_rng` and keeps its shard."""
+    in [-1, 1], their labels (B/N,) or None). Every rank draws the same global batch from
+    `batch_rng` and keeps its shard."""
     noise = torch.randn(batch_size, latent_size, generator=batch_rng, device=batch_rng.device)
     indices = torch.randint(len(data), (batch_size,), generator=batch_rng, device=batch_rng.device)
     shard = distributed.shard(batch_size)
     noise = noise[shard].to(device, non_blocking=True)
     # Indexed where the images live (the GPU when they fit there), then moved if they do not.
-    real = data.images[indices[shard].to(data.images.device, non_blocking=True)]
-    return noise, to_float(real.to(device, non_blocking=True))
+    where = indices[shard].to(data.images.device, non_blocking=True)
+    real = to_float(data.images[where].to(device, non_blocking=True))
+    labels = None if data.labels is None else data.labels[where].to(device, non_blocking=True)
+    return noise, real, labels
+
+
+def num_classes(data: ImageDataset) -> int:
+    """The number of classes of a labelled data set, refusing one without labels."""
+    if data.labels is None:
+        raise UserError(
+            f"--conditional needs a labelled data set; {data.name} has no labels (IDX files "
+            "need their labels file beside them, a folder needs one sub-folder per class)"
+        )
+    return max(len(data.label_names), int(data.labels.max()) + 1)
 
 
 def check_compatible(state: dict[str, Any], arch: dict[str, int | bool], path: Path) -> None:

@@ -126,11 +126,12 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float) -> Path:
     return Path(path)
 
 
-def image_grid(images: torch.Tensor, padding: int = 2) -> torch.Tensor:
-    """(N, C, H, W) floats in [-1, 1] -> one uint8 (C, H', W') image, about square."""
+def image_grid(images: torch.Tensor, padding: int = 2, columns: int | None = None) -> torch.Tensor:
+    """(N, C, H, W) floats in [-1, 1] -> one uint8 (C, H', W') image, about square unless
+    `columns` is given."""
     import torchvision.utils
 
-    nrow = max(1, int(math.ceil(math.sqrt(images.shape[0]))))
+    nrow = columns or max(1, int(math.ceil(math.sqrt(images.shape[0]))))
     grid = torchvision.utils.make_grid(
         images.float().cpu(), nrow=nrow, padding=padding, pad_value=-1.0
     )

@@ -559,3 +559,65 @@ def test_one_sided_label_smoothing_moves_only_the_real_target():
     assert smoothed_real.item() == pytest.approx(expected.mean().item(), rel=1e-5)
     assert smoothed_fake.item() == pytest.approx(plain_fake.item())
     assert smoothed_real.item() > plain_real.item()
+
+
+# ---- the class-conditional DCGAN -----------------------------------------------------------
+
+
+def test_conditional_networks_read_the_label():
+    torch.manual_seed(0)
+    generator = Generator(32, 1, latent_size=8, width=4, num_classes=3).eval()
+    discriminator = Discriminator(32, 1, width=4, num_classes=3).eval()
+    noise = torch.randn(6, 8)
+    with torch.no_grad():
+        zeros = generator(noise, torch.zeros(6, dtype=torch.int64))
+        twos = generator(noise, torch.full((6,), 2))
+        # Without labels the classes come in turn: 0, 1, 2, 0, 1, 2.
+        balanced = generator(noise)
+        in_turn = generator(noise, torch.tensor([0, 1, 2, 0, 1, 2]))
+        images = zeros
+        logits_zero = discriminator(images, torch.zeros(6, dtype=torch.int64))
+        logits_two = discriminator(images, torch.full((6,), 2))
+    assert zeros.shape == (6, 1, 32, 32)
+    assert not torch.allclose(zeros, twos)  # the same noise, another class: another image
+    assert torch.equal(balanced, in_turn)
+    assert logits_zero.shape == (6,) and not torch.allclose(logits_zero, logits_two)
+    with pytest.raises(ValueError, match="needs the images' labels"):
+        discriminator(images)
+
+
+def test_conditional_run_draws_the_class_asked_for(tmp_path: Path):
+    run_dir = train_gan(tiny_config(tmp_path, conditional=True, num_samples=8))
+    latest = load_checkpoint(run_dir / "latest.pt", kind="gan")
+    assert latest["architecture"]["num_classes"] == 4  # the tiny set's labels 0-3
+    assert latest["discriminator"]["net.0.weight"].shape[1] == 1 + 4  # image + label planes
+    grid = sample(
+        SampleConfig(checkpoint=str(run_dir), output=str(tmp_path / "all.png"), num_images=8)
+    )
+    # Every class in turn, one per column: 4 columns, 2 rows.
+    assert Image.open(grid).size == (4 * 32 + 5 * 2, 2 * 32 + 3 * 2)
+    threes = sample(
+        SampleConfig(
+            checkpoint=str(run_dir), output=str(tmp_path / "threes"), num_images=3, label=3,
+            grid=False,
+        )
+    )  # fmt: skip
+    assert len(list(threes.glob("*.png"))) == 3
+    with pytest.raises(UserError, match="classes 0 to 3"):
+        sample(SampleConfig(checkpoint=str(run_dir), output=str(tmp_path / "x.png"), label=4))
+    # Resuming rebuilds the same conditional networks from the saved settings.
+    resumed = train_gan(GanConfig(resume=str(run_dir), steps=8, progress=False, device="cpu"))
+    assert load_checkpoint(resumed / "latest.pt", kind="gan")["step"] == 8
+
+
+def test_conditional_needs_labels_and_unconditional_refuses_a_label(tmp_path: Path):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    for index in range(4):
+        Image.fromarray(np.full((20, 20), 60 * index, np.uint8)).save(folder / f"{index}.png")
+    with pytest.raises(UserError, match="--conditional needs a labelled data set"):
+        train_gan(tiny_config(tmp_path, dataset=f"folder:{folder}", conditional=True))
+    assert not (tmp_path / "runs" / "tiny").exists()  # refused before a run folder was made
+    run_dir = train_gan(tiny_config(tmp_path, steps=2, run_name="plain"))
+    with pytest.raises(UserError, match="unconditional generator"):
+        sample(SampleConfig(checkpoint=str(run_dir), label=1))
