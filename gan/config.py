@@ -37,7 +37,7 @@ class GanConfig:
     """length of the noise vector z"""
     conditional: bool = False
     """a class-conditional DCGAN: G draws the class it is given, D judges image and label
-    together (projection discriminator); needs a labelled data set (digits, games, ...)"""
+    together (both read the label one-hot); needs a labelled data set (digits, games, ...)"""
     generator_width: int = 64
     """channels of the generator's last hidden layer (ngf); doubles towards 4 x 4"""
     discriminator_width: int = 64
