@@ -476,7 +476,8 @@ def num_classes(data: ImageDataset) -> int:
 
 def check_compatible(state: dict[str, Any], arch: dict[str, int | bool], path: Path) -> None:
     """Refuse a checkpoint whose networks differ from the ones this configuration builds."""
-    saved = {"batch_norm": True, **state.get("architecture", {})}
+    # Checkpoints from before a setting existed were made with its old fixed value.
+    saved = {"batch_norm": True, "num_classes": 0, **state.get("architecture", {})}
     differences = [
         f"{key} {saved.get(key)} (asked {value})"
         for key, value in arch.items()

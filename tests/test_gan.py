@@ -621,3 +621,17 @@ def test_conditional_needs_labels_and_unconditional_refuses_a_label(tmp_path: Pa
     run_dir = train_gan(tiny_config(tmp_path, steps=2, run_name="plain"))
     with pytest.raises(UserError, match="unconditional generator"):
         sample(SampleConfig(checkpoint=str(run_dir), label=1))
+
+
+def test_a_checkpoint_from_before_conditioning_resumes_and_samples(tmp_path: Path):
+    from playground.checkpoint import save_checkpoint
+
+    run_dir = train_gan(tiny_config(tmp_path, steps=2, checkpoint_every=2))
+    state = load_checkpoint(run_dir / "latest.pt", kind="gan")
+    # As written before --conditional existed: no num_classes, no conditional setting.
+    del state["architecture"]["num_classes"], state["config"]["conditional"]
+    save_checkpoint(run_dir / "latest.pt", state)
+    (run_dir / "best.pt").unlink()
+    assert sample(SampleConfig(checkpoint=str(run_dir), num_images=4, device="cpu")).is_file()
+    train_gan(GanConfig(resume=str(run_dir), steps=4, progress=False, device="cpu"))
+    assert load_checkpoint(run_dir / "latest.pt", kind="gan")["step"] == 4
