@@ -58,7 +58,10 @@ def assert_same_weights(expected: dict, actual: dict) -> None:
 def test_two_gloo_processes_match_one_process_and_resume_as_one(tmp_path: Path):
     # No augmentation (its draws are per rank) and global-batch batch norm: then 2 processes
     # with 4 images each compute what 1 process does with 8.
-    settings = dict(diff_augment="", sync_batch_norm=True, ema_decay=0.9, steps=4)
+    # Conditional, as the digit presets train: the labels are sharded with the images.
+    settings = dict(
+        diff_augment="", sync_batch_norm=True, ema_decay=0.9, steps=4, conditional=True
+    )
     cfg = tiny_config(tmp_path, run_name="two", **settings)
     result = torchrun(
         2,
@@ -69,6 +72,7 @@ def test_two_gloo_processes_match_one_process_and_resume_as_one(tmp_path: Path):
             "--checkpoint-every", "2", "--num-samples", "4", "--runs-dir", cfg.runs_dir,
             "--run-name", "two", "--no-progress", "--device", "cpu", "--seed", "5",
             "--diff-augment", "", "--sync-batch-norm", "--ema-decay", "0.9",
+            "--preset", "none", "--conditional",  # a GanConfig made in Python has no preset
         ],
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
@@ -87,6 +91,7 @@ def test_two_gloo_processes_match_one_process_and_resume_as_one(tmp_path: Path):
 
     # The same global batch in one process gives the same model.
     one = train_gan(tiny_config(tmp_path, run_name="one", **settings))
+    assert load_checkpoint(two / "latest.pt")["architecture"]["num_classes"] == 4
     assert_same_weights(load_checkpoint(one / "latest.pt"), load_checkpoint(two / "latest.pt"))
 
     # A 2-process checkpoint resumes in 1 process, and continues as the 1-process run does.
