@@ -317,13 +317,13 @@ def _train(
                 ):
                     for group in optimizer.param_groups:
                         group["lr"] = rate * remaining
-            noise, real, labels = draw_batch(
-                data, batch_rng, cfg.batch_size, cfg.latent_size, distributed, device
-            )
-            real = real.contiguous(memory_format=memory_format)
             # A conditional GAN draws its fakes with the real batch's labels (so the classes
             # come as often as in the data) and D sees each image with its label.
-            labels = labels if cfg.conditional else None
+            noise, real, labels = draw_batch(
+                data, batch_rng, cfg.batch_size, cfg.latent_size, distributed, device,
+                labelled=cfg.conditional,
+            )  # fmt: skip
+            real = real.contiguous(memory_format=memory_format)
 
             # ---- update D: push D(x) up on real images and D(G(z)) down on fakes ----
             with autocast:
@@ -449,10 +449,11 @@ def draw_batch(
     latent_size: int,
     distributed: Distributed,
     device: torch.device,
+    labelled: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """This rank's share of one global batch: (noise (B/N, latent), real images (B/N, C, H, W)
-    in [-1, 1], their labels (B/N,) or None). Every rank draws the same global batch from
-    `batch_rng` and keeps its shard."""
+    in [-1, 1], with `labelled` their labels (B/N,), else None). Every rank draws the same
+    global batch from `batch_rng` and keeps its shard."""
     noise = torch.randn(batch_size, latent_size, generator=batch_rng, device=batch_rng.device)
     indices = torch.randint(len(data), (batch_size,), generator=batch_rng, device=batch_rng.device)
     shard = distributed.shard(batch_size)
@@ -460,7 +461,7 @@ def draw_batch(
     # Indexed where the images live (the GPU when they fit there), then moved if they do not.
     where = indices[shard].to(data.images.device, non_blocking=True)
     real = to_float(data.images[where].to(device, non_blocking=True))
-    labels = None if data.labels is None else data.labels[where].to(device, non_blocking=True)
+    labels = data.labels[where].to(device, non_blocking=True) if labelled else None
     return noise, real, labels
 
 
