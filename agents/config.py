@@ -122,6 +122,10 @@ class DQNConfig:
     """Treat a lost life as the end of an episode for learning (Atari); the game goes on."""
     augment: bool = False
     """Random-shift image augmentation (DrQ) on sampled observations."""
+    symmetry_augment: bool = False
+    """Learn each sampled transition as seen through one of the game's symmetries, drawn at
+    random (Snake: the board's 4 turns and their mirror images, the action turned with it);
+    only for built-in games that declare symmetries."""
     precision: Literal["fp32", "bf16"] = "fp32"
     """bf16 autocast for the network, on CUDA and on CPUs with bf16 instructions (AVX-512 BF16,
     AMX; elsewhere a note says it runs fp32)."""

@@ -34,6 +34,7 @@ from agents.training import (
     spawn_viewer,
 )
 from envs import check_env_id, is_pixel_space, make_vector_env
+from envs.builtin import game_symmetries
 from playground.config import resumed_settings
 from playground.device import resolve_device
 from playground.errors import UserError, check
@@ -64,6 +65,11 @@ def train_dqn(cfg: DQNConfig, logger: Logger | None = None) -> Path:
         cfg = resumed_settings(DQNConfig, previous["config"], cfg, RESUME_OVERRIDABLE)
     validate(cfg)
     check_env_id(cfg.env_id)
+    if cfg.symmetry_augment and not game_symmetries(cfg.env_id):
+        raise UserError(
+            f"--symmetry-augment: {cfg.env_id} declares no symmetries (of the built-in games, "
+            "Playground/Snake-v0 does); leave the flag out"
+        )
     if (line := describe(presets, cfg)) is not None:
         note(line)
     device = resolve_device(cfg.device)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from agents.networks import QNetwork, random_shift
+from agents.networks import QNetwork, random_shift, random_symmetry
 from agents.replay import ReplayBuffer, ReplaySample
 
 # Eager updates run before a CUDA graph is captured: they allocate the gradients and optimizer
@@ -88,6 +88,7 @@ def dqn_update(
     rule: UpdateRule,
     *,
     augment: bool = False,
+    symmetries: tuple[torch.Tensor, torch.Tensor] | None = None,
     autocast: bool = False,
     autocast_cache: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -96,6 +97,11 @@ def dqn_update(
     loss, the mean Q-value of the taken actions and the TD errors (B,) as device tensors (no
     sync): nothing in it reads a value back to the host, so it can be compiled and captured."""
     observations, next_observations = batch.observations, batch.next_observations
+    actions = batch.actions
+    if symmetries is not None:
+        observations, next_observations, actions = random_symmetry(
+            observations, next_observations, actions, symmetries
+        )
     if augment:
         observations, next_observations = (
             random_shift(observations),
@@ -114,7 +120,7 @@ def dqn_update(
             targets = td_target(
                 batch.returns, batch.discounts, batch.dones, next_q_target, next_q_online
             )
-        q_taken = q_network(observations).float().gather(1, batch.actions.unsqueeze(1)).squeeze(1)
+        q_taken = q_network(observations).float().gather(1, actions.unsqueeze(1)).squeeze(1)
     if rule.loss == "huber":
         losses = nn.functional.smooth_l1_loss(q_taken, targets, reduction="none")
     else:
@@ -164,6 +170,7 @@ class DQNLearner:
         device: torch.device,
         *,
         augment: bool = False,
+        symmetries: tuple[torch.Tensor, torch.Tensor] | None = None,
         autocast: bool = False,
         compile: bool = False,
         cuda_graph: bool = False,
@@ -176,6 +183,7 @@ class DQNLearner:
         self.batch_size = batch_size
         self.device = device
         self.augment = augment
+        self.symmetries = symmetries
         self.autocast = autocast
         self.use_graph = cuda_graph and device.type == "cuda"
         # On a GPU the buffer is sampled without reading anything back; on the CPU a host
@@ -244,6 +252,7 @@ class DQNLearner:
             self.optimizer,
             self.rule,
             augment=self.augment,
+            symmetries=self.symmetries,
             autocast=self.autocast,
             # The autocast weight cache must not outlive a graph capture.
             autocast_cache=not self.use_graph,

@@ -20,6 +20,7 @@ from agents.config import DQNConfig
 from agents.learner import DQNLearner, UpdateRule, update_target
 from agents.networks import QNetwork, build_q_network, count_parameters, multiply_adds
 from agents.replay import ReplayBuffer
+from envs.builtin import game_symmetries, transform_frame
 from playground.checkpoint import save_checkpoint
 from playground.device import use_bf16
 from playground.errors import UserError
@@ -147,6 +148,25 @@ class Learner:
         )
 
 
+def symmetry_tables(
+    symmetries: list[tuple[bool, int, tuple[int, ...]]], side: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lookup tables for `random_symmetry`: for the identity and each (mirror, quarter_turns,
+    action map) of a game (`envs.builtin.game_symmetries`), where each pixel of a `side` x
+    `side` frame comes from (K, side * side) and which action each action becomes (K, A)."""
+    num_actions = len(symmetries[0][2])
+    pixels = [np.arange(side * side)]
+    actions = [tuple(range(num_actions))]
+    for mirror, turns, action_map in symmetries:
+        source = np.arange(side * side).reshape(side, side)
+        pixels.append(transform_frame(source, mirror, turns).reshape(-1))
+        actions.append(action_map)
+    return (
+        torch.as_tensor(np.stack(pixels), dtype=torch.long, device=device),
+        torch.as_tensor(actions, dtype=torch.long, device=device),
+    )
+
+
 def build_learner(
     cfg: DQNConfig,
     run: Run,
@@ -239,6 +259,9 @@ def build_learner(
             replay, run.dir, counters["step"]
         ):
             note(f"no replay buffer of step {counters['step']} in {run.dir}; it fills again")
+    symmetries = None
+    if cfg.symmetry_augment:  # train_dqn has checked that the game declares some
+        symmetries = symmetry_tables(game_symmetries(cfg.env_id), observation_shape[-1], device)
     # The update is made last: what it starts from is the restored state.
     update = DQNLearner(
         replay,
@@ -249,6 +272,7 @@ def build_learner(
         cfg.batch_size,
         device,
         augment=cfg.augment and pixels,
+        symmetries=symmetries,
         autocast=autocast,
         compile=cfg.compile,
         cuda_graph=cfg.cuda_graph,

@@ -403,6 +403,34 @@ def random_shift(
     return shifted.to(observations.dtype)
 
 
+def random_symmetry(
+    observations: torch.Tensor,
+    next_observations: torch.Tensor,
+    actions: torch.Tensor,
+    tables: tuple[torch.Tensor, torch.Tensor],
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each transition of a batch seen through one of its game's symmetries, drawn uniformly
+    (the identity among them): both frames (N, C, H, W) mirrored or turned alike, the action
+    mapped to the one that makes the same move there. No host read."""
+    pixel_table, action_table = tables
+    draw = torch.randint(
+        0, pixel_table.shape[0], (observations.shape[0],), device=observations.device,
+        generator=generator,
+    )  # fmt: skip
+    index = pixel_table[draw][:, None, :]  # (N, 1, H * W)
+
+    def transformed(frames: torch.Tensor) -> torch.Tensor:
+        flat = frames.reshape(frames.shape[0], frames.shape[1], -1)
+        return flat.gather(2, index.expand(-1, frames.shape[1], -1)).reshape(frames.shape)
+
+    return (
+        transformed(observations),
+        transformed(next_observations),
+        action_table[draw, actions],
+    )
+
+
 def _scaled_channels_last(observations: torch.Tensor) -> torch.Tensor:
     """uint8 frames (N, C, H, W) -> floats in [0, 1], laid out channels-last."""
     return (observations.float() / 255.0).contiguous(memory_format=torch.channels_last)

@@ -8,7 +8,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import envs
-from envs.builtin import BreakoutEnv, CatchEnv, PongEnv, SnakeEnv
+from envs.builtin import BreakoutEnv, CatchEnv, PongEnv, SnakeEnv, game_symmetries, transform_frame
 from envs.wrappers import GrayscaleFrame
 
 
@@ -219,7 +219,7 @@ def test_breakout_every_brick_can_be_reached_in_one_life() -> None:
     # one parity); bricks of the other colour must still be knocked out by their faces.
     env = breakout_with((6, 1, -1, 1), [(4, 2), (2, 9)])  # (4, 2) has the other parity
     parity = (env.ball_row + env.ball_col) % 2
-    assert (4 + 2) % 2 != parity
+    assert parity != (4 + 2) % 2
     for _ in range(3):
         _, reward, _, _, _ = env.step(0)
         if reward:
@@ -240,6 +240,55 @@ def test_snake_grows_by_food_eaten_and_dies_at_the_wall() -> None:
             steps += 1
         assert info["length"] == 3 + total
         assert steps == 6  # from column 6 the wall is 6 moves away
+
+
+def _cell_after(cell: tuple[int, int], mirror: bool, turns: int) -> tuple[int, int]:
+    marker = np.zeros((SnakeEnv.grid_rows, SnakeEnv.grid_cols), dtype=np.uint8)
+    marker[cell] = 1
+    row, col = np.argwhere(transform_frame(marker, mirror, turns))[0]
+    return int(row), int(col)
+
+
+def _set_snake(env: SnakeEnv, body: list, heading: int, food: tuple[int, int]) -> None:
+    env.occupied[:] = False
+    env.background_layer[:] = env.background
+    env.body.clear()
+    for cell in body:
+        env.body.append(cell)
+        env._occupy(cell)
+    env.heading, env.food = heading, food
+
+
+def test_snake_symmetries_turn_every_move_into_the_same_move() -> None:
+    """Play a bent snake, and the same snake mirrored or turned (its cells, heading and food
+    moved by the symmetry): every action, and the action the symmetry maps it to, give the
+    same reward and ending and frames that are each other's transform."""
+    symmetries = game_symmetries("Playground/Snake-v0")
+    assert len(symmetries) == 7  # the square's 8 symmetries, the identity left out
+    assert len({action_map for _, _, action_map in symmetries}) == 7
+    body = [(2, 3), (3, 3), (4, 3), (4, 4), (5, 4), (5, 5)]  # head first, heading UP
+    for food in ((1, 3), (2, 11), (9, 0)):  # just ahead (eaten on UP or NOOP), to the side, far
+        for mirror, turns, action_map in symmetries:
+            for action in range(5):
+                original, turned = SnakeEnv(), SnakeEnv()
+                original.reset(seed=0)
+                turned.reset(seed=0)
+                _set_snake(original, body, 0, food)
+                _set_snake(
+                    turned,
+                    [_cell_after(cell, mirror, turns) for cell in body],
+                    action_map[1] - 1,  # UP's image is the new heading
+                    _cell_after(food, mirror, turns),
+                )
+                frame, reward, ended, _, _ = original.step(action)
+                turned_frame, turned_reward, turned_ended, _, _ = turned.step(action_map[action])
+                assert (reward, ended) == (turned_reward, turned_ended), (mirror, turns, action)
+                if not reward:  # (a meal places new food at random: the frames differ there)
+                    np.testing.assert_array_equal(
+                        transform_frame(frame.transpose(2, 0, 1), mirror, turns),
+                        turned_frame.transpose(2, 0, 1),
+                    )
+    assert game_symmetries("Playground/Catch-v0") == []  # declares none
 
 
 def test_grayscale_frame_uses_itu_601_luma() -> None:

@@ -8,8 +8,10 @@ import torch
 
 from agents.config import DQNConfig, validate
 from agents.learner import td_target, update_target
-from agents.networks import build_q_network, random_shift
+from agents.learning import symmetry_tables
+from agents.networks import build_q_network, random_shift, random_symmetry
 from agents.rollout import epsilon_greedy, linear_schedule
+from envs.builtin import game_symmetries, transform_frame
 from playground.errors import UserError
 
 
@@ -108,6 +110,30 @@ def test_random_shift_moves_content_within_pad() -> None:
     positions = [tuple(torch.nonzero(image[0])[0].tolist()) for image in shifted]
     assert all(4 <= row <= 8 and 4 <= col <= 8 for row, col in positions)
     assert len(set(positions)) > 1
+
+
+def test_random_symmetry_turns_both_frames_and_the_action_alike() -> None:
+    symmetries = game_symmetries("Playground/Snake-v0")
+    tables = symmetry_tables(symmetries, 12, torch.device("cpu"))
+    transforms = [(False, 0, (0, 1, 2, 3, 4)), *symmetries]
+    generator = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (400, 2, 12, 12), dtype=torch.uint8, generator=generator)
+    next_frames = torch.randint(0, 256, (400, 2, 12, 12), dtype=torch.uint8, generator=generator)
+    actions = torch.randint(0, 5, (400,), generator=generator)
+    seen, turned = random_symmetry(frames, next_frames, actions, tables, generator), set()
+    for index in range(400):
+        matches = [
+            number
+            for number, (mirror, turns, action_map) in enumerate(transforms)
+            if np.array_equal(transform_frame(frames[index].numpy(), mirror, turns), seen[0][index])
+            and np.array_equal(
+                transform_frame(next_frames[index].numpy(), mirror, turns), seen[1][index]
+            )
+            and action_map[int(actions[index])] == int(seen[2][index])
+        ]
+        assert len(matches) == 1, index  # random frames have no symmetry of their own
+        turned.add(matches[0])
+    assert turned == set(range(8))  # every one drawn, the identity among them
 
 
 @pytest.mark.parametrize(

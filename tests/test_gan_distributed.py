@@ -59,9 +59,7 @@ def test_two_gloo_processes_match_one_process_and_resume_as_one(tmp_path: Path):
     # No augmentation (its draws are per rank) and global-batch batch norm: then 2 processes
     # with 4 images each compute what 1 process does with 8.
     # Conditional, as the digit presets train: the labels are sharded with the images.
-    settings = dict(
-        diff_augment="", sync_batch_norm=True, ema_decay=0.9, steps=4, conditional=True
-    )
+    settings = dict(diff_augment="", sync_batch_norm=True, ema_decay=0.9, steps=4, conditional=True)
     cfg = tiny_config(tmp_path, run_name="two", **settings)
     result = torchrun(
         2,

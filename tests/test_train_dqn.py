@@ -195,6 +195,12 @@ def test_vector_envs_keep_the_replay_ratio(tmp_path: Path) -> None:
         {"encoder": "impala", "dueling": True, "n_step": 3, "double_dqn": False, "loss": "mse"},
         {"optimizer": "rmsprop", "tau": 0.05, "target_update_frequency": 4, "augment": True},
         {"env_id": "CartPole-v1", "optimizer": "sgd", "momentum": 0.9, "nesterov": True},
+        {
+            "env_id": "Playground/Snake-v0",
+            "frame_size": 12,
+            "encoder": "vgg",
+            "symmetry_augment": True,
+        },
     ],
 )
 def test_variants_train(tmp_path: Path, changes: dict) -> None:
@@ -260,6 +266,9 @@ def test_evaluate_reports_true_scores_and_refuses_foreign_games(tmp_path: Path) 
 def test_unknown_game_is_refused_before_anything_is_written(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="unknown environment id"):
         train_dqn(tiny(tmp_path, env_id="ALE/Pongg-v5"))
+    with pytest.raises(UserError, match="declares no symmetries"):
+        train_dqn(tiny(tmp_path, symmetry_augment=True))  # Catch
+    assert not any(tmp_path.iterdir())
     assert not (tmp_path / "run").exists()
 
 

@@ -6,8 +6,11 @@ score the true game score and are deterministic under `reset(seed=...)`.
 
 from __future__ import annotations
 
+import importlib
+
 import gymnasium as gym
 
+from envs.builtin.base import mapped_actions, transform_frame
 from envs.builtin.breakout import BreakoutEnv
 from envs.builtin.catch import CatchEnv
 from envs.builtin.pong import PongEnv
@@ -32,11 +35,27 @@ def register_builtin_games() -> None:
             gym.register(id=env_id, entry_point=entry_point, max_episode_steps=max_episode_steps)
 
 
+def game_symmetries(env_id: str) -> list[tuple[bool, int, tuple[int, ...]]]:
+    """(mirror, quarter_turns, action map) for each symmetry a built-in game declares (see
+    `GridGame.symmetries`); empty for any other game."""
+    if env_id not in _REGISTRATIONS:
+        return []
+    module_name, class_name = _REGISTRATIONS[env_id][0].split(":")
+    game = getattr(importlib.import_module(module_name), class_name)
+    return [
+        (mirror, turns, mapped_actions(game.action_meanings, mirror, turns))
+        for mirror, turns in game.symmetries
+    ]
+
+
 __all__ = [
     "BUILTIN_GAMES",
     "BreakoutEnv",
     "CatchEnv",
     "PongEnv",
     "SnakeEnv",
+    "game_symmetries",
+    "mapped_actions",
     "register_builtin_games",
+    "transform_frame",
 ]

@@ -19,6 +19,40 @@ HUMAN_SCALE = 6
 
 Color = tuple[int, int, int]
 
+# The cell an action named for a direction moves to, as (row, column) steps.
+_DIRECTIONS = {"UP": (-1, 0), "DOWN": (1, 0), "LEFT": (0, -1), "RIGHT": (0, 1)}
+
+
+def transform_frame(frame: np.ndarray, mirror: bool, quarter_turns: int) -> np.ndarray:
+    """A square frame (..., H, W) mirrored left-right when `mirror`, then turned by
+    `quarter_turns` quarter turns counter-clockwise (`np.rot90`'s sense)."""
+    if mirror:
+        frame = np.flip(frame, axis=-1)
+    return np.rot90(frame, quarter_turns, axes=(-2, -1))
+
+
+def mapped_actions(
+    action_meanings: tuple[str, ...], mirror: bool, quarter_turns: int
+) -> tuple[int, ...]:
+    """For each action, the action that makes the same move in the transformed game: an action
+    named for a direction (UP, DOWN, LEFT, RIGHT) becomes the one named for where that
+    direction turns to; any other (NOOP, FIRE) stays itself."""
+    mapped = []
+    for meaning in action_meanings:
+        if meaning not in _DIRECTIONS:
+            mapped.append(action_meanings.index(meaning))
+            continue
+        marker = np.zeros((3, 3), dtype=np.uint8)
+        row, col = _DIRECTIONS[meaning]
+        marker[1 + row, 1 + col] = 1
+        new_row, new_col = np.argwhere(transform_frame(marker, mirror, quarter_turns))[0] - 1
+        mapped.append(action_meanings.index(_name_of((int(new_row), int(new_col)))))
+    return tuple(mapped)
+
+
+def _name_of(step: tuple[int, int]) -> str:
+    return next(name for name, direction in _DIRECTIONS.items() if direction == step)
+
 
 class GridGame(gym.Env):
     """Base class: an RGB-frame game on a `grid_rows x grid_cols` grid of square cells.
@@ -32,6 +66,11 @@ class GridGame(gym.Env):
     grid_cols: int = 12
     action_meanings: tuple[str, ...] = ("NOOP",)
     background: Color = (0, 0, 0)
+    symmetries: tuple[tuple[bool, int], ...] = ()
+    """The (mirror, quarter_turns) transforms of the frame (`transform_frame`) under which the
+    game's rules hold, the identity left out: a transition seen mirrored or turned, its action
+    mapped by `mapped_actions`, is one the game could have made. `--symmetry-augment` learns from
+    them (as AlphaZero learnt Go from the board's eight symmetries)."""
 
     def __init__(self, render_mode: str | None = None) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:

@@ -32,6 +32,12 @@ class SnakeEnv(GridGame):
     grid_rows = 12
     grid_cols = 12
     action_meanings = ("NOOP", "UP", "RIGHT", "DOWN", "LEFT")
+    # The square board's eight symmetries: the rules (walls, the body, food on a uniformly random
+    # free cell) hold in any mirror image or turn; only the start's place and heading do not,
+    # and they are not part of a transition.
+    symmetries = tuple(
+        (mirror, turns) for mirror in (False, True) for turns in range(4) if mirror or turns
+    )
 
     def __init__(self, render_mode: str | None = None) -> None:
         super().__init__(render_mode)
