@@ -55,7 +55,9 @@ def run_demo(cfg: DemoConfig) -> None:
     print(f"  evaluate: python run.py evaluate --checkpoint {dqn_dir}")
     print(f"  watch:    python run.py watch --checkpoint {dqn_dir}")
     print(f"DCGAN run: {gan_dir}  (latest.pt, best.pt)")
-    print(f"  samples:  {grid}   <- open this picture: 100 digits the generator drew, 0-9 by column")
+    print(
+        f"  samples:  {grid}   <- open this picture: 100 digits the generator drew, 0-9 by column"
+    )
     print(f"  sevens:   python run.py sample --checkpoint {gan_dir} --label 7 --output sevens.png")
     print(
         f"  more:     python run.py sample --checkpoint {gan_dir} --interpolate --output walk.gif"

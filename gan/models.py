@@ -117,7 +117,9 @@ class Generator(nn.Module):
         return self.net(noise[:, :, None, None])
 
 
-def balanced_labels(count: int, num_classes: int, device: torch.device | str = "cpu") -> torch.Tensor:
+def balanced_labels(
+    count: int, num_classes: int, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """0, 1, ..., num_classes - 1, 0, 1, ...: `count` labels, every class equally often (in a grid
     with `num_classes` columns, one class per column)."""
     return torch.arange(count, device=device) % num_classes
