@@ -147,7 +147,9 @@ def play_games(
     """Play `games` full games with an epsilon-greedy policy in eval mode. The frames of the
     first game (at most `record_frames`) are kept for a video. `should_stop()` returning True
     ends early (the games finished so far are returned)."""
-    env = make_env(env_id, seed=seed, **(env_options or {}))
+    # Pixel games render RGB frames anyway; vector games (CartPole) only when asked to.
+    render_mode = "rgb_array" if record_frames > 0 else None
+    env = make_env(env_id, seed=seed, render_mode=render_mode, **(env_options or {}))
     was_training = network.training
     network.eval()
     frames: list[np.ndarray] = []

@@ -210,6 +210,13 @@ def test_variants_train(tmp_path: Path, changes: dict) -> None:
     assert load_dqn_checkpoint(run_dir / "latest.pt")["step"] == 240
 
 
+def test_a_vector_game_is_evaluated_and_filmed(tmp_path: Path) -> None:
+    """CartPole has no frames unless asked for them: the evaluation's video still gets them."""
+    run_dir = train_dqn(tiny(tmp_path, env_id="CartPole-v1", total_steps=200, eval_episodes=1))
+    assert read_scalars(run_dir, "eval/episodic_return")
+    assert "eval/video" in read_event_tags(run_dir)["images"]
+
+
 def test_transfer_loads_the_encoder_and_freezing_keeps_it_through_updates(
     tmp_path: Path,
 ) -> None:
