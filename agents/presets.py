@@ -100,9 +100,17 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "snake",
-            "Playground/Snake-v0: 12x12 frames, vgg encoder of width 32, 150,000 steps",
-            {**_BUILTIN, "frame_size": 12, "encoder_width": 32},
-            "10.9 / 10.4 / 6.7 foods on 3 seeds (bar 10), 12 min",
+            "Playground/Snake-v0: 12x12 frames, vgg encoder of width 32, the board's 8 "
+            "symmetries, an update every 2 steps, 120,000 steps",
+            {
+                **_BUILTIN,
+                "frame_size": 12,
+                "encoder_width": 32,
+                "symmetry_augment": True,
+                "train_frequency": 2,
+                "total_steps": 120_000,
+            },
+            "14.2 / 17.5 / 20.1 foods on 3 seeds (bar 10), 13.6 to 15.1 min",
         ),
         Preset(
             "classic-control",
@@ -122,7 +130,7 @@ PRESETS: dict[str, Preset] = {
                 eval_every=50_000,
                 checkpoint_every=50_000,
             ),
-            "not measured yet",
+            "CartPole-v1: 500 (the maximum) on 3 seeds of 3, 6 to 9.5 min",
         ),
     )
 }

@@ -22,7 +22,7 @@ SHORT_RUNS = {
     "Playground/Catch-v0": (20_000, 1.0),
     "Playground/Pong-v0": (30_000, 2.0),
     "Playground/Breakout-v0": (30_000, 4.0),
-    "Playground/Snake-v0": (40_000, 1.0),
+    "Playground/Snake-v0": (30_000, 2.0),
 }
 
 
