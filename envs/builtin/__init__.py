@@ -6,9 +6,8 @@ score the true game score and are deterministic under `reset(seed=...)`.
 
 from __future__ import annotations
 
-import importlib
-
 import gymnasium as gym
+from gymnasium.envs.registration import load_env_creator
 
 from envs.builtin.base import mapped_actions, transform_frame
 from envs.builtin.breakout import BreakoutEnv
@@ -40,8 +39,7 @@ def game_symmetries(env_id: str) -> list[tuple[bool, int, tuple[int, ...]]]:
     `GridGame.symmetries`); empty for any other game."""
     if env_id not in _REGISTRATIONS:
         return []
-    module_name, class_name = _REGISTRATIONS[env_id][0].split(":")
-    game = getattr(importlib.import_module(module_name), class_name)
+    game = load_env_creator(_REGISTRATIONS[env_id][0])  # the class, not an instance
     return [
         (mirror, turns, mapped_actions(game.action_meanings, mirror, turns))
         for mirror, turns in game.symmetries

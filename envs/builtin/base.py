@@ -19,8 +19,8 @@ HUMAN_SCALE = 6
 
 Color = tuple[int, int, int]
 
-# The cell an action named for a direction moves to, as (row, column) steps.
-_DIRECTIONS = {"UP": (-1, 0), "DOWN": (1, 0), "LEFT": (0, -1), "RIGHT": (0, 1)}
+DIRECTION_STEPS = {"UP": (-1, 0), "DOWN": (1, 0), "LEFT": (0, -1), "RIGHT": (0, 1)}
+"""The (row, column) step of an action named for a direction."""
 
 
 def transform_frame(frame: np.ndarray, mirror: bool, quarter_turns: int) -> np.ndarray:
@@ -39,11 +39,11 @@ def mapped_actions(
     direction turns to; any other (NOOP, FIRE) stays itself."""
     mapped = []
     for meaning in action_meanings:
-        if meaning not in _DIRECTIONS:
+        if meaning not in DIRECTION_STEPS:
             mapped.append(action_meanings.index(meaning))
             continue
         marker = np.zeros((3, 3), dtype=np.uint8)
-        row, col = _DIRECTIONS[meaning]
+        row, col = DIRECTION_STEPS[meaning]
         marker[1 + row, 1 + col] = 1
         new_row, new_col = np.argwhere(transform_frame(marker, mirror, quarter_turns))[0] - 1
         mapped.append(action_meanings.index(_name_of((int(new_row), int(new_col)))))
@@ -51,7 +51,7 @@ def mapped_actions(
 
 
 def _name_of(step: tuple[int, int]) -> str:
-    return next(name for name, direction in _DIRECTIONS.items() if direction == step)
+    return next(name for name, direction in DIRECTION_STEPS.items() if direction == step)
 
 
 class GridGame(gym.Env):

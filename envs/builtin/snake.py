@@ -15,14 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from envs.builtin.base import GridGame
+from envs.builtin.base import DIRECTION_STEPS, GridGame
 
 HEAD_COLOR = (120, 255, 120)
 BODY_COLOR = (0, 150, 0)
 FOOD_COLOR = (255, 60, 60)
 
 # (row, col) steps for UP, RIGHT, DOWN, LEFT; action 0 (NOOP) keeps the current heading.
-DIRECTIONS = ((-1, 0), (0, 1), (1, 0), (0, -1))
+DIRECTIONS = tuple(DIRECTION_STEPS[name] for name in ("UP", "RIGHT", "DOWN", "LEFT"))
 
 
 class SnakeEnv(GridGame):
