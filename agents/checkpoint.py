@@ -57,9 +57,17 @@ def config_from_checkpoint(checkpoint: dict[str, Any], **overrides: Any) -> DQNC
     return settings_from_saved(DQNConfig, checkpoint["config"], **overrides)
 
 
-def env_options(cfg: DQNConfig) -> dict[str, int]:
-    """How the game's observations were preprocessed for this agent (make_env's options)."""
-    return {"frame_stack": cfg.frame_stack, "frame_size": cfg.frame_size}
+STICKY_ACTIONS = {"auto": None, "on": 0.25, "off": 0.0}  # --sticky-actions -> repeat probability
+
+
+def env_options(cfg: DQNConfig) -> dict[str, Any]:
+    """How this agent's game is played and preprocessed (make_env's options)."""
+    return {
+        "frame_stack": cfg.frame_stack,
+        "frame_size": cfg.frame_size,
+        "repeat_action_probability": STICKY_ACTIONS[cfg.sticky_actions],
+        "max_episode_frames": cfg.max_episode_frames,
+    }
 
 
 def check_compatible(checkpoint: dict[str, Any], env_id: str) -> None:

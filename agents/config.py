@@ -63,6 +63,13 @@ class DQNConfig:
     """Frames stacked into one observation for pixel games."""
     frame_size: int = 84
     """Side of the square grayscale frames of pixel games (84 as in the Nature DQN)."""
+    sticky_actions: Literal["auto", "on", "off"] = "auto"
+    """ALE games: auto (as the id registers it: ALE/...-v5 repeats the last action with
+    probability 0.25, ...NoFrameskip-v4 never), on (0.25, Machado et al. 2018), off (the Atari
+    100k protocol). Training, evaluation and the viewer all play with it."""
+    max_episode_frames: int = 108_000
+    """ALE games: an episode is cut (truncated) after this many emulator frames (108,000 = 30
+    minutes of play = 27,000 agent steps, the field's cap)."""
 
     # Learning
     learning_rate: float = 1e-4
@@ -115,13 +122,22 @@ class DQNConfig:
     end_epsilon: float = 0.01
     """Exploration epsilon after the decay."""
     exploration_fraction: float = 0.10
-    """Fraction of total_steps over which epsilon decays linearly."""
+    """Fraction of total_steps over which epsilon decays linearly (unless --exploration-steps)."""
+    exploration_steps: int = 0
+    """Steps over which epsilon decays linearly (0: --exploration-fraction of --total-steps)."""
+    exploration_after_warmup: bool = False
+    """Start the epsilon decay at --learning-starts, after the random warm-up (Dopamine's
+    schedule), instead of at step 0 (Nature DQN, CleanRL)."""
     clip_rewards: bool = True
     """Clip rewards to their sign for learning (logged returns are always the true score)."""
     life_loss_terminal: bool = True
     """Treat a lost life as the end of an episode for learning (Atari); the game goes on."""
     augment: bool = False
-    """Random-shift image augmentation (DrQ) on sampled observations."""
+    """Random-shift image augmentation (DrQ): sampled frames padded by 4 pixels (edge
+    replicated) and cropped back at a random offset."""
+    intensity_noise: float = 0.0
+    """DrQ's intensity augmentation: each sampled observation multiplied by
+    1 + s * clip(N(0, 1), -2, 2) for this s (0 off; DrQ(eps) uses 0.05)."""
     symmetry_augment: bool = False
     """Learn each sampled transition as seen through one of the game's symmetries, drawn at
     random (Snake: the board's 4 turns and their mirror images, the action turned with it);
@@ -170,6 +186,12 @@ class DQNConfig:
     """Full games per evaluation."""
     eval_epsilon: float = 0.001
     """Epsilon of the evaluation policy."""
+    eval_envs: int = 16
+    """Games played at once in an evaluation (a vector env; each plays its share of the games
+    to the end, so long games count as much as short ones)."""
+    final_eval_episodes: int = 0
+    """Full games of one more evaluation at the end of training, logged as eval/final_return
+    (0: none; the Atari 100k protocol plays 100)."""
     checkpoint_every: int = 100_000
     """Environment steps between saves of latest.pt."""
     save_replay: Literal["auto", "always", "never"] = "auto"
@@ -210,6 +232,8 @@ def validate(cfg: DQNConfig) -> None:
         frame_stack=cfg.frame_stack,
         n_step=cfg.n_step,
         eval_episodes=cfg.eval_episodes,
+        eval_envs=cfg.eval_envs,
+        max_episode_frames=cfg.max_episode_frames,
         log_every=cfg.log_every,
         checkpoint_every=cfg.checkpoint_every,
     )
@@ -229,6 +253,18 @@ def validate(cfg: DQNConfig) -> None:
         check(0.0 <= value <= 1.0, f"--{name.replace('_', '-')} must lie in [0, 1], got {value}")
     check(cfg.learning_starts >= 0, f"--learning-starts must be >= 0, got {cfg.learning_starts}")
     check(cfg.eval_every >= 0, f"--eval-every must be >= 0, got {cfg.eval_every}")
+    check(
+        cfg.final_eval_episodes >= 0,
+        f"--final-eval-episodes must be >= 0, got {cfg.final_eval_episodes}",
+    )
+    check(
+        cfg.exploration_steps >= 0,
+        f"--exploration-steps must be >= 0, got {cfg.exploration_steps}",
+    )
+    check(
+        0.0 <= cfg.intensity_noise < 0.5,
+        f"--intensity-noise must lie in [0, 0.5), got {cfg.intensity_noise}",
+    )
     check(cfg.max_grad_norm >= 0, f"--max-grad-norm must be >= 0, got {cfg.max_grad_norm}")
     check(0.0 <= cfg.dropout < 1.0, f"--dropout must lie in [0, 1), got {cfg.dropout}")
     check(cfg.actors >= 0, f"--actors must be >= 0, got {cfg.actors}")
@@ -273,6 +309,8 @@ class EvaluateConfig:
     """Full games to play."""
     epsilon: float = 0.001
     """Epsilon of the evaluation policy."""
+    envs: int = 16
+    """Games played at once (a vector env)."""
     env_id: str = ""
     """Play another game than the one trained on (observation and action spaces must match)."""
     seed: int = 0

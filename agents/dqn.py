@@ -30,6 +30,8 @@ from agents.rollout import epsilon_greedy, linear_schedule
 from agents.training import (
     WATCH_EXPORT_SECONDS,
     evaluate_during_training,
+    final_evaluation,
+    protocol_line,
     replay_device,
     spawn_viewer,
 )
@@ -71,6 +73,8 @@ def train_dqn(cfg: DQNConfig, logger: Logger | None = None) -> Path:
             "Playground/Snake-v0 does); leave the flag out"
         )
     if (line := describe(presets, cfg)) is not None:
+        note(line)
+    if (line := protocol_line(cfg)) is not None:
         note(line)
     device = resolve_device(cfg.device)
     spaces = _spaces(cfg)
@@ -151,12 +155,16 @@ def _train(cfg: DQNConfig, run: Run, device: torch.device, previous: dict[str, A
         _next(step, cfg.checkpoint_every),
     )
     replay_ready = False
+    # Epsilon decays over --exploration-steps (or a fraction of the run) from step 0, or from
+    # the end of the random warm-up with --exploration-after-warmup (Dopamine's schedule).
+    decay_steps = cfg.exploration_steps or cfg.exploration_fraction * cfg.total_steps
+    decay_start = cfg.learning_starts if cfg.exploration_after_warmup else 0
     try:
         # SIGINT / SIGTERM set run.stop_requested; the loop ends between two steps.
         while step < cfg.total_steps and not run.stop_requested:
             # Act.
             epsilon = linear_schedule(
-                cfg.start_epsilon, cfg.end_epsilon, cfg.exploration_fraction * cfg.total_steps, step
+                cfg.start_epsilon, cfg.end_epsilon, decay_steps, max(step - decay_start, 0)
             )
             if epsilon >= 1.0:
                 actions = rng.integers(0, num_actions, cfg.num_envs)
@@ -237,6 +245,8 @@ def _train(cfg: DQNConfig, run: Run, device: torch.device, previous: dict[str, A
         progress.close()
         envs.close()
     learner.save_latest(run)
+    if step >= cfg.total_steps:
+        final_evaluation(cfg, run, q_network, device, step)
     if watching:
         learner.export_policy(run.dir)  # the final weights; a window stays open until closed
     if viewer is not None and cfg.watch == "web":

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from agents.networks import QNetwork, random_shift, random_symmetry
+from agents.networks import QNetwork, random_intensity, random_shift, random_symmetry
 from agents.replay import ReplayBuffer, ReplaySample
 
 # Eager updates run before a CUDA graph is captured: they allocate the gradients and optimizer
@@ -47,6 +47,10 @@ class UpdateRule:
     stochastic_layers: bool = False
     """The network has batch norm or dropout: the next-state pass of double DQN then runs in
     eval mode, like the target network's, so only the learning pass uses batch statistics."""
+    target_is_online: bool = False
+    """The target network is a copy of the online one at every update (a hard copy after
+    each update, no batch norm or dropout; DrQ(eps)): double DQN's two next-state passes
+    would give the same values, so one is made."""
 
 
 @contextlib.contextmanager
@@ -88,6 +92,7 @@ def dqn_update(
     rule: UpdateRule,
     *,
     augment: bool = False,
+    intensity: float = 0.0,
     symmetries: tuple[torch.Tensor, torch.Tensor] | None = None,
     autocast: bool = False,
     autocast_cache: bool = True,
@@ -107,6 +112,11 @@ def dqn_update(
             random_shift(observations),
             random_shift(next_observations),
         )
+    if intensity > 0:
+        observations, next_observations = (
+            random_intensity(observations, intensity),
+            random_intensity(next_observations, intensity),
+        )
     device_type = observations.device.type
     with torch.autocast(
         device_type, dtype=torch.bfloat16, enabled=autocast, cache_enabled=autocast_cache
@@ -114,7 +124,9 @@ def dqn_update(
         with torch.no_grad():
             next_q_target = target_network(next_observations).float()
             next_q_online = None
-            if rule.double_dqn:
+            if rule.double_dqn and rule.target_is_online:
+                next_q_online = next_q_target
+            elif rule.double_dqn:
                 with evaluating(q_network, rule.stochastic_layers):
                     next_q_online = q_network(next_observations).float()
             targets = td_target(
@@ -170,6 +182,7 @@ class DQNLearner:
         device: torch.device,
         *,
         augment: bool = False,
+        intensity: float = 0.0,
         symmetries: tuple[torch.Tensor, torch.Tensor] | None = None,
         autocast: bool = False,
         compile: bool = False,
@@ -183,6 +196,7 @@ class DQNLearner:
         self.batch_size = batch_size
         self.device = device
         self.augment = augment
+        self.intensity = intensity
         self.symmetries = symmetries
         self.autocast = autocast
         self.use_graph = cuda_graph and device.type == "cuda"
@@ -252,6 +266,7 @@ class DQNLearner:
             self.optimizer,
             self.rule,
             augment=self.augment,
+            intensity=self.intensity,
             symmetries=self.symmetries,
             autocast=self.autocast,
             # The autocast weight cache must not outlive a graph capture.

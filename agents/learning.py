@@ -167,6 +167,20 @@ def symmetry_tables(
     )
 
 
+def target_is_online(cfg: DQNConfig) -> bool:
+    """Whether the target network equals the online one at every update: a hard copy after
+    every update (each learn() call makes at most one update and then refreshes), one process,
+    and no batch norm or dropout (whose train-mode passes differ from the target's)."""
+    return (
+        cfg.tau >= 1.0
+        and cfg.target_update_frequency <= cfg.train_frequency
+        and cfg.num_envs <= cfg.train_frequency
+        and cfg.actors == 0
+        and not cfg.batch_norm
+        and cfg.dropout == 0
+    )
+
+
 def build_learner(
     cfg: DQNConfig,
     run: Run,
@@ -268,10 +282,17 @@ def build_learner(
         q_network,
         target_network,
         optimizer,
-        UpdateRule(cfg.double_dqn, cfg.loss, cfg.max_grad_norm, stochastic_layers),
+        UpdateRule(
+            cfg.double_dqn,
+            cfg.loss,
+            cfg.max_grad_norm,
+            stochastic_layers,
+            target_is_online=target_is_online(cfg),
+        ),
         cfg.batch_size,
         device,
         augment=cfg.augment and pixels,
+        intensity=cfg.intensity_noise if pixels else 0.0,
         symmetries=symmetries,
         autocast=autocast,
         compile=cfg.compile,

@@ -403,6 +403,17 @@ def random_shift(
     return shifted.to(observations.dtype)
 
 
+def random_intensity(
+    observations: torch.Tensor, scale: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """DrQ's intensity augmentation: each observation (N, C, H, W) multiplied by
+    1 + scale * clip(N(0, 1), -2, 2), one draw per observation; returns floats (the network
+    scales them by 1/255 as it does uint8 frames)."""
+    shape = (observations.shape[0],) + (1,) * (observations.dim() - 1)
+    noise = torch.randn(shape, device=observations.device, generator=generator).clamp(-2.0, 2.0)
+    return observations.float() * (1.0 + scale * noise)
+
+
 def random_symmetry(
     observations: torch.Tensor,
     next_observations: torch.Tensor,

@@ -45,10 +45,14 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "atari-100k",
-            "ALE games, data-efficient: the Atari 100k protocol (100,000 agent steps) with "
-            "DrQ(eps) updates: replay ratio 1, 10-step returns, random shifts, dueling",
+            "ALE games, the Atari 100k benchmark as Dopamine runs it (100,000 agent steps, no "
+            "sticky actions, 100 games scored at the end) with DrQ(eps): replay ratio 1, "
+            "10-step double-DQN targets, the target copied every update, dueling, random shifts "
+            "and intensity noise, epsilon to 0.01 over 5,000 steps after 1,600 random ones",
             dict(
                 total_steps=100_000,
+                sticky_actions="off",
+                max_episode_frames=108_000,
                 buffer_size=100_000,
                 learning_starts=1_600,
                 train_frequency=1,
@@ -56,13 +60,21 @@ PRESETS: dict[str, Preset] = {
                 n_step=10,
                 learning_rate=1e-4,
                 adam_eps=1.5e-4,
+                max_grad_norm=0.0,
                 dueling=True,
+                double_dqn=True,
                 augment=True,
-                exploration_fraction=0.05,
+                intensity_noise=0.05,
+                exploration_steps=5_000,
+                exploration_after_warmup=True,
                 end_epsilon=0.01,
-                eval_every=10_000,
-                eval_episodes=10,
-                checkpoint_every=10_000,
+                eval_epsilon=0.001,
+                eval_every=20_000,
+                eval_episodes=8,
+                eval_envs=8,
+                final_eval_episodes=100,
+                eval_video=False,
+                checkpoint_every=5_000,
                 log_every=1_000,
             ),
             "not measured yet",

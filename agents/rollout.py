@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from agents.networks import QNetwork
-from envs import make_env
+from envs import make_env, make_vector_env
 
 
 def linear_schedule(start: float, end: float, duration: float, step: int) -> float:
@@ -142,11 +142,13 @@ def play_games(
     device: torch.device | str = "cpu",
     env_options: dict[str, Any] | None = None,
     record_frames: int = 0,
+    max_steps: int = 0,
     should_stop: Any = None,
 ) -> Games:
-    """Play `games` full games with an epsilon-greedy policy in eval mode. The frames of the
-    first game (at most `record_frames`) are kept for a video. `should_stop()` returning True
-    ends early (the games finished so far are returned)."""
+    """Play `games` full games with an epsilon-greedy policy in eval mode, one at a time. The
+    frames of the first game (at most `record_frames`) are kept for a video. `should_stop()`
+    returning True, or `max_steps` agent steps (0: no limit), end early (the games finished so
+    far are returned)."""
     # Pixel games render RGB frames anyway; vector games (CartPole) only when asked to.
     render_mode = "rgb_array" if record_frames > 0 else None
     env = make_env(env_id, seed=seed, render_mode=render_mode, **(env_options or {}))
@@ -163,6 +165,8 @@ def play_games(
         while len(rollout.scores) < games:
             if should_stop is not None and should_stop():
                 break
+            if max_steps and rollout.steps >= max_steps:
+                break
             first_game = not rollout.scores
             rollout.step()
             if recording and first_game and len(frames) < record_frames:
@@ -174,3 +178,62 @@ def play_games(
     finally:
         env.close()
         network.train(was_training)
+
+
+def score_games(
+    network: QNetwork,
+    env_id: str,
+    games: int,
+    *,
+    epsilon: float,
+    seed: int,
+    device: torch.device | str = "cpu",
+    env_options: dict[str, Any] | None = None,
+    num_envs: int = 16,
+    should_stop: Any = None,
+) -> Games:
+    """Play `games` full games with an epsilon-greedy policy in eval mode, `num_envs` at a time
+    in one vector env, one batched forward pass per step. Each env plays a fixed share of the
+    games to their end (env i plays games // num_envs, one more for the first games % num_envs),
+    so a long game counts as much as a short one: the scores are those of `games` whole games,
+    not of the first ones to finish. Returns their true scores and lengths, env by env.
+    `should_stop()` returning True ends early (the games finished so far are returned)."""
+    device = torch.device(device)
+    num_envs = max(1, min(num_envs, games))
+    quota = np.full(num_envs, games // num_envs)
+    quota[: games % num_envs] += 1
+    envs = make_vector_env(env_id, num_envs, seed=seed, **(env_options or {}))
+    rng = np.random.default_rng(seed)
+    scores: list[list[float]] = [[] for _ in range(num_envs)]
+    lengths: list[list[int]] = [[] for _ in range(num_envs)]
+    returns = np.zeros(num_envs)
+    steps = np.zeros(num_envs, dtype=np.int64)
+    ended = np.zeros(num_envs, dtype=bool)  # the last step ended a game: this one resets
+    was_training = network.training
+    network.eval()
+    try:
+        observations, _ = envs.reset(seed=seed)
+        while any(len(done) < want for done, want in zip(scores, quota, strict=True)):
+            if should_stop is not None and should_stop():
+                break
+            with torch.no_grad():
+                q_values = network(torch.as_tensor(observations, device=device)).float()
+            actions = epsilon_greedy(q_values, epsilon, rng)
+            observations, rewards, terminated, truncated, _ = envs.step(actions)
+            playing = ~ended
+            returns[playing] += rewards[playing]
+            steps[playing] += 1
+            ended = np.logical_or(terminated, truncated)
+            for index in np.flatnonzero(ended):
+                if len(scores[index]) < quota[index]:
+                    scores[index].append(float(returns[index]))
+                    lengths[index].append(int(steps[index]))
+            returns[ended] = 0.0
+            steps[ended] = 0
+    finally:
+        envs.close()
+        network.train(was_training)
+    return Games(
+        [score for env_scores in scores for score in env_scores],
+        [length for env_lengths in lengths for length in env_lengths],
+    )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 import ale_py
 import gymnasium as gym
@@ -32,13 +33,15 @@ from gymnasium.wrappers.vector import RecordEpisodeStatistics as VectorRecordEpi
 
 from envs.builtin import BUILTIN_GAMES, register_builtin_games
 from envs.wrappers import FireReset, GrayscaleFrame, ResizeFrame
-from playground.errors import UserError, require_positive
+from playground.errors import UserError, check, require_positive
 
 gym.register_envs(ale_py)
 register_builtin_games()
 
 ATARI_ENTRY_POINT = "ale_py.env:AtariEnv"
 FRAME_SIZE = 84
+ATARI_EPISODE_FRAMES = 108_000
+"""The ALE's episode cap in emulator frames (30 minutes of play, 27,000 agent steps)."""
 """Side of the square grayscale frames pixel games are turned into, unless asked otherwise."""
 
 
@@ -84,8 +87,34 @@ def _seed(env: gym.Env, seed: int | None) -> None:
         env.observation_space.seed(seed)
 
 
+def _atari_options(
+    env_id: str, repeat_action_probability: float | None, max_episode_frames: int | None
+) -> dict[str, Any]:
+    """The ALE's own options for `env_id`: sticky actions and the episode cap in emulator
+    frames, as the id registers them unless given (None)."""
+    spec_kwargs = gym.spec(env_id).kwargs
+    if repeat_action_probability is None:
+        repeat_action_probability = spec_kwargs.get("repeat_action_probability", 0.0)
+    if max_episode_frames is None:
+        max_episode_frames = spec_kwargs.get("max_num_frames_per_episode", ATARI_EPISODE_FRAMES)
+    check(
+        0.0 <= repeat_action_probability <= 1.0,
+        f"the repeat-action probability must lie in [0, 1], got {repeat_action_probability}",
+    )
+    require_positive(max_episode_frames=max_episode_frames)
+    return {
+        "repeat_action_probability": float(repeat_action_probability),
+        "max_num_frames_per_episode": int(max_episode_frames),
+    }
+
+
 def _make_unrecorded(
-    env_id: str, render_mode: str | None, frame_stack: int, frame_size: int = FRAME_SIZE
+    env_id: str,
+    render_mode: str | None,
+    frame_stack: int,
+    frame_size: int = FRAME_SIZE,
+    repeat_action_probability: float | None = None,
+    max_episode_frames: int | None = None,
 ) -> gym.Env:
     """The preprocessed env without episode statistics (vector envs record their own)."""
     check_env_id(env_id)
@@ -95,7 +124,8 @@ def _make_unrecorded(
         render_mode = "rgb_array"  # free for these games: the frame exists anyway
     if is_atari(env_id):
         # Skipping is done by AtariPreprocessing (with max-pooling), so the ALE must not skip.
-        env = gym.make(env_id, frameskip=1, render_mode=render_mode)
+        options = _atari_options(env_id, repeat_action_probability, max_episode_frames)
+        env = gym.make(env_id, frameskip=1, render_mode=render_mode, **options)
         env = AtariPreprocessing(
             env,
             noop_max=30,
@@ -124,20 +154,34 @@ def make_env(
     render_mode: str | None = None,
     frame_stack: int = 4,
     frame_size: int = FRAME_SIZE,
+    repeat_action_probability: float | None = None,
+    max_episode_frames: int | None = None,
 ) -> gym.Env:
     """One env, preprocessed exactly like training sees it (see the module docstring).
 
     With `seed`, the env is reset once with it (and its spaces seeded), so later plain `reset()`
     calls continue a reproducible sequence. For pixel games `render_mode=None` means "rgb_array",
     so `render()` always returns the game's own RGB frame: 210x160x3 for ALE games, 84x84x3 for
-    the built-in games; "human" opens a window instead.
+    the built-in games; "human" opens a window instead. For ALE games,
+    `repeat_action_probability` (sticky actions) and `max_episode_frames` (the episode cap in
+    emulator frames, 4 per agent step) override what the id registers (None keeps it: 0.25 and
+    108,000 for `ALE/...-v5`, no sticky actions for `...NoFrameskip-v4`); other games ignore them.
 
     Example:
         >>> env = make_env("Playground/Catch-v0", seed=0)
         >>> env.reset()[0].shape
         (4, 84, 84)
     """
-    env = RecordEpisodeStatistics(_make_unrecorded(env_id, render_mode, frame_stack, frame_size))
+    env = RecordEpisodeStatistics(
+        _make_unrecorded(
+            env_id,
+            render_mode,
+            frame_stack,
+            frame_size,
+            repeat_action_probability,
+            max_episode_frames,
+        )
+    )
     _seed(env, seed)
     return env
 
@@ -154,6 +198,8 @@ def make_vector_env(
     seed: int,
     frame_stack: int = 4,
     frame_size: int = FRAME_SIZE,
+    repeat_action_probability: float | None = None,
+    max_episode_frames: int | None = None,
     asynchronous: bool = False,
 ) -> gym.vector.VectorEnv:
     """`num_envs` copies of `make_env(env_id)` stepped together, autoreset NEXT_STEP.
@@ -169,7 +215,8 @@ def make_vector_env(
     at game over, so a lost life neither ends nor splits the recorded episode (checked in
     tests/test_envs.py, where the return equals the sum of the step rewards and lives reach 0).
 
-    The env is reset once with `seed` (sub-env i gets `seed + i`) and its action space seeded.
+    `repeat_action_probability` and `max_episode_frames` are `make_env`'s. The env is reset once
+    with `seed` (sub-env i gets `seed + i`) and its action space seeded.
     """
     check_env_id(env_id)
     require_positive(num_envs=num_envs, frame_stack=frame_stack, frame_size=frame_size)
@@ -178,9 +225,8 @@ def make_vector_env(
         envs: gym.vector.VectorEnv = ale_py.vector_env.AtariVectorEnv(
             ale_game_name(env_id),
             num_envs,
-            repeat_action_probability=spec_kwargs.get("repeat_action_probability", 0.0),
             full_action_space=spec_kwargs.get("full_action_space", False),
-            max_num_frames_per_episode=spec_kwargs.get("max_num_frames_per_episode", 108_000),
+            **_atari_options(env_id, repeat_action_probability, max_episode_frames),
             img_height=frame_size,
             img_width=frame_size,
             grayscale=True,

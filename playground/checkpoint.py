@@ -8,6 +8,7 @@ checks so a foreign or corrupted file gets one clear line instead of a traceback
 from __future__ import annotations
 
 import errno
+import json
 import os
 import pickle
 import re
@@ -69,6 +70,29 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
         Path(temporary).unlink(missing_ok=True)
         raise
     _fsync_directory(path.parent)
+    return path
+
+
+def write_json_atomic(path: str | Path, record: Any) -> Path:
+    """Write `record` as JSON to `path` atomically (a temporary file renamed over it)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+    )
+    try:
+        with os.fdopen(descriptor, "w") as handle:
+            json.dump(record, handle, indent=1)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise UserError(_write_failure(path, error)) from None
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
     return path
 
 
