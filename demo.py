@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from playground.settings import NonNegativeInt, OutputFolder, Seed
+
 
 @dataclass(frozen=True)
 class DemoConfig:
@@ -14,15 +16,15 @@ class DemoConfig:
 
     env_id: str = "Playground/Catch-v0"
     """Built-in game the DQN learns (with its preset)."""
-    dqn_steps: int = 0
+    dqn_steps: NonNegativeInt = 0
     """Environment steps of DQN training (0: the game's preset)."""
-    gan_steps: int = 0
+    gan_steps: NonNegativeInt = 0
     """Training steps of the DCGAN on rendered digits (0: its preset)."""
     device: str = "cpu"
     """Device for the demo (cpu keeps it the same on every machine; auto uses a GPU)."""
-    runs_dir: str = "runs"
+    runs_dir: OutputFolder = "runs"
     """Folder for the demo's runs."""
-    seed: int = 1
+    seed: Seed = 1
     """Seed of the demo runs."""
 
 

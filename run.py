@@ -102,16 +102,31 @@ def _parse_one(argv: list[str], named: str | None) -> tuple[str, Any]:
     return name, config
 
 
+def _command_argv(argv: list[str] | None, name: str) -> list[str]:
+    """The tokens after the command's name."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return argv[argv.index(name) + 1 :] if name in argv else argv
+
+
 def main(argv: list[str] | None = None) -> int:
     from playground.errors import UserError
+    from playground.settings import check_settings
 
     try:
         name, config = parse(argv)
+        check_settings(config)  # every setting's declared range, before anything starts
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
-        load(COMMANDS[name][1])(config)
+        command = load(COMMANDS[name][1])
+        if getattr(config, "resume", ""):
+            # A resumed run takes the flags on the command line, whatever their values.
+            from playground.config import given_fields
+
+            command(config, given=given_fields(type(config), _command_argv(argv, name)))
+        else:
+            command(config)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -38,18 +38,50 @@ def load_dqn_checkpoint(
     return load_checkpoint(path, kind=CHECKPOINT_KIND, map_location=map_location)
 
 
-def network_from_checkpoint(checkpoint: dict[str, Any]) -> QNetwork:
-    """Rebuild the online Q-network stored in a DQN checkpoint."""
-    spec = checkpoint["network"]
-    network = build_q_network(
+def network_spec(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """Everything that shapes the checkpoint's Q-network. Checkpoints from before a setting was
+    saved in the spec (batch_norm, dropout, width) read it from the saved settings."""
+    spec = dict(checkpoint["network"])
+    settings = checkpoint.get("config", {})
+    spec.setdefault("width", settings.get("encoder_width", 0))
+    spec.setdefault("batch_norm", bool(settings.get("batch_norm", False)))
+    spec.setdefault("dropout", float(settings.get("dropout", 0.0)))
+    return spec
+
+
+def build_from_spec(spec: dict[str, Any]) -> QNetwork:
+    """A fresh Q-network of the shape `spec` (a checkpoint's `network` entry) describes."""
+    return build_q_network(
         tuple(spec["observation_shape"]),
         spec["num_actions"],
         spec["encoder"],
         spec["dueling"],
         spec.get("width", 0),
+        batch_norm=spec.get("batch_norm", False),
+        dropout=spec.get("dropout", 0.0),
     )
-    network.load_state_dict(checkpoint["q_network"])
-    return network
+
+
+def load_weights(network: torch.nn.Module, weights: dict[str, Any], source: str | Path) -> None:
+    """`network.load_state_dict(weights)`, or one line saying the checkpoint does not fit."""
+    try:
+        network.load_state_dict(weights)
+    except RuntimeError as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise UserError(
+            f"{source}: its weights do not fit the network its settings describe ({first_line}); "
+            "was it written by another version of the playground?"
+        ) from None
+
+
+def network_from_checkpoint(
+    checkpoint: dict[str, Any], source: str | Path = "the checkpoint"
+) -> QNetwork:
+    """Rebuild the online Q-network stored in a DQN checkpoint, in eval mode (batch norm's
+    running statistics, no dropout: how a trained agent plays)."""
+    network = build_from_spec(network_spec(checkpoint))
+    load_weights(network, checkpoint["q_network"], source)
+    return network.eval()
 
 
 def config_from_checkpoint(checkpoint: dict[str, Any], **overrides: Any) -> DQNConfig:

@@ -11,10 +11,37 @@ learning only.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 
-from playground.errors import check, require_positive
+import tyro
+
+from playground.config import resume_help
+from playground.errors import check
 from playground.optim import CAPTURABLE_OPTIMIZERS, OptimizerName, check_optimizer
+from playground.settings import (
+    InputPath,
+    NonNegativeFloat,
+    NonNegativeInt,
+    OutputFolder,
+    Port,
+    PositiveFloat,
+    PositiveInt,
+    Seed,
+    UnitFloat,
+    between,
+    check_settings,
+)
+
+# Settings a resumed run may change: none of them changes what is learned.
+RESUME_OVERRIDABLE = (
+    "total_steps", "device", "progress", "watch", "watch_host", "watch_port", "compile",
+    "cuda_graph", "final_eval_episodes", "eval_envs",
+)  # fmt: skip
+ResumeFolder = Annotated[str, tyro.conf.arg(help=resume_help(RESUME_OVERRIDABLE), metavar="RUN")]
+
+Fraction = between(float, 0, 1, high_open=True)  # dropout, momentum: [0, 1)
+Rate = between(float, 0, 1, low_open=True)  # tau, the Ape-X epsilon base: (0, 1]
+Noise = between(float, 0, 0.5, high_open=True)  # --intensity-noise: [0, 0.5)
 
 EncoderName = Literal["auto", "nature", "resnet", "impala", "vgg", "inception", "densenet", "mlp"]
 ENCODERS: tuple[str, ...] = get_args(EncoderName)
@@ -31,11 +58,11 @@ class DQNConfig:
     """Settings made for a game, under the flags given here: auto (the one --env-id picks),
     none (the defaults shown by --help without --env-id), or a name: atari, atari-100k, catch,
     pong, breakout, snake, classic-control (the README has the table)."""
-    total_steps: int = 10_000_000
+    total_steps: PositiveInt = 10_000_000
     """Environment steps to train for (summed over all parallel envs)."""
-    num_envs: int = 1
+    num_envs: PositiveInt = 1
     """Environments stepped together in one vector env."""
-    seed: int = 1
+    seed: Seed = 1
     """Seed for the environments, the network initialisation and exploration."""
     device: str = "auto"
     """auto | cpu | cuda | cuda:N | mps (auto picks the best available)."""
@@ -46,84 +73,84 @@ class DQNConfig:
     stacks, as IMPALA's; impala is the same); vgg (stacks of 3x3, suits small frames); inception
     (parallel 1x1 / 3x3 / 5x5 / pool branches); densenet (dense blocks, transitions); mlp
     (vectors, or flattened pixels); auto: nature for pixels, mlp for vectors."""
-    encoder_width: int = 0
+    encoder_width: NonNegativeInt = 0
     """Channels of the CNN encoder's first layer, later layers scale with it (0: the
     encoder's own: nature 32, resnet 16, vgg 32, inception 16, densenet 12 growth); for mlp
     the units of its two hidden layers (0: 128)."""
     batch_norm: bool = False
     """Batch norm after every convolution of the encoder (the target network, acting and
     evaluation use its running statistics)."""
-    dropout: float = 0.0
+    dropout: Fraction = 0.0
     """Dropout on the encoder's features during updates (off when acting and evaluating)."""
-    weight_decay: float = 0.0
+    weight_decay: NonNegativeFloat = 0.0
     """Weight decay; with adam it is decoupled (AdamW), with the others added to the gradient."""
     dueling: bool = False
     """Use a dueling head (V + A - mean A)."""
-    frame_stack: int = 4
+    frame_stack: PositiveInt = 4
     """Frames stacked into one observation for pixel games."""
-    frame_size: int = 84
+    frame_size: PositiveInt = 84
     """Side of the square grayscale frames of pixel games (84 as in the Nature DQN)."""
     sticky_actions: Literal["auto", "on", "off"] = "auto"
     """ALE games: auto (as the id registers it: ALE/...-v5 repeats the last action with
     probability 0.25, ...NoFrameskip-v4 never), on (0.25, Machado et al. 2018), off (the Atari
     100k protocol). Training, evaluation and the viewer all play with it."""
-    max_episode_frames: int = 108_000
+    max_episode_frames: PositiveInt = 108_000
     """ALE games: an episode is cut (truncated) after this many emulator frames (108,000 = 30
     minutes of play = 27,000 agent steps, the field's cap)."""
 
     # Learning
-    learning_rate: float = 1e-4
+    learning_rate: PositiveFloat = 1e-4
     """Optimizer learning rate."""
     learning_rate_decay: Literal["none", "linear"] = "none"
     """none, or linear: the learning rate falls linearly to a tenth of itself at --total-steps
     (a steadier policy at the end of a fixed budget)."""
     optimizer: OptimizerName = "adam"
     """Optimizer."""
-    adam_eps: float = 1e-8
+    adam_eps: PositiveFloat = 1e-8
     """Epsilon of adam / rmsprop / adagrad / adadelta (Nature RMSProp used 0.01)."""
-    momentum: float = 0.0
+    momentum: Fraction = 0.0
     """Momentum for sgd and rmsprop."""
     nesterov: bool = False
     """Nesterov momentum for sgd."""
-    gamma: float = 0.99
+    gamma: UnitFloat = 0.99
     """Discount factor."""
-    n_step: int = 1
+    n_step: PositiveInt = 1
     """Steps of reward summed into the TD target (n-step returns)."""
     double_dqn: bool = True
     """Pick the next action with the online network, evaluate it with the target (van Hasselt 2016)."""
     loss: Literal["huber", "mse"] = "huber"
     """TD loss: huber (smooth L1, the Nature error clipping) or mse (CleanRL)."""
-    max_grad_norm: float = 10.0
+    max_grad_norm: NonNegativeFloat = 10.0
     """Clip the gradient norm to this value (0 disables)."""
-    batch_size: int = 32
+    batch_size: PositiveInt = 32
     """Transitions per update."""
-    buffer_size: int = 1_000_000
+    buffer_size: PositiveInt = 1_000_000
     """Replay capacity in transitions (each frame is stored once, uint8)."""
     prioritized: bool = False
     """Prioritized replay (Schaul et al. 2016, proportional): draw transitions by |TD error|,
     correct with importance weights."""
-    priority_alpha: float = 0.6
+    priority_alpha: UnitFloat = 0.6
     """With --prioritized: how much priorities count (0 uniform, 1 fully proportional)."""
-    priority_beta: float = 0.4
+    priority_beta: UnitFloat = 0.4
     """With --prioritized: the importance-weight exponent at the start, annealed to 1."""
     replay_device: Literal["auto", "cpu", "same"] = "auto"
     """Where the replay buffer lives: same = the training device; auto = the training device
     when it has room for it, else cpu."""
-    learning_starts: int = 80_000
+    learning_starts: NonNegativeInt = 80_000
     """Environment steps of random-ish play before learning starts."""
-    train_frequency: int = 4
+    train_frequency: PositiveInt = 4
     """Environment steps per gradient update (the replay ratio is 1 / this)."""
-    target_update_frequency: int = 1_000
+    target_update_frequency: PositiveInt = 1_000
     """Environment steps between target network updates."""
-    tau: float = 1.0
+    tau: Rate = 1.0
     """Target update rate: 1.0 copies the weights, < 1 is Polyak averaging."""
-    start_epsilon: float = 1.0
+    start_epsilon: UnitFloat = 1.0
     """Exploration epsilon at the start."""
-    end_epsilon: float = 0.01
+    end_epsilon: UnitFloat = 0.01
     """Exploration epsilon after the decay."""
-    exploration_fraction: float = 0.10
+    exploration_fraction: UnitFloat = 0.10
     """Fraction of total_steps over which epsilon decays linearly (unless --exploration-steps)."""
-    exploration_steps: int = 0
+    exploration_steps: NonNegativeInt = 0
     """Steps over which epsilon decays linearly (0: --exploration-fraction of --total-steps)."""
     exploration_after_warmup: bool = False
     """Start the epsilon decay at --learning-starts, after the random warm-up (Dopamine's
@@ -135,7 +162,7 @@ class DQNConfig:
     augment: bool = False
     """Random-shift image augmentation (DrQ): sampled frames padded by 4 pixels (edge
     replicated) and cropped back at a random offset."""
-    intensity_noise: float = 0.0
+    intensity_noise: Noise = 0.0
     """DrQ's intensity augmentation: each sampled observation multiplied by
     1 + s * clip(N(0, 1), -2, 2) for this s (0 off; DrQ(eps) uses 0.05)."""
     symmetry_augment: bool = False
@@ -152,18 +179,18 @@ class DQNConfig:
     once per update (ignored on the CPU; adagrad cannot be captured)."""
 
     # Beyond one process: Ape-X-style actors on Ray (agents/apex.py)
-    actors: int = 0
+    actors: NonNegativeInt = 0
     """Actor processes (Ray actors) that play and send transitions to this learner (0: one
     process, the loop above)."""
-    envs_per_actor: int = 1
+    envs_per_actor: PositiveInt = 1
     """Environments in each actor's vector env (each one a lane of the replay buffer)."""
-    actor_epsilon: float = 0.4
+    actor_epsilon: Rate = 0.4
     """The Ape-X ladder's base: actor i explores with eps ** (1 + alpha * i / (N - 1))."""
-    actor_alpha: float = 7.0
+    actor_alpha: NonNegativeFloat = 7.0
     """The Ape-X ladder's exponent alpha."""
-    chunk_steps: int = 50
+    chunk_steps: PositiveInt = 50
     """Steps each actor plays per round before sending them."""
-    weight_sync_every: int = 100
+    weight_sync_every: PositiveInt = 100
     """Updates between sending fresh weights to the actors (through Ray's object store)."""
     replay_ratio: Literal["fixed", "free"] = "fixed"
     """fixed: one update per --train-frequency env steps over all actors (actors wait for the
@@ -174,30 +201,30 @@ class DQNConfig:
     """A Ray custom resource each actor needs (places the actors on the nodes that offer it)."""
 
     # Transfer learning
-    init_from: str = ""
+    init_from: InputPath = ""
     """Start from the encoder of another DQN checkpoint (file or run dir)."""
     freeze_encoder: bool = False
     """With --init-from: keep the loaded encoder fixed and train only the head."""
 
     # Evaluation, logging, checkpoints
-    eval_every: int = 100_000
+    eval_every: NonNegativeInt = 100_000
     """Environment steps between evaluations (0 disables)."""
-    eval_episodes: int = 10
+    eval_episodes: PositiveInt = 10
     """Full games per evaluation."""
-    eval_epsilon: float = 0.001
+    eval_epsilon: UnitFloat = 0.001
     """Epsilon of the evaluation policy."""
-    eval_envs: int = 16
+    eval_envs: PositiveInt = 16
     """Games played at once in an evaluation (a vector env; each plays its share of the games
     to the end, so long games count as much as short ones)."""
-    final_eval_episodes: int = 0
+    final_eval_episodes: NonNegativeInt = 0
     """Full games of one more evaluation at the end of training, logged as eval/final_return
     (0: none; the Atari 100k protocol plays 100)."""
-    checkpoint_every: int = 100_000
+    checkpoint_every: PositiveInt = 100_000
     """Environment steps between saves of latest.pt."""
     save_replay: Literal["auto", "always", "never"] = "auto"
     """Save the replay buffer beside latest.pt so --resume continues exactly; auto saves it when
     it takes at most 2 GiB."""
-    log_every: int = 1_000
+    log_every: PositiveInt = 1_000
     """Environment steps between logged training scalars (losses, sps, epsilon)."""
     eval_video: bool = True
     """Log one evaluation game as a video (eval/video in TensorBoard) at every evaluation."""
@@ -206,37 +233,21 @@ class DQNConfig:
     with the training curves (a separate process, the weights refreshed every few seconds)."""
     watch_host: str = "127.0.0.1"
     """With --watch web: the address to serve on; beyond loopback the printed token is needed."""
-    watch_port: int = 8765
+    watch_port: Port = 8765
     """With --watch web: the port to serve on."""
-    runs_dir: str = "runs"
+    runs_dir: OutputFolder = "runs"
     """Folder holding one sub-folder per run."""
     run_name: str = ""
     """Name of this run's folder (default: dqn-<game>-s<seed>-<time>)."""
-    resume: str = ""
-    """Continue the run in this folder (or runs/<name>) from its latest.pt with its saved
-    settings; --total-steps, --device, --progress and --watch given here override them."""
+    resume: ResumeFolder = ""
     progress: bool = True
     """Show a progress bar."""
 
 
 def validate(cfg: DQNConfig) -> None:
-    """Refuse impossible settings with one clear line each."""
-    require_positive(
-        total_steps=cfg.total_steps,
-        num_envs=cfg.num_envs,
-        batch_size=cfg.batch_size,
-        buffer_size=cfg.buffer_size,
-        learning_rate=cfg.learning_rate,
-        train_frequency=cfg.train_frequency,
-        target_update_frequency=cfg.target_update_frequency,
-        frame_stack=cfg.frame_stack,
-        n_step=cfg.n_step,
-        eval_episodes=cfg.eval_episodes,
-        eval_envs=cfg.eval_envs,
-        max_episode_frames=cfg.max_episode_frames,
-        log_every=cfg.log_every,
-        checkpoint_every=cfg.checkpoint_every,
-    )
+    """Refuse impossible settings with one clear line each: every field outside the range its
+    type declares, then the combinations that cannot work."""
+    check_settings(cfg)
     check(
         cfg.buffer_size >= cfg.batch_size,
         f"--buffer-size ({cfg.buffer_size}) must be at least --batch-size ({cfg.batch_size})",
@@ -246,44 +257,9 @@ def validate(cfg: DQNConfig) -> None:
         >= (cfg.actors * cfg.envs_per_actor or cfg.num_envs) * (cfg.frame_stack + cfg.n_step + 2),
         "--buffer-size is too small for --num-envs",
     )
-    check(0.0 <= cfg.gamma <= 1.0, f"--gamma must lie in [0, 1], got {cfg.gamma}")
-    check(0.0 < cfg.tau <= 1.0, f"--tau must lie in (0, 1], got {cfg.tau}")
-    for name in ("start_epsilon", "end_epsilon", "eval_epsilon", "exploration_fraction"):
-        value = getattr(cfg, name)
-        check(0.0 <= value <= 1.0, f"--{name.replace('_', '-')} must lie in [0, 1], got {value}")
-    check(cfg.learning_starts >= 0, f"--learning-starts must be >= 0, got {cfg.learning_starts}")
-    check(cfg.eval_every >= 0, f"--eval-every must be >= 0, got {cfg.eval_every}")
-    check(
-        cfg.final_eval_episodes >= 0,
-        f"--final-eval-episodes must be >= 0, got {cfg.final_eval_episodes}",
-    )
-    check(
-        cfg.exploration_steps >= 0,
-        f"--exploration-steps must be >= 0, got {cfg.exploration_steps}",
-    )
-    check(
-        0.0 <= cfg.intensity_noise < 0.5,
-        f"--intensity-noise must lie in [0, 0.5), got {cfg.intensity_noise}",
-    )
-    check(cfg.max_grad_norm >= 0, f"--max-grad-norm must be >= 0, got {cfg.max_grad_norm}")
-    check(0.0 <= cfg.dropout < 1.0, f"--dropout must lie in [0, 1), got {cfg.dropout}")
-    check(cfg.actors >= 0, f"--actors must be >= 0, got {cfg.actors}")
-    require_positive(
-        envs_per_actor=cfg.envs_per_actor,
-        chunk_steps=cfg.chunk_steps,
-        weight_sync_every=cfg.weight_sync_every,
-    )
-    check(
-        0.0 < cfg.actor_epsilon <= 1.0,
-        f"--actor-epsilon must lie in (0, 1], got {cfg.actor_epsilon}",
-    )
-
-    check(cfg.weight_decay >= 0, f"--weight-decay must be >= 0, got {cfg.weight_decay}")
     check(cfg.encoder in ENCODERS, f"--encoder {cfg.encoder!r} is not one of {', '.join(ENCODERS)}")
     check_optimizer(cfg.optimizer)
     check(not cfg.freeze_encoder or bool(cfg.init_from), "--freeze-encoder needs --init-from CKPT")
-    check(0.0 <= cfg.priority_alpha <= 1.0, "--priority-alpha must lie in [0, 1]")
-    check(0.0 <= cfg.priority_beta <= 1.0, "--priority-beta must lie in [0, 1]")
     check(
         not (cfg.cuda_graph and cfg.learning_rate_decay != "none"),
         "--cuda-graph keeps the learning rate it captured; leave out --learning-rate-decay",
@@ -305,15 +281,15 @@ class EvaluateConfig:
 
     checkpoint: str
     """A DQN checkpoint file, or a run folder (its best.pt, or latest.pt while it has none)."""
-    episodes: int = 10
+    episodes: PositiveInt = 10
     """Full games to play."""
-    epsilon: float = 0.001
+    epsilon: UnitFloat = 0.001
     """Epsilon of the evaluation policy."""
-    envs: int = 16
+    envs: PositiveInt = 16
     """Games played at once (a vector env)."""
     env_id: str = ""
     """Play another game than the one trained on (observation and action spaces must match)."""
-    seed: int = 0
+    seed: Seed = 0
     """Seed of the evaluation games."""
     device: str = "auto"
     """auto | cpu | cuda | cuda:N | mps."""

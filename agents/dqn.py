@@ -14,6 +14,7 @@ import math
 import sys
 import time
 from collections import deque
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,13 @@ import torch
 
 from agents import checkpoint as saved
 from agents import presets
-from agents.config import DQNConfig, validate
+from agents.config import RESUME_OVERRIDABLE, DQNConfig, validate
 from agents.learner import evaluating
 from agents.learning import build_learner
 from agents.replay import ReplayBuffer
 from agents.rollout import epsilon_greedy, linear_schedule
 from agents.training import (
+    FINAL_EVAL,
     WATCH_EXPORT_SECONDS,
     evaluate_during_training,
     final_evaluation,
@@ -48,23 +50,28 @@ from playground.resources import check_fits_in_memory
 from playground.rundir import default_run_name
 from playground.seeding import seed_everything
 
-# Settings a resumed run may change: none of them changes what is learned.
-RESUME_OVERRIDABLE = (
-    "total_steps", "device", "progress", "watch", "watch_host", "watch_port", "compile",
-    "cuda_graph",
-)  # fmt: skip
 DIVERGENCE_ADVICE = (
     "a learning rate too high for this game (lower --learning-rate) or no gradient clipping "
     "(keep --max-grad-norm > 0)"
 )
 
 
-def train_dqn(cfg: DQNConfig, logger: Logger | None = None) -> Path:
-    """Train a DQN agent; returns the run folder (TensorBoard logs, latest.pt, best.pt)."""
+def train_dqn(
+    cfg: DQNConfig, logger: Logger | None = None, *, given: Collection[str] | None = None
+) -> Path:
+    """Train a DQN agent; returns the run folder (TensorBoard logs, latest.pt, best.pt).
+    `given`: the fields the command line set (what a resumed run takes from it; None: those
+    that differ from their defaults)."""
     previous: dict[str, Any] | None = None
     if cfg.resume:
         run_dir, previous = read_resume(cfg.resume, cfg.runs_dir, "dqn", saved.RESUME_KEYS)
-        cfg = resumed_settings(DQNConfig, previous["config"], cfg, RESUME_OVERRIDABLE)
+        cfg = resumed_settings(DQNConfig, previous["config"], cfg, RESUME_OVERRIDABLE, given)
+        final_pending = cfg.final_eval_episodes and not (run_dir / FINAL_EVAL).is_file()
+        if int(previous["step"]) >= cfg.total_steps and not final_pending:
+            raise UserError(
+                f"{run_dir} is already at step {previous['step']}; pass --total-steps above it "
+                "to continue"
+            )
     validate(cfg)
     check_env_id(cfg.env_id)
     if cfg.symmetry_augment and not game_symmetries(cfg.env_id):
@@ -155,17 +162,11 @@ def _train(cfg: DQNConfig, run: Run, device: torch.device, previous: dict[str, A
         _next(step, cfg.checkpoint_every),
     )
     replay_ready = False
-    # Epsilon decays over --exploration-steps (or a fraction of the run) from step 0, or from
-    # the end of the random warm-up with --exploration-after-warmup (Dopamine's schedule).
-    decay_steps = cfg.exploration_steps or cfg.exploration_fraction * cfg.total_steps
-    decay_start = cfg.learning_starts if cfg.exploration_after_warmup else 0
     try:
         # SIGINT / SIGTERM set run.stop_requested; the loop ends between two steps.
         while step < cfg.total_steps and not run.stop_requested:
             # Act.
-            epsilon = linear_schedule(
-                cfg.start_epsilon, cfg.end_epsilon, decay_steps, max(step - decay_start, 0)
-            )
+            epsilon = exploration_epsilon(cfg, step)
             if epsilon >= 1.0:
                 actions = rng.integers(0, num_actions, cfg.num_envs)
             else:
@@ -252,6 +253,17 @@ def _train(cfg: DQNConfig, run: Run, device: torch.device, previous: dict[str, A
     if viewer is not None and cfg.watch == "web":
         viewer.terminate()  # the page's server ends with the training run
     run.finish(step, cfg.runs_dir)
+
+
+def exploration_epsilon(cfg: DQNConfig, step: int) -> float:
+    """Epsilon at env step `step`: --start-epsilon decayed linearly to --end-epsilon over
+    --exploration-steps (or --exploration-fraction of the run), from step 0 (Nature DQN,
+    CleanRL) or, with --exploration-after-warmup, from --learning-starts (Dopamine)."""
+    decay_steps = cfg.exploration_steps or cfg.exploration_fraction * cfg.total_steps
+    decay_start = cfg.learning_starts if cfg.exploration_after_warmup else 0
+    return linear_schedule(
+        cfg.start_epsilon, cfg.end_epsilon, decay_steps, max(step - decay_start, 0)
+    )
 
 
 def _spaces(cfg: DQNConfig) -> tuple[tuple[int, ...], bool, int]:

@@ -1,5 +1,6 @@
 """`evaluate`: play full games with a trained agent and report the mean and spread of the true
-score (through `agents.rollout.play_games`, as the evaluations during training do)."""
+score (through `agents.rollout.score_games` on vector envs, as the evaluations during
+training do)."""
 
 from __future__ import annotations
 
@@ -13,17 +14,16 @@ from agents.checkpoint import (
     network_from_checkpoint,
 )
 from agents.config import EvaluateConfig
-from agents.rollout import play_games
+from agents.rollout import score_games
 from envs import check_env_id
 from playground.checkpoint import resolve_checkpoint
 from playground.device import resolve_device
-from playground.errors import check, require_positive
+from playground.settings import check_settings
 
 
 def evaluate(cfg: EvaluateConfig) -> dict[str, float]:
     """Play `cfg.episodes` full games and print (and return) the mean, spread, min and max."""
-    require_positive(episodes=cfg.episodes)
-    check(0.0 <= cfg.epsilon <= 1.0, f"--epsilon must lie in [0, 1], got {cfg.epsilon}")
+    check_settings(cfg)
     path = resolve_checkpoint(cfg.checkpoint)
     checkpoint = load_dqn_checkpoint(path)
     trained = config_from_checkpoint(checkpoint)
@@ -31,8 +31,8 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, float]:
     check_env_id(env_id)
     check_compatible(checkpoint, env_id)
     device = resolve_device(cfg.device)
-    network = network_from_checkpoint(checkpoint).to(device)
-    games = play_games(
+    network = network_from_checkpoint(checkpoint, path).to(device)
+    games = score_games(
         network,
         env_id,
         cfg.episodes,
@@ -40,6 +40,7 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, float]:
         seed=cfg.seed,
         device=device,
         env_options=env_options(trained),
+        num_envs=cfg.envs,
     )
     scores = games.scores
     result = {

@@ -312,6 +312,8 @@ def build_learner(
             "encoder": encoder_name,
             "dueling": cfg.dueling,
             "width": cfg.encoder_width,
+            "batch_norm": cfg.batch_norm,
+            "dropout": cfg.dropout,
         },
         save_replay=saved.should_save_replay(cfg.save_replay, replay),
         autocast=autocast,

@@ -25,6 +25,7 @@ import torch
 
 from playground.device import resolve_device
 from playground.errors import UserError, require_positive
+from playground.settings import OutputFile, PositiveFloat, PositiveInt
 
 PARTS = ("env", "replay", "learner", "dqn", "gan")
 
@@ -37,22 +38,22 @@ class BenchConfig:
     """auto | cpu | cuda | cuda:N | mps."""
     env_id: str = "ALE/Breakout-v5"
     """Game for the env and end-to-end DQN figures."""
-    num_envs: int = 8
+    num_envs: PositiveInt = 8
     """Size of the vector env measured beside the single env."""
-    seconds: float = 3.0
+    seconds: PositiveFloat = 3.0
     """Seconds spent on each env / replay / learner measurement."""
-    dqn_steps: int = 2_000
+    dqn_steps: PositiveInt = 2_000
     """End-to-end DQN steps timed after learning starts (at 1,000 steps)."""
-    dqn_num_envs: int = 1
+    dqn_num_envs: PositiveInt = 1
     """Environments of the end-to-end DQN run (the replay ratio stays 1 update per 4 steps)."""
-    gan_steps: int = 20
+    gan_steps: PositiveInt = 20
     """DCGAN training steps timed per image size (after 3 warm-up steps)."""
     fast_paths: bool = True
     """Also time the DQN update and run compiled (on CUDA also as a CUDA graph) and, on CUDA,
     the DCGAN in bf16 compiled (compiling takes a minute or so)."""
     parts: tuple[str, ...] = PARTS
     """Which measurements to run: env, replay, learner, dqn, gan."""
-    json_path: str = ""
+    json_path: OutputFile = ""
     """Also write the results to this JSON file."""
 
 

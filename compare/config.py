@@ -9,6 +9,7 @@ from typing import Annotated
 import tyro
 
 from playground.errors import check, require_positive
+from playground.settings import NonNegativeInt, OutputFolder, PositiveInt
 
 TRAINERS = ("train-dqn", "train-gan")
 
@@ -22,15 +23,15 @@ class CompareConfig:
     vary: tuple[str, ...] = ()
     """FLAG=VALUE,VALUE,... (repeatable): a flag of the trainer and the values to try; the grid
     is every combination, e.g. --vary optimizer=adam,sgd encoder=nature,vgg."""
-    seeds: int = 3
+    seeds: PositiveInt = 3
     """Seeds per variant (1, 2, ...); the table shows the mean and a 95% confidence interval."""
-    parallel: int = 0
+    parallel: NonNegativeInt = 0
     """Runs at a time (0: one per 2 CPU cores, at least 1; each run gets cores / parallel
     threads)."""
     name: str = ""
     """The comparison's folder under --runs-dir (default: compare-<time>); run it again with
     the same name to resume: finished runs are kept, interrupted ones continue."""
-    runs_dir: str = "runs"
+    runs_dir: OutputFolder = "runs"
     """Folder holding the comparison's folder."""
     base: Annotated[tuple[str, ...], tyro.conf.Suppress] = ()
     """The trainer command and its flags (what follows the trainer's name on the line)."""

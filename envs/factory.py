@@ -138,7 +138,18 @@ def _make_unrecorded(
         if "FIRE" in env.unwrapped.get_action_meanings():
             env = FireReset(env)
         return FrameStackObservation(env, frame_stack, padding_type="zero")
-    env = gym.make(env_id, render_mode=render_mode)
+    try:
+        env = gym.make(env_id, render_mode=render_mode)
+    except gym.error.DependencyNotInstalled as error:
+        first_line = (str(error).strip().splitlines() or ["a dependency is missing"])[0]
+        raise UserError(f"{env_id} cannot be made here: {first_line}") from None
+    if not isinstance(env.action_space, gym.spaces.Discrete):
+        env.close()
+        raise UserError(
+            f"{env_id} has {type(env.action_space).__name__} actions; DQN needs a game with a "
+            "discrete set of actions (CartPole-v1, Acrobot-v1, MountainCar-v0, LunarLander-v3, "
+            "an ALE game, a built-in game)"
+        )
     if env_id in BUILTIN_GAMES:
         env = GrayscaleFrame(env)
         if frame_size != FRAME_SIZE:

@@ -4,13 +4,37 @@ and `validate`. Importing this module loads no data, network or metric code."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
-from playground.errors import check, require_positive
+import tyro
+
+from playground.config import resume_help
+from playground.errors import check
 from playground.optim import OptimizerName, check_optimizer
+from playground.settings import (
+    InputPath,
+    NonNegativeFloat,
+    NonNegativeInt,
+    OutputFolder,
+    OutputPath,
+    Port,
+    PositiveFloat,
+    PositiveInt,
+    Seed,
+    at_least,
+    between,
+    check_settings,
+)
+
+Fraction = between(float, 0, 1, high_open=True)  # dropout, momentum, EMA decay: [0, 1)
+Share = between(float, 0, 1, low_open=True)  # --top-k: (0, 1]
+Smoothing = between(float, 0, 0.5, high_open=True)  # --label-smoothing: [0, 0.5)
+MetricSamples = at_least(int, 2)
+Label = at_least(int, -1)
 
 # Settings a resumed run may change: none of them changes what is learned.
 RESUME_OVERRIDABLE = ("steps", "device", "progress", "watch", "watch_host", "watch_port")
+ResumeFolder = Annotated[str, tyro.conf.arg(help=resume_help(RESUME_OVERRIDABLE), metavar="RUN")]
 
 
 @dataclass(frozen=True)
@@ -27,30 +51,30 @@ class GanConfig:
     atari-frames, folder (the README has the table)"""
     data_dir: str = "data"
     """where torchvision data sets (mnist, fashion-mnist, cifar10, celeba) are looked for"""
-    max_images: int = 0
+    max_images: NonNegativeInt = 0
     """keep a seeded random subset of this many images (0: all)"""
     image_size: int = 32
     """side of the square images: 32, 64 or 128"""
     channels: int | None = None
     """1 (grey) or 3 (colour); default: the data set's own"""
-    latent_size: int = 100
+    latent_size: PositiveInt = 100
     """length of the noise vector z"""
     conditional: bool = False
     """a class-conditional DCGAN: G draws the class it is given, D judges image and label
     together (both read the label one-hot); needs a labelled data set (digits, games, ...)"""
-    generator_width: int = 64
+    generator_width: PositiveInt = 64
     """channels of the generator's last hidden layer (ngf); doubles towards 4 x 4"""
-    discriminator_width: int = 64
+    discriminator_width: PositiveInt = 64
     """channels of the discriminator's first layer (ndf); doubles towards 4 x 4"""
-    batch_size: int = 64
+    batch_size: PositiveInt = 64
     """real (and fake) images per step, over all processes (torchrun splits it evenly)"""
     sync_batch_norm: bool = False
     """under torchrun, batch norm uses the statistics of the global batch, not each process's"""
-    steps: int = 250
+    steps: PositiveInt = 250
     """total training steps (a resumed run continues up to this number)"""
-    generator_learning_rate: float = 2e-4
+    generator_learning_rate: PositiveFloat = 2e-4
     """generator step size"""
-    discriminator_learning_rate: float = 2e-4
+    discriminator_learning_rate: PositiveFloat = 2e-4
     """discriminator step size"""
     learning_rate_decay: Literal["none", "linear"] = "none"
     """none, or linear: both learning rates fall linearly to zero at --steps"""
@@ -58,26 +82,26 @@ class GanConfig:
     """Adam's beta1, beta2 (the DCGAN paper lowers beta1 to 0.5)"""
     optimizer: OptimizerName = "adam"
     """optimizer for both networks"""
-    momentum: float = 0.0
+    momentum: Fraction = 0.0
     """momentum for sgd and rmsprop"""
     nesterov: bool = False
     """Nesterov momentum (sgd)"""
     loss: Literal["nonsaturating", "hinge"] = "nonsaturating"
     """GAN loss: the non-saturating BCE of the DCGAN paper, or the hinge loss"""
-    label_smoothing: float = 0.0
+    label_smoothing: Smoothing = 0.0
     """one-sided label smoothing: D's target for real images is 1 minus this (nonsaturating loss)"""
-    top_k: float = 1.0
+    top_k: Share = 1.0
     """the generator learns from this fraction of its batch that D finds most real, going down
     linearly from the whole batch at the start to it at --steps (Sinha et al. 2020; 1: off)"""
     spectral_norm: bool = False
     """spectral normalisation in the discriminator (replaces its batch norm)"""
     batch_norm: bool = True
     """batch norm in both networks, as the DCGAN paper (--no-batch-norm leaves it out)"""
-    dropout: float = 0.0
+    dropout: Fraction = 0.0
     """dropout after each hidden block of the discriminator"""
-    weight_decay: float = 0.0
+    weight_decay: NonNegativeFloat = 0.0
     """weight decay of both networks (decoupled, AdamW-style, with adam)"""
-    ema_decay: float = 0.999
+    ema_decay: Fraction = 0.999
     """decay of the generator's exponential moving average used for samples and metrics (0: off)"""
     diff_augment: str = "color,translation,cutout"
     """DiffAugment before D: a comma-separated subset of color,translation,cutout ("" off)"""
@@ -89,30 +113,28 @@ class GanConfig:
     """torch.compile both networks (slow start, faster steps)"""
     device: str = "auto"
     """auto|cpu|cuda|cuda:N|mps"""
-    seed: int = 1
+    seed: Seed = 1
     """seed for data collection, initialisation and noise"""
-    runs_dir: str = "runs"
+    runs_dir: OutputFolder = "runs"
     """folder holding one sub-folder per run"""
     run_name: str = ""
     """run folder name (default gan-<dataset>-s<seed>-<time>)"""
-    resume: str = ""
-    """continue the run in this folder (or runs/<name>) from its latest.pt with its saved
-    settings; --steps, --device and --progress given here override them"""
-    log_every: int = 10
+    resume: ResumeFolder = ""
+    log_every: PositiveInt = 10
     """steps between loss / throughput logs (the only host syncs of the loop)"""
-    sample_every: int = 50
+    sample_every: NonNegativeInt = 50
     """steps between fixed-noise sample grids (0: only at the end)"""
-    metric_every: int = 250
+    metric_every: NonNegativeInt = 250
     """steps between FID/KID evaluations (also at the end) that pick best.pt (0: no metric)"""
-    metric_samples: int = 1000
+    metric_samples: MetricSamples = 1000
     """generated (and at most this many real) images per FID/KID evaluation"""
     metric_feature: Literal["auto", "inception", "classifier"] = "auto"
     """FID features: inception (needs --inception-weights), classifier (offline), auto"""
-    inception_weights: str = ""
+    inception_weights: InputPath = ""
     """local path of pt_inception-2015-12-05-6726825d.pth for Inception FID ("" none)"""
-    checkpoint_every: int = 100
+    checkpoint_every: PositiveInt = 100
     """steps between latest.pt saves (also saved at the end and on Ctrl-C)"""
-    num_samples: int = 64
+    num_samples: PositiveInt = 64
     """images in the fixed-noise grid"""
     progress: bool = True
     """show a progress bar"""
@@ -121,36 +143,21 @@ class GanConfig:
     D(G(z)) and the losses while it trains (a separate process)"""
     watch_host: str = "127.0.0.1"
     """with --watch web: the address to serve on; beyond loopback the printed token is needed"""
-    watch_port: int = 8765
+    watch_port: Port = 8765
     """with --watch web: the port to serve on"""
 
 
 def validate(cfg: GanConfig) -> None:
-    """Refuse impossible settings before anything is loaded or created."""
+    """Refuse impossible settings before anything is loaded or created: every field outside
+    the range its type declares, then the combinations that cannot work."""
     from gan.augment import parse_policy  # noqa: PLC0415 (torch-level modules, loaded late)
     from gan.data import check_dataset_spec  # noqa: PLC0415
     from gan.models import check_image_size  # noqa: PLC0415
 
+    check_settings(cfg)
     check_image_size(cfg.image_size)
     check_dataset_spec(cfg.dataset)
     check(cfg.channels in (None, 1, 3), f"--channels {cfg.channels}: use 1 (grey) or 3 (colour)")
-    require_positive(
-        latent_size=cfg.latent_size,
-        generator_width=cfg.generator_width,
-        discriminator_width=cfg.discriminator_width,
-        batch_size=cfg.batch_size,
-        steps=cfg.steps,
-        generator_learning_rate=cfg.generator_learning_rate,
-        discriminator_learning_rate=cfg.discriminator_learning_rate,
-        log_every=cfg.log_every,
-        checkpoint_every=cfg.checkpoint_every,
-        metric_samples=cfg.metric_samples,
-        num_samples=cfg.num_samples,
-    )
-    check(cfg.max_images >= 0, f"--max-images must be 0 or positive, got {cfg.max_images}")
-    check(cfg.sample_every >= 0, f"--sample-every must be 0 or positive, got {cfg.sample_every}")
-    check(cfg.metric_every >= 0, f"--metric-every must be 0 or positive, got {cfg.metric_every}")
-    check(cfg.metric_samples >= 2, f"--metric-samples must be at least 2, got {cfg.metric_samples}")
     check_optimizer(cfg.optimizer)
     check(
         cfg.loss in ("nonsaturating", "hinge"), f"--loss {cfg.loss!r}: use nonsaturating or hinge"
@@ -159,19 +166,10 @@ def validate(cfg: GanConfig) -> None:
         cfg.precision in ("fp32", "bf16", "fp16"),
         f"--precision {cfg.precision!r}: use fp32, bf16 or fp16",
     )
-    check(0.0 <= cfg.ema_decay < 1.0, f"--ema-decay must be in [0, 1), got {cfg.ema_decay}")
-    check(0.0 <= cfg.dropout < 1.0, f"--dropout must lie in [0, 1), got {cfg.dropout}")
-    check(0.0 < cfg.top_k <= 1.0, f"--top-k must lie in (0, 1], got {cfg.top_k}")
-    check(
-        0.0 <= cfg.label_smoothing < 0.5,
-        f"--label-smoothing must lie in [0, 0.5), got {cfg.label_smoothing}",
-    )
-    check(cfg.weight_decay >= 0, f"--weight-decay must be >= 0, got {cfg.weight_decay}")
     check(
         len(cfg.betas) == 2 and all(0.0 <= beta < 1.0 for beta in cfg.betas),
         f"--betas must be two numbers in [0, 1), got {cfg.betas}",
     )
-    check(cfg.momentum >= 0.0, f"--momentum must be 0 or positive, got {cfg.momentum}")
     check(not cfg.nesterov or cfg.momentum > 0, "--nesterov needs --momentum > 0")
     check(
         cfg.metric_feature != "inception" or bool(cfg.inception_weights),
@@ -184,23 +182,23 @@ def validate(cfg: GanConfig) -> None:
 class SampleConfig:
     """Draw images, a grid or a latent-space walk from a trained DCGAN checkpoint."""
 
-    checkpoint: str = ""
+    checkpoint: InputPath = ""
     """a GAN checkpoint (.pt) or a run folder (its best.pt, or latest.pt while it has none)"""
-    output: str = ""
+    output: OutputPath = ""
     """where to write: a .png grid, a folder of PNGs, or a .gif/.mp4 walk (default: in the run folder)"""
-    num_images: int = 64
+    num_images: PositiveInt = 64
     """images to draw (cells of the walk with --interpolate)"""
     grid: bool = True
     """one grid PNG instead of one PNG per image"""
     interpolate: bool = False
     """write a latent-space walk (GIF, or MP4 when --output ends in .mp4)"""
-    interpolation_steps: int = 30
+    interpolation_steps: PositiveInt = 30
     """frames between two latent points of the walk"""
-    fps: int = 20
+    fps: PositiveInt = 20
     """frames per second of the walk"""
-    seed: int = 0
+    seed: Seed = 0
     """seed of the latent noise"""
-    label: int = -1
+    label: Label = -1
     """with a conditional checkpoint: draw only this class (-1: every class in turn, one per
     column of the grid)"""
     use_ema: bool = True

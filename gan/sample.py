@@ -20,6 +20,7 @@ from playground.checkpoint import load_checkpoint, resolve_checkpoint
 from playground.device import resolve_device
 from playground.errors import check, require_positive
 from playground.media import image_grid, write_png, write_video
+from playground.settings import check_settings
 
 WALK_KEYFRAMES = 4
 """Random latent points the walk passes through before looping back to the first."""
@@ -30,6 +31,7 @@ WALK_MIN_SIDE = 256
 def sample(cfg: SampleConfig) -> Path:
     """Write samples as `cfg` says; return the path written (file or folder)."""
     check(bool(cfg.checkpoint), "--checkpoint is required: a GAN checkpoint file or run folder")
+    check_settings(cfg)
     require_positive(
         num_images=cfg.num_images, interpolation_steps=cfg.interpolation_steps, fps=cfg.fps
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Collection
 from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
@@ -54,19 +55,26 @@ DIVERGENCE_ADVICE = (
 )
 
 
-def train_gan(cfg: GanConfig, logger: Logger | None = None) -> Path:
+def train_gan(
+    cfg: GanConfig, logger: Logger | None = None, *, given: Collection[str] | None = None
+) -> Path:
     """Train a DCGAN as `cfg` says; return the run folder (latest.pt, best.pt, event files).
 
     Under `torchrun` every process calls this; they train one model with DDP (gradients
     averaged, `cfg.batch_size` split over them) and rank 0 alone writes the run folder."""
     distributed = Distributed.from_env()
     try:
-        return _train_gan(cfg, logger, distributed)
+        return _train_gan(cfg, logger, distributed, given)
     finally:
         distributed.close()
 
 
-def _train_gan(cfg: GanConfig, logger: Logger | None, distributed: Distributed) -> Path:
+def _train_gan(
+    cfg: GanConfig,
+    logger: Logger | None,
+    distributed: Distributed,
+    given: Collection[str] | None = None,
+) -> Path:
     previous: dict[str, Any] | None = None
     if cfg.resume:
         # Rank 0 reads the checkpoint and hands it to the others: every rank resumes from the
@@ -74,7 +82,7 @@ def _train_gan(cfg: GanConfig, logger: Logger | None, distributed: Distributed) 
         run_dir, previous = distributed.run_on_main(
             lambda: read_resume(cfg.resume, cfg.runs_dir, CHECKPOINT_KIND, RESUME_KEYS)
         )
-        cfg = resumed_settings(GanConfig, previous["config"], cfg, RESUME_OVERRIDABLE)
+        cfg = resumed_settings(GanConfig, previous["config"], cfg, RESUME_OVERRIDABLE, given)
     validate(cfg)
     distributed.local_batch_size(cfg.batch_size)  # refuses a batch that does not split evenly
     device = distributed.device(resolve_device(cfg.device))

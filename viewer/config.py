@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from playground.errors import check
+from playground.settings import InputPath, NonNegativeInt, OutputFile, Port, Seed, check_settings
 
 
 @dataclass(frozen=True)
 class WatchConfig:
     """Watch an agent play live in a pygame window (or headless, to a video or screenshot)."""
 
-    checkpoint: str = ""
+    checkpoint: InputPath = ""
     """DQN checkpoint file or run folder (its best.pt, or latest.pt while it has none); empty =
     an untrained network."""
     env_id: str = ""
@@ -23,21 +24,21 @@ class WatchConfig:
     """You play with the keyboard (arrows and space map to the game's actions; p pauses)."""
     headless: bool = False
     """No window: draw off-screen, play --episodes / --max-steps, write --record and --screenshot."""
-    record: str = ""
+    record: OutputFile = ""
     """Record the window to this .mp4 or .gif file (from the start; `r` toggles it)."""
-    screenshot: str = ""
+    screenshot: OutputFile = ""
     """Save the window to this .png file (`s`; at the end of a headless run)."""
-    episodes: int = 0
+    episodes: NonNegativeInt = 0
     """Stop after this many games (0 = until you quit; a headless run plays 1)."""
-    max_steps: int = 0
+    max_steps: NonNegativeInt = 0
     """Stop after this many agent steps (0 = no limit)."""
     epsilon: float | None = None
     """Initial exploration epsilon; default 0.01 with a checkpoint, 1 (random play) without."""
-    fps: int = 0
+    fps: NonNegativeInt = 0
     """Initial speed in agent steps per second (0 = the game's real-time speed); `+`/`-` change it."""
-    scale: int = 0
+    scale: NonNegativeInt = 0
     """Screen pixels per game pixel (0 = fit the game into about 640 pixels of height)."""
-    seed: int = 0
+    seed: Seed = 0
     """Seed of the games and of the exploration."""
     device: str = "cpu"
     """auto | cpu | cuda | cuda:N | mps (one frame at a time: the CPU is plenty)."""
@@ -49,9 +50,9 @@ class WatchConfig:
     """Serve the viewer as a web page instead of a window (for a machine you reach over SSH)."""
     host: str = "127.0.0.1"
     """With --web: the address to listen on; anything beyond loopback needs the printed token."""
-    port: int = 8765
+    port: Port = 8765
     """With --web: the port to listen on (0: any free port)."""
-    run_dir: str = ""
+    run_dir: InputPath = ""
     """With --web: also show the training curves and images of this run folder (live)."""
 
 
@@ -76,6 +77,7 @@ def check_output_path(path: str, flag: str, suffixes: tuple[str, ...]) -> Path:
 
 def validate(cfg: WatchConfig) -> None:
     """Refuse contradictory or out-of-range settings with one clear line."""
+    check_settings(cfg)
     check(not (cfg.human and cfg.headless), "--human needs a window; drop --headless")
     check(not (cfg.human and cfg.web), "--human plays in the window; drop --web")
     check(

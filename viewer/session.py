@@ -20,6 +20,7 @@ from agents.checkpoint import (
     env_options,
     load_dqn_checkpoint,
     network_from_checkpoint,
+    network_spec,
 )
 from agents.networks import build_q_network
 from agents.rollout import Rollout
@@ -102,9 +103,11 @@ class ViewerSession:
                 "keys; play a built-in or ALE game",
             )
         self.pixels = len(env.observation_space.shape) == 3
-        self.network_spec: dict[str, Any] = checkpoint["network"] if checkpoint is not None else {}
+        self.network_spec: dict[str, Any] = (
+            network_spec(checkpoint) if checkpoint is not None else {}
+        )
         if checkpoint is not None:
-            self.network = network_from_checkpoint(checkpoint)
+            self.network = network_from_checkpoint(checkpoint, self.checkpoint_path)
         else:
             torch.manual_seed(cfg.seed)
             self.network = build_q_network(
@@ -327,7 +330,7 @@ class ViewerSession:
             return False
         try:
             checkpoint = load_dqn_checkpoint(self.checkpoint_path)
-            if checkpoint["network"] != self.network_spec:
+            if network_spec(checkpoint) != self.network_spec:
                 self.say("the new checkpoint has another network; not reloaded")
                 self.checkpoint_mtime = mtime
                 return False

@@ -1,0 +1,374 @@
+"""The Atari 100k benchmark: `train-dqn --preset atari-100k` on ALE games and seeds, scored as
+the field scores it, with the published data-efficient agents beside it.
+
+    python -m benchmarks.atari100k --games Pong Breakout Boxing --seeds 1 2 --parallel 2
+    python -m benchmarks.atari100k --games Pong --seeds 1 --report-only     # tables, plots
+    python -m benchmarks.atari100k --ray-address auto --cpus-per-run 2 --games ... --seeds ...
+
+Each run is an ordinary run folder `<runs-dir>/<Game>-s<seed>` made by `run.py train-dqn` in a
+process of its own (`--threads` torch threads each, `--parallel` at a time). The same command
+again skips the runs that have their final evaluation (`final_eval.json`), resumes the ones
+cut short (`--resume`, from their last checkpoint and replay buffer) and starts the rest. With
+`--ray-address` every run is a Ray task holding `--cpus-per-run` CPUs (and `--gpus-per-run`
+GPUs, `--resource` a custom resource); a task lost with its node is retried by Ray and the
+retry resumes from the run's last checkpoint (the run folders must be on storage every node
+sees).
+
+The report (`--report`, default docs/atari100k.md) has, per game, the mean final score over
+seeds and its human-normalised score beside DrQ(eps), SPR and BBF's published means (100 runs
+each), then the mean, median and interquartile mean of the human-normalised scores with 95%
+stratified-bootstrap confidence intervals (rliable), and a learning-curve plot per game.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+FINAL_EVAL = "final_eval.json"  # agents.training.FINAL_EVAL; not imported, to stay light
+
+# Random and human scores of the 26 Atari 100k games (Kaiser et al. 2020; the values every
+# paper since normalises with).
+RANDOM_HUMAN: dict[str, tuple[float, float]] = {
+    "Alien": (227.8, 7127.7), "Amidar": (5.8, 1719.5), "Assault": (222.4, 742.0),
+    "Asterix": (210.0, 8503.3), "BankHeist": (14.2, 753.1), "BattleZone": (2360.0, 37187.5),
+    "Boxing": (0.1, 12.1), "Breakout": (1.7, 30.5), "ChopperCommand": (811.0, 7387.8),
+    "CrazyClimber": (10780.5, 35829.4), "DemonAttack": (152.1, 1971.0), "Freeway": (0.0, 29.6),
+    "Frostbite": (65.2, 4334.7), "Gopher": (257.6, 2412.5), "Hero": (1027.0, 30826.4),
+    "Jamesbond": (29.0, 302.8), "Kangaroo": (52.0, 3035.0), "Krull": (1598.0, 2665.5),
+    "KungFuMaster": (258.5, 22736.3), "MsPacman": (307.3, 6951.6), "Pong": (-20.7, 14.6),
+    "PrivateEye": (24.9, 69571.3), "Qbert": (163.9, 13455.0), "RoadRunner": (11.5, 7845.0),
+    "Seaquest": (68.4, 42054.7), "UpNDown": (533.4, 11693.2),
+}  # fmt: skip
+# Published per-game means at 100k steps: DrQ(eps) and SPR over 100 runs each (the runs behind
+# Agarwal et al. 2021), BBF over its RR8 runs (Schwarzer et al. 2023); shared/ANCHORS.md.
+PUBLISHED: dict[str, dict[str, float]] = {
+    "Pong": {"DrQ(eps)": -9.1, "SPR": -5.4, "BBF": 16.4},
+    "Breakout": {"DrQ(eps)": 19.8, "SPR": 19.6, "BBF": 357.0},
+    "Boxing": {"DrQ(eps)": 9.0, "SPR": 35.7, "BBF": 86.3},
+    "Freeway": {"DrQ(eps)": 20.3, "SPR": 19.3, "BBF": 25.7},
+    "MsPacman": {"DrQ(eps)": 1218.1, "SPR": 1318.4, "BBF": 2095.0},
+    "Seaquest": {"DrQ(eps)": 352.3, "SPR": 558.1, "BBF": 1150.0},
+    "Qbert": {"DrQ(eps)": 1810.7, "SPR": 866.3, "BBF": 4217.0},
+    "Krull": {"DrQ(eps)": 4402.1, "SPR": 3681.6, "BBF": 8303.0},
+}
+AGENTS = ("DrQ(eps)", "SPR", "BBF")
+
+
+def human_normalised(game: str, score: float) -> float:
+    random, human = RANDOM_HUMAN[game]
+    return (score - random) / (human - random)
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def run_command(
+    game: str, seed: int, runs_dir: Path, preset: str, extra: list[str]
+) -> list[str] | None:
+    """The train-dqn command that makes progress on this run: resume it, start it, or None
+    when it has its final evaluation."""
+    run_dir = runs_dir / f"{game}-s{seed}"
+    if (run_dir / FINAL_EVAL).is_file():
+        return None
+    base = [sys.executable, str(ROOT / "run.py"), "train-dqn", "--no-progress"]
+    if (run_dir / "latest.pt").is_file():
+        return [*base, "--resume", str(run_dir)]
+    return [
+        *base, "--env-id", f"ALE/{game}-v5", "--preset", preset, "--seed", str(seed),
+        "--runs-dir", str(runs_dir), "--run-name", run_dir.name, *extra,
+    ]  # fmt: skip
+
+
+def train(game: str, seed: int, runs_dir: Path, preset: str, extra: list[str], threads: int) -> str:
+    """Bring one run to its final evaluation (a process of its own); returns a line on it."""
+    command = run_command(game, seed, runs_dir, preset, extra)
+    name = f"{game}-s{seed}"
+    if command is None:
+        return f"{name}: done before"
+    environment = dict(os.environ)
+    if threads:
+        environment["OMP_NUM_THREADS"] = str(threads)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with open(runs_dir / f"{name}.log", "a") as log:
+        result = subprocess.run(command, cwd=ROOT, env=environment, stdout=log, stderr=log)
+    minutes = (time.perf_counter() - start) / 60
+    if result.returncode != 0:
+        raise RuntimeError(f"{name} exited {result.returncode}; see {runs_dir / name}.log")
+    return f"{name}: {minutes:.1f} min this time"
+
+
+def train_on_ray(jobs: list[tuple[str, int]], args: argparse.Namespace) -> None:
+    """Every run as a Ray task with its share of the cluster; Ray retries a task whose node
+    is lost, and the retry resumes the run from its last checkpoint."""
+    import ray  # noqa: PLC0415 (only with --ray-address)
+
+    ray.init(address=args.ray_address, log_to_driver=False)
+    options: dict[str, Any] = {"num_cpus": args.cpus_per_run, "max_retries": 3}
+    if args.gpus_per_run:
+        options["num_gpus"] = args.gpus_per_run
+    if args.resource:
+        options["resources"] = {args.resource: 1}
+    task = ray.remote(train).options(**options)
+    pending = {
+        task.remote(game, seed, args.runs_dir.resolve(), args.preset, args.extra, args.threads): (
+            game,
+            seed,
+        )
+        for game, seed in jobs
+    }
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        game, seed = pending.pop(ready[0])
+        print(ray.get(ready[0]), flush=True)
+
+
+# ----------------------------------------------------------------------------- reporting
+
+
+def scalars(run_dir: Path, tag: str) -> list[tuple[int, float, float]]:
+    """(step, value, wall time) of a TensorBoard scalar of a run."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    if tag not in events.Tags()["scalars"]:
+        return []
+    return [(event.step, event.value, event.wall_time) for event in events.Scalars(tag)]
+
+
+def training_minutes(run_dir: Path) -> float:
+    """Minutes the run trained, from its logged steps' wall times (pauses of over 10 minutes
+    between two logs, a run stopped and resumed later, are left out)."""
+    times = sorted(wall for _, _, wall in scalars(run_dir, "charts/sps"))
+    gaps = np.diff(times)
+    return float(gaps[gaps < 600].sum() / 60) if len(times) > 1 else 0.0
+
+
+def collect(runs_dir: Path, games: list[str], seeds: list[int]) -> list[dict[str, Any]]:
+    """What each finished or unfinished run has: final score, curve, minutes."""
+    records = []
+    for game in games:
+        for seed in seeds:
+            run_dir = runs_dir / f"{game}-s{seed}"
+            if not run_dir.is_dir():
+                continue
+            final_path = run_dir / FINAL_EVAL
+            final = json.loads(final_path.read_text()) if final_path.is_file() else None
+            curve = scalars(run_dir, "charts/episodic_return")
+            records.append(
+                {
+                    "game": game,
+                    "seed": seed,
+                    "final": final["mean"] if final else None,
+                    "final_games": len(final["scores"]) if final else 0,
+                    "final_eval_minutes": (final or {}).get("minutes"),
+                    "steps": max((step for step, _, _ in curve), default=0),
+                    "minutes": training_minutes(run_dir),
+                    "curve": [(step, value) for step, value, _ in curve],
+                }
+            )
+    return records
+
+
+def aggregates(scores: np.ndarray, reps: int = 50_000) -> dict[str, tuple[float, float, float]]:
+    """Mean, median and IQM of human-normalised scores (runs x games) with 95% stratified
+    bootstrap confidence intervals, as rliable computes them."""
+    from rliable import library as rly  # noqa: PLC0415
+    from rliable import metrics  # noqa: PLC0415
+
+    def estimate(values: np.ndarray) -> np.ndarray:
+        return np.array(
+            [
+                metrics.aggregate_mean(values),
+                metrics.aggregate_median(values),
+                metrics.aggregate_iqm(values),
+            ]
+        )
+
+    points, intervals = rly.get_interval_estimates({"run": scores}, estimate, reps=reps)
+    return {
+        name: (float(points["run"][index]), *map(float, intervals["run"][:, index]))
+        for index, name in enumerate(("mean", "median", "IQM"))
+    }
+
+
+def plot_curves(records: list[dict[str, Any]], games: list[str], path: Path) -> None:
+    """One panel per game: each seed's training returns (full games, smoothed over 10) against
+    agent steps, DrQ(eps)'s and SPR's final means and the random score as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [game for game in games if any(r["game"] == game and r["curve"] for r in records)]
+    if not shown:
+        return
+    figure, axes = plt.subplots(
+        1, len(shown), figsize=(4.2 * len(shown), 3.3), dpi=100, squeeze=False
+    )
+    for axis, game in zip(axes[0], shown, strict=True):
+        for record in (r for r in records if r["game"] == game and r["curve"]):
+            steps, values = map(np.array, zip(*record["curve"], strict=True))
+            window = min(10, len(values))
+            smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+            axis.plot(steps[window - 1 :], smooth, lw=1.5, label=f"seed {record['seed']}")
+            if record["final"] is not None:
+                axis.scatter([record["steps"]], [record["final"]], marker="o", s=25, zorder=3)
+        for agent, style in (("DrQ(eps)", "--"), ("SPR", ":")):
+            if agent in PUBLISHED.get(game, {}):
+                axis.axhline(PUBLISHED[game][agent], ls=style, color="black", lw=1, label=agent)
+        axis.axhline(RANDOM_HUMAN[game][0], color="grey", lw=0.8, label="random")
+        axis.set_title(f"{game} (atari-100k preset)")
+        axis.set_xlabel("agent steps")
+        axis.set_ylabel("return of full games")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7, loc="upper left")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def report(records: list[dict[str, Any]], games: list[str], preset: str) -> str:
+    """The markdown tables: per game, then the aggregate over the games every seed finished."""
+    lines = [
+        f"| game | runs | {preset} (mean over seeds) | per seed | HNS | "
+        + " | ".join(f"{agent} (HNS)" for agent in AGENTS)
+        + " |",
+        "|---|---|---|---|---|" + "---|" * len(AGENTS),
+    ]
+    finished: dict[str, list[float]] = {}
+    for game in games:
+        runs = [r for r in records if r["game"] == game and r["final"] is not None]
+        if not runs:
+            continue
+        finals = [r["final"] for r in runs]
+        finished[game] = finals
+        mean = float(np.mean(finals))
+        published = [
+            f"{PUBLISHED[game][agent]:g} ({human_normalised(game, PUBLISHED[game][agent]):.2f})"
+            if agent in PUBLISHED.get(game, {})
+            else "-"
+            for agent in AGENTS
+        ]
+        lines.append(
+            f"| {game} | {len(runs)} | {mean:.1f} | "
+            + " / ".join(f"{value:.1f}" for value in finals)
+            + f" | {human_normalised(game, mean):.2f} | "
+            + " | ".join(published)
+            + " |"
+        )
+    if finished:
+        seeds = min(len(values) for values in finished.values())
+        matrix = np.array(
+            [[human_normalised(game, values[i]) for game, values in finished.items()]
+             for i in range(seeds)]
+        )  # fmt: skip
+        lines += [
+            "",
+            f"Over {len(finished)} game(s), {seeds} run(s) each (human-normalised, 95% "
+            "stratified-bootstrap confidence intervals, rliable):",
+            "",
+            f"| aggregate | {preset} | " + " | ".join(AGENTS) + " |",
+            "|---|---|" + "---|" * len(AGENTS),
+        ]
+        ours = aggregates(matrix)
+        for name in ("mean", "median", "IQM"):
+            published = []
+            for agent in AGENTS:
+                if all(agent in PUBLISHED.get(game, {}) for game in finished):
+                    values = np.array(
+                        [[human_normalised(game, PUBLISHED[game][agent]) for game in finished]]
+                    )
+                    published.append(f"{_point(values, name):.2f} (of the means)")
+                else:
+                    published.append("-")
+            point, low, high = ours[name]
+            lines.append(
+                f"| {name} | {point:.2f} [{low:.2f}, {high:.2f}] | " + " | ".join(published) + " |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _point(values: np.ndarray, name: str) -> float:
+    from scipy import stats  # noqa: PLC0415 (rliable's own dependency)
+
+    flat = values.reshape(-1)
+    if name == "mean":
+        return float(flat.mean())
+    if name == "median":
+        return float(np.median(flat))
+    return float(stats.trim_mean(flat, proportiontocut=0.25))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--games", nargs="+", default=["Pong", "Breakout", "Boxing"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--preset", default="atari-100k")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs/atari100k"))
+    parser.add_argument("--parallel", type=int, default=2, help="runs at a time (local)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--ray-address", default="", help="run each game x seed as a Ray task")
+    parser.add_argument("--cpus-per-run", type=float, default=1.0)
+    parser.add_argument("--gpus-per-run", type=float, default=0.0)
+    parser.add_argument("--resource", default="", help="a Ray custom resource each run needs")
+    parser.add_argument("--report", type=Path, default=Path("docs/atari100k-results.md"))
+    parser.add_argument("--plot", type=Path, default=Path("docs/atari100k.png"))
+    parser.add_argument("--report-only", action="store_true", help="report the runs there are")
+    parser.add_argument(
+        "extra", nargs="*", default=[], help="more train-dqn flags for new runs (after --)"
+    )
+    args = parser.parse_args()
+    unknown = sorted(set(args.games) - set(RANDOM_HUMAN))
+    if unknown:
+        raise SystemExit(f"not an Atari 100k game: {', '.join(unknown)}")
+
+    jobs = [(game, seed) for seed in args.seeds for game in args.games]
+    if not args.report_only:
+        if args.ray_address:
+            train_on_ray(jobs, args)
+        else:
+            with ThreadPoolExecutor(args.parallel) as pool:
+                futures = [
+                    pool.submit(
+                        train, game, seed, args.runs_dir, args.preset, args.extra, args.threads
+                    )
+                    for game, seed in jobs
+                ]
+                for future in as_completed(futures):
+                    print(future.result(), flush=True)
+    records = collect(args.runs_dir, args.games, args.seeds)
+    for record in records:
+        state = (
+            f"final {record['final']:.1f} over {record['final_games']} games"
+            if record["final"] is not None
+            else "no final evaluation yet"
+        )
+        print(
+            f"{record['game']}-s{record['seed']}: step {record['steps']:,}, {state}, "
+            f"{record['minutes']:.0f} min of training"
+        )
+    table = report(records, args.games, args.preset)
+    print(table)
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text(table)
+    plot_curves(records, args.games, args.plot)
+    (args.runs_dir / "atari100k.json").write_text(json.dumps(records, indent=1) + "\n")
+    print(f"wrote {args.report}, {args.plot}, {args.runs_dir / 'atari100k.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""The Atari 100k protocol and DrQ(eps): sticky actions off, the episode cap, epsilon after the
+warm-up, intensity noise, one next-state pass when the target is the online copy, the final
+evaluation on vector envs, and the benchmark command's bookkeeping."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from agents.checkpoint import env_options
+from agents.config import DQNConfig, validate
+from agents.dqn import exploration_epsilon, train_dqn
+from agents.learner import UpdateRule, dqn_update
+from agents.learning import target_is_online
+from agents.networks import build_q_network, random_intensity
+from agents.presets import PRESETS
+from agents.replay import ReplaySample
+from agents.rollout import score_games
+from agents.training import FINAL_EVAL, protocol_line
+from benchmarks import atari100k
+from envs import make_env, make_vector_env
+from playground.errors import UserError
+from playground.presets import with_preset
+
+CATCH = "Playground/Catch-v0"
+
+
+def test_the_preset_is_drq_eps_as_dopamine_configures_it() -> None:
+    cfg = with_preset(DQNConfig, sys.modules["agents.presets"], "atari-100k", env_id="ALE/Pong-v5")
+    validate(cfg)
+    assert (cfg.total_steps, cfg.learning_starts, cfg.train_frequency) == (100_000, 1_600, 1)
+    assert (cfg.target_update_frequency, cfg.tau, cfg.n_step, cfg.gamma) == (1, 1.0, 10, 0.99)
+    assert (cfg.learning_rate, cfg.adam_eps, cfg.batch_size) == (1e-4, 1.5e-4, 32)
+    assert cfg.dueling and cfg.double_dqn and cfg.augment and cfg.intensity_noise == 0.05
+    assert (cfg.exploration_steps, cfg.exploration_after_warmup, cfg.end_epsilon) == (
+        5_000,
+        True,
+        0.01,
+    )
+    assert (cfg.sticky_actions, cfg.max_episode_frames) == ("off", 108_000)
+    assert (cfg.final_eval_episodes, cfg.eval_epsilon) == (100, 0.001)
+    assert cfg.life_loss_terminal and cfg.clip_rewards
+    assert target_is_online(cfg)
+
+
+def test_epsilon_is_one_through_the_warmup_then_decays_over_its_steps() -> None:
+    cfg = DQNConfig(
+        learning_starts=1_600, exploration_steps=5_000, exploration_after_warmup=True,
+        end_epsilon=0.01, total_steps=100_000,
+    )  # fmt: skip
+    assert exploration_epsilon(cfg, 0) == 1.0
+    assert exploration_epsilon(cfg, 1_599) == 1.0
+    assert exploration_epsilon(cfg, 1_600) == 1.0
+    assert exploration_epsilon(cfg, 1_600 + 2_500) == pytest.approx(0.505)
+    assert exploration_epsilon(cfg, 6_600) == pytest.approx(0.01)
+    assert exploration_epsilon(cfg, 90_000) == pytest.approx(0.01)
+    # Without the flag the decay starts at step 0, over a fraction of the run unless steps given.
+    plain = DQNConfig(learning_starts=1_600, total_steps=100_000, exploration_fraction=0.1)
+    assert exploration_epsilon(plain, 5_000) == pytest.approx(1 - 0.99 * 0.5)
+    counted = DQNConfig(learning_starts=1_600, total_steps=100_000, exploration_steps=1_000)
+    assert exploration_epsilon(counted, 500) == pytest.approx(0.505)
+
+
+def test_sticky_actions_follow_the_setting_on_single_and_vector_envs() -> None:
+    def repeat_probability(env) -> float:
+        return env.unwrapped.ale.getFloat("repeat_action_probability")
+
+    for setting, expected in (("auto", 0.25), ("off", 0.0), ("on", 0.25)):
+        options = env_options(DQNConfig(sticky_actions=setting))
+        env = make_env("ALE/Pong-v5", seed=0, **options)
+        try:
+            assert repeat_probability(env) == pytest.approx(expected)
+        finally:
+            env.close()
+    env = make_env("PongNoFrameskip-v4", seed=0, **env_options(DQNConfig()))
+    try:
+        assert repeat_probability(env) == 0.0  # auto: v4 ids have none
+    finally:
+        env.close()
+
+
+def test_the_episode_cap_truncates_games_in_frames() -> None:
+    # 40 frames = 10 agent steps of 4 frames (the no-op starts and FIRE take some of them).
+    env = make_env("ALE/Pong-v5", seed=0, max_episode_frames=200, repeat_action_probability=0.0)
+    try:
+        env.reset()
+        terminated = truncated = False
+        steps = 0
+        while not (terminated or truncated) and steps < 100:
+            _, _, terminated, truncated, _ = env.step(0)
+            steps += 1
+        assert truncated and not terminated and steps <= 50
+    finally:
+        env.close()
+    envs = make_vector_env(
+        "ALE/Pong-v5", 2, seed=0, max_episode_frames=200, repeat_action_probability=0.0
+    )
+    try:
+        ended = np.zeros(2, dtype=bool)
+        for _ in range(100):
+            _, _, terminated, truncated, _ = envs.step(np.zeros(2, dtype=np.int64))
+            ended |= truncated
+            assert not terminated.any()
+        assert ended.all()
+    finally:
+        envs.close()
+    with pytest.raises(UserError, match="--max-episode-frames must be positive"):
+        validate(DQNConfig(max_episode_frames=0))
+
+
+def test_intensity_noise_scales_each_observation_by_one_clipped_factor() -> None:
+    generator = torch.Generator().manual_seed(0)
+    frames = torch.full((64, 4, 8, 8), 100, dtype=torch.uint8)
+    noisy = random_intensity(frames, 0.05, generator)
+    assert noisy.dtype == torch.float32 and noisy.shape == frames.shape
+    factors = noisy[:, 0, 0, 0] / 100.0
+    # One factor per observation, shared by all its pixels and frames.
+    assert torch.allclose(noisy / 100.0, factors[:, None, None, None].expand_as(noisy))
+    assert factors.min() >= 1 - 0.1 - 1e-6 and factors.max() <= 1 + 0.1 + 1e-6
+    assert factors.std() > 0.02  # 64 draws of 0.05 * N(0, 1)
+    with pytest.raises(UserError, match="--intensity-noise"):
+        validate(DQNConfig(intensity_noise=-0.1))
+
+
+def test_one_next_state_pass_gives_the_update_of_two_when_the_target_is_the_online_copy() -> None:
+    torch.manual_seed(0)
+    shape = (4, 44, 44)
+    online = build_q_network(shape, 4, "nature", dueling=True)
+    batch = ReplaySample(
+        observations=torch.randint(0, 256, (8, *shape), dtype=torch.uint8),
+        actions=torch.randint(0, 4, (8,)),
+        returns=torch.randn(8),
+        next_observations=torch.randint(0, 256, (8, *shape), dtype=torch.uint8),
+        dones=torch.zeros(8),
+        discounts=torch.full((8,), 0.9),
+        weights=torch.ones(8),
+    )
+    results = []
+    for shared in (False, True):
+        network = copy.deepcopy(online)
+        target = copy.deepcopy(online).requires_grad_(False)
+        optimizer = torch.optim.SGD(network.parameters(), lr=0.1)
+        rule = UpdateRule(double_dqn=True, max_grad_norm=0.0, target_is_online=shared)
+        loss, _, errors = dqn_update(batch, network, target, optimizer, rule)
+        results.append((loss, errors, [p.detach().clone() for p in network.parameters()]))
+    (loss_a, errors_a, weights_a), (loss_b, errors_b, weights_b) = results
+    assert torch.equal(loss_a, loss_b) and torch.equal(errors_a, errors_b)
+    assert all(torch.equal(a, b) for a, b in zip(weights_a, weights_b, strict=True))
+    # The shortcut is only taken where the target really is the online network's copy.
+    assert not target_is_online(DQNConfig(target_update_frequency=1_000))
+    assert not target_is_online(DQNConfig(train_frequency=1, target_update_frequency=1, tau=0.5))
+    assert not target_is_online(
+        DQNConfig(train_frequency=1, target_update_frequency=1, batch_norm=True)
+    )
+    assert not target_is_online(DQNConfig(train_frequency=1, target_update_frequency=1, num_envs=2))
+
+
+def test_score_games_plays_each_env_its_share_of_whole_games() -> None:
+    torch.manual_seed(0)
+    network = build_q_network((4, 84, 84), 3, "nature")
+    games = score_games(network, CATCH, 7, epsilon=1.0, seed=3, num_envs=3)
+    assert len(games.scores) == len(games.lengths) == 7
+    # Catch: one ball per game, +1 or -1, and every game lasts the ball's fall.
+    assert set(games.scores) <= {-1.0, 1.0}
+    assert len(set(games.lengths)) == 1
+    again = score_games(network, CATCH, 7, epsilon=1.0, seed=3, num_envs=3)
+    assert again.scores == games.scores  # reproducible under a seed
+
+
+def test_a_run_ends_with_its_final_evaluation_once(tmp_path: Path, capsys) -> None:
+    cfg = DQNConfig(
+        env_id=CATCH, preset="none", total_steps=400, learning_starts=200, buffer_size=1_000,
+        frame_size=12, encoder="vgg", encoder_width=8, eval_every=0, final_eval_episodes=5,
+        eval_envs=2, checkpoint_every=200, runs_dir=str(tmp_path), run_name="final",
+        progress=False, device="cpu",
+    )  # fmt: skip
+    run_dir = train_dqn(cfg)
+    record = json.loads((run_dir / FINAL_EVAL).read_text())
+    assert record["step"] == 400 and len(record["scores"]) == 5
+    assert record["mean"] == pytest.approx(np.mean(record["scores"]))
+    assert "final evaluation" in capsys.readouterr().err
+    before = (run_dir / FINAL_EVAL).stat().st_mtime_ns
+    with pytest.raises(UserError, match="already at step 400; pass --total-steps above it"):
+        train_dqn(DQNConfig(resume=str(run_dir), total_steps=400, progress=False))
+    assert (run_dir / FINAL_EVAL).stat().st_mtime_ns == before
+    # A run stopped after its last step but before its final evaluation plays only that.
+    (run_dir / FINAL_EVAL).unlink()
+    train_dqn(DQNConfig(resume=str(run_dir), total_steps=400, progress=False))
+    assert len(json.loads((run_dir / FINAL_EVAL).read_text())["scores"]) == 5
+
+
+def test_an_atari_run_names_its_protocol() -> None:
+    cfg = with_preset(DQNConfig, sys.modules["agents.presets"], "atari-100k", env_id="ALE/Pong-v5")
+    line = protocol_line(cfg)
+    assert line is not None and "no sticky actions" in line and "108,000 frames" in line
+    assert "100 full games at epsilon 0.001" in line
+    assert "sticky actions 0.25" in protocol_line(DQNConfig(env_id="ALE/Pong-v5"))
+    assert protocol_line(DQNConfig(env_id=CATCH)) is None
+    assert "atari-100k" in PRESETS
+
+
+def test_the_benchmark_resumes_skips_and_starts_runs(tmp_path: Path) -> None:
+    start = atari100k.run_command("Pong", 1, tmp_path, "atari-100k", ["--threads-test"])
+    assert start is not None and "--env-id" in start and "ALE/Pong-v5" in start
+    assert start[-1] == "--threads-test" and "Pong-s1" in start
+    (tmp_path / "Pong-s1").mkdir()
+    (tmp_path / "Pong-s1" / "latest.pt").write_bytes(b"")
+    resume = atari100k.run_command("Pong", 1, tmp_path, "atari-100k", [])
+    assert resume is not None and resume[-2:] == ["--resume", str(tmp_path / "Pong-s1")]
+    (tmp_path / "Pong-s1" / FINAL_EVAL).write_text("{}")
+    assert atari100k.run_command("Pong", 1, tmp_path, "atari-100k", []) is None
+
+
+def test_the_benchmark_report_normalises_and_aggregates() -> None:
+    assert atari100k.human_normalised("Pong", -20.7) == 0.0
+    assert atari100k.human_normalised("Pong", 14.6) == pytest.approx(1.0)
+    # DrQ(eps)'s published means over Pong, Breakout and Boxing: 0.57 human-normalised.
+    drq = np.mean([atari100k.human_normalised(g, atari100k.PUBLISHED[g]["DrQ(eps)"])
+                   for g in ("Pong", "Breakout", "Boxing")])  # fmt: skip
+    assert drq == pytest.approx(0.57, abs=0.005)
+    records = [
+        {"game": game, "seed": seed, "final": score, "curve": []}
+        for game, scores in (("Pong", (-10.0, -8.0)), ("Boxing", (9.0, 11.0)))
+        for seed, score in zip((1, 2), scores, strict=True)
+    ]
+    table = atari100k.report(records, ["Pong", "Boxing"], "atari-100k")
+    assert "| Pong | 2 | -9.0 | -10.0 / -8.0 |" in table
+    assert "| Boxing | 2 | 10.0 |" in table
+    assert "| mean |" in table and "| IQM |" in table
+    aggregate = atari100k.aggregates(
+        np.array([[atari100k.human_normalised("Pong", -10.0), 9.0 / 12.0]]), reps=200
+    )
+    point, low, high = aggregate["mean"]
+    assert low <= point <= high
