@@ -36,6 +36,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("compare.config:CompareConfig", "compare.grid:run_compare"),
     "demo": ("demo:DemoConfig", "demo:run_demo"),
 }
+# What to do when a command runs out of memory (the trainers say it themselves, in detail).
+OUT_OF_MEMORY = {
+    "train-dqn": "lower --batch-size, --buffer-size or --num-envs, or use --replay-device cpu",
+    "evaluate": "use --device cpu, or fewer --envs",
+    "watch": "use --device cpu",
+    "train-gan": "lower --batch-size or --metric-samples, or use a smaller --image-size",
+    "sample": "use --device cpu, or fewer --num-images",
+    "bench": "use --device cpu, or fewer --num-envs",
+    "compare": "run fewer at a time with --parallel",
+    "demo": "close other programs; the demo needs about 2 GiB",
+}
 # Commands whose defaults come from a preset (see playground/presets.py).
 PRESETS = {"train-dqn": "agents.presets", "train-gan": "gan.presets"}
 
@@ -134,7 +145,12 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except MemoryError:
-        print(f"error: {name} ran out of memory; see its --help for the sizes", file=sys.stderr)
+        print(f"error: {name} ran out of memory; {OUT_OF_MEMORY[name]}", file=sys.stderr)
+        return 2
+    except Exception as error:
+        if type(error).__name__ != "OutOfMemoryError":  # torch's, without importing torch here
+            raise
+        print(f"error: {name} ran out of device memory; {OUT_OF_MEMORY[name]}", file=sys.stderr)
         return 2
     return 0
 

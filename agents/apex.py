@@ -238,7 +238,15 @@ def train_apex(
     started_ray = not ray.is_initialized()
     if started_ray:
         if cfg.ray_address:
-            ray.init(address=cfg.ray_address, logging_level="ERROR", log_to_driver=False)
+            try:
+                ray.init(address=cfg.ray_address, logging_level="ERROR", log_to_driver=False)
+            except (ConnectionError, RuntimeError, ValueError) as error:
+                first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                raise UserError(
+                    f"--ray-address {cfg.ray_address}: no Ray cluster could be joined "
+                    f"({first_line[:160]}); start one with `ray start --head`, or leave the "
+                    "flag out for a local Ray"
+                ) from None
         else:
             # A local Ray, on loopback only. Each actor asks for one CPU: with more actors than
             # cores they share the cores (rather than wait forever for a free one).

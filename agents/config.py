@@ -257,6 +257,10 @@ def validate(cfg: DQNConfig) -> None:
         >= (cfg.actors * cfg.envs_per_actor or cfg.num_envs) * (cfg.frame_stack + cfg.n_step + 2),
         "--buffer-size is too small for --num-envs",
     )
+    check(
+        not cfg.ray_address or cfg.ray_address == "auto" or _is_address(cfg.ray_address),
+        f"--ray-address {cfg.ray_address!r}: use auto, HOST:PORT (port 1-65535) or ray://HOST:PORT",
+    )
     check(cfg.encoder in ENCODERS, f"--encoder {cfg.encoder!r} is not one of {', '.join(ENCODERS)}")
     check_optimizer(cfg.optimizer)
     check(not cfg.freeze_encoder or bool(cfg.init_from), "--freeze-encoder needs --init-from CKPT")
@@ -293,3 +297,9 @@ class EvaluateConfig:
     """Seed of the evaluation games."""
     device: str = "auto"
     """auto | cpu | cuda | cuda:N | mps."""
+
+
+def _is_address(address: str) -> bool:
+    """HOST:PORT or ray://HOST:PORT with a port in 1..65535."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    return bool(host) and port.isdigit() and 1 <= int(port) <= 65535

@@ -53,7 +53,7 @@ class GanConfig:
     """where torchvision data sets (mnist, fashion-mnist, cifar10, celeba) are looked for"""
     max_images: NonNegativeInt = 0
     """keep a seeded random subset of this many images (0: all)"""
-    image_size: int = 32
+    image_size: Literal[32, 64, 128] = 32
     """side of the square images: 32, 64 or 128"""
     channels: int | None = None
     """1 (grey) or 3 (colour); default: the data set's own"""
