@@ -139,7 +139,10 @@ class DQNConfig:
     learning_starts: NonNegativeInt = 80_000
     """Environment steps of random-ish play before learning starts."""
     train_frequency: PositiveInt = 4
-    """Environment steps per gradient update (the replay ratio is 1 / this)."""
+    """Environment steps per round of updates (the replay ratio is --gradient-steps / this)."""
+    gradient_steps: PositiveInt = 1
+    """Updates made together every --train-frequency env steps (SB3's gradient_steps: RL Zoo
+    collects 256 CartPole steps, then makes 128 updates)."""
     target_update_frequency: PositiveInt = 1_000
     """Environment steps between target network updates."""
     tau: Rate = 1.0

@@ -58,8 +58,9 @@ class Learner:
     # ------------------------------------------------------------------ learning
 
     def learn(self, new_steps: int) -> None:
-        """The updates `new_steps` environment steps earn (one per --train-frequency), then the
-        target network's refresh when a --target-update-frequency boundary is passed."""
+        """The updates `new_steps` environment steps earn (--gradient-steps per
+        --train-frequency), then the target network's refresh when a --target-update-frequency
+        boundary is passed."""
         self.update_credit += new_steps / self.cfg.train_frequency
         if self.cfg.learning_rate_decay == "linear":
             # From the env step alone, so a resumed run continues the same schedule.
@@ -67,7 +68,8 @@ class Learner:
             for group in self.optimizer.param_groups:
                 group["lr"] = self.cfg.learning_rate * fraction
         while self.update_credit >= 1.0:
-            self.update_once()
+            for _ in range(self.cfg.gradient_steps):
+                self.update_once()
             self.update_credit -= 1.0
         self.refresh_target(new_steps)
 
@@ -173,6 +175,7 @@ def target_is_online(cfg: DQNConfig) -> bool:
     and no batch norm or dropout (whose train-mode passes differ from the target's)."""
     return (
         cfg.tau >= 1.0
+        and cfg.gradient_steps == 1
         and cfg.target_update_frequency <= cfg.train_frequency
         and cfg.num_envs <= cfg.train_frequency
         and cfg.actors == 0

@@ -34,6 +34,22 @@ _BUILTIN: dict[str, Any] = dict(
     log_every=1_000,
 )
 
+# Vector-observation games at RL Zoo's budget: its tuned DQN settings (hyperparams/dqn.yml),
+# played as SB3 plays them (no double DQN, Huber loss, gradient norm 10, unclipped rewards),
+# an MLP of 256 x 256, scored greedily as RL Zoo's benchmark is.
+_RL_ZOO: dict[str, Any] = dict(
+    encoder="mlp",
+    encoder_width=256,
+    double_dqn=False,
+    loss="huber",
+    max_grad_norm=10.0,
+    clip_rewards=False,
+    eval_epsilon=0.0,
+    eval_episodes=10,
+    checkpoint_every=10_000,
+    log_every=1_000,
+)
+
 PRESETS: dict[str, Preset] = {
     preset.name: preset
     for preset in (
@@ -144,6 +160,90 @@ PRESETS: dict[str, Preset] = {
             ),
             "CartPole-v1: 500 (the maximum) on 3 seeds of 3, 6 to 9.5 min",
         ),
+        Preset(
+            "cartpole",
+            "CartPole-v1 at RL Zoo's budget: its tuned DQN (50,000 steps; 128 updates after "
+            "every 256 steps), an MLP of 256 x 256",
+            {
+                **_RL_ZOO,
+                "total_steps": 50_000,
+                "learning_rate": 2.3e-3,
+                "batch_size": 64,
+                "buffer_size": 100_000,
+                "learning_starts": 1_000,
+                "gamma": 0.99,
+                "target_update_frequency": 10,
+                "train_frequency": 256,
+                "gradient_steps": 128,
+                "exploration_fraction": 0.16,
+                "end_epsilon": 0.04,
+                "eval_every": 2_500,
+            },
+            "not measured yet",
+        ),
+        Preset(
+            "acrobot",
+            "Acrobot-v1 at RL Zoo's budget: its tuned DQN (100,000 steps, replay ratio 1), an "
+            "MLP of 256 x 256",
+            {
+                **_RL_ZOO,
+                "total_steps": 100_000,
+                "learning_rate": 6.3e-4,
+                "batch_size": 128,
+                "buffer_size": 50_000,
+                "learning_starts": 0,
+                "gamma": 0.99,
+                "target_update_frequency": 250,
+                "train_frequency": 4,
+                "gradient_steps": 4,
+                "exploration_fraction": 0.12,
+                "end_epsilon": 0.1,
+                "eval_every": 5_000,
+            },
+            "not measured yet",
+        ),
+        Preset(
+            "mountaincar",
+            "MountainCar-v0 at RL Zoo's budget: its tuned DQN (120,000 steps; 8 updates after "
+            "every 16 steps), an MLP of 256 x 256",
+            {
+                **_RL_ZOO,
+                "total_steps": 120_000,
+                "learning_rate": 4e-3,
+                "batch_size": 128,
+                "buffer_size": 10_000,
+                "learning_starts": 1_000,
+                "gamma": 0.98,
+                "target_update_frequency": 600,
+                "train_frequency": 16,
+                "gradient_steps": 8,
+                "exploration_fraction": 0.2,
+                "end_epsilon": 0.07,
+                "eval_every": 5_000,
+            },
+            "not measured yet",
+        ),
+        Preset(
+            "lunarlander",
+            "LunarLander-v3 (needs Box2D) at RL Zoo's budget: its tuned DQN (100,000 steps, "
+            "replay ratio 1), an MLP of 256 x 256",
+            {
+                **_RL_ZOO,
+                "total_steps": 100_000,
+                "learning_rate": 6.3e-4,
+                "batch_size": 128,
+                "buffer_size": 50_000,
+                "learning_starts": 0,
+                "gamma": 0.99,
+                "target_update_frequency": 250,
+                "train_frequency": 4,
+                "gradient_steps": 4,
+                "exploration_fraction": 0.12,
+                "end_epsilon": 0.1,
+                "eval_every": 5_000,
+            },
+            "not measured (Box2D does not install here)",
+        ),
     )
 }
 
@@ -153,16 +253,22 @@ _BUILTIN_GAMES = {
     "Playground/Breakout-v0": "breakout",
     "Playground/Snake-v0": "snake",
 }
-_CLASSIC_CONTROL = ("CartPole-v0", "CartPole-v1", "Acrobot-v1")
+_VECTOR_GAMES = {
+    "CartPole-v0": "cartpole",
+    "CartPole-v1": "cartpole",
+    "Acrobot-v1": "acrobot",
+    "MountainCar-v0": "mountaincar",
+    "LunarLander-v3": "lunarlander",
+}
 
 
 def preset_for(env_id: str) -> str:
-    """The preset an `--env-id` picks: its own for a built-in game, `atari` for ALE games,
-    `classic-control` for CartPole and Acrobot, `none` (the plain defaults) otherwise."""
+    """The preset an `--env-id` picks: its own for a built-in game and for the vector games RL
+    Zoo tunes, `atari` for ALE games, `none` (the plain defaults) otherwise."""
     if env_id in _BUILTIN_GAMES:
         return _BUILTIN_GAMES[env_id]
     if env_id.startswith("ALE/") or "NoFrameskip" in env_id:
         return "atari"
-    if env_id in _CLASSIC_CONTROL:
-        return "classic-control"
+    if env_id in _VECTOR_GAMES:
+        return _VECTOR_GAMES[env_id]
     return NONE

@@ -89,6 +89,8 @@ def cluster(tmp: Path) -> dict:
             "second_node": second.node_id,
             "best_eval": best["best_eval"],
             "step": best["step"],
+            "last_step": load_dqn_checkpoint(run_dir / "latest.pt")["step"],
+            "total_steps": cfg.total_steps,
         }
     finally:
         ray.shutdown()

@@ -143,7 +143,8 @@ def test_two_local_actors_get_weights_and_keep_the_replay_ratio(tmp_path: Path) 
 def test_a_two_node_cluster_learns_catch(tmp_path: Path) -> None:
     result = run_scenario("cluster", tmp_path, timeout=900)
     assert result["actor_nodes"] == [result["second_node"]] * 2  # placed by the resource
-    assert result["best_eval"] >= 0.9 and result["step"] <= 50_000
+    assert result["best_eval"] >= 0.9  # Catch learned (the bar is 0.9)
+    assert result["last_step"] == result["total_steps"] == 30_000  # in a run of 30,000 steps
 
 
 @pytest.mark.slow

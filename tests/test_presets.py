@@ -48,7 +48,9 @@ def test_every_gan_preset_validates(name: str) -> None:
         ("Playground/Snake-v0", "snake"),
         ("ALE/Pong-v5", "atari"),
         ("BreakoutNoFrameskip-v4", "atari"),
-        ("CartPole-v1", "classic-control"),
+        ("CartPole-v1", "cartpole"),
+        ("Acrobot-v1", "acrobot"),
+        ("MountainCar-v0", "mountaincar"),
         ("MountainCarContinuous-v0", "none"),
     ],
 )
