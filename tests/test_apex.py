@@ -112,6 +112,7 @@ def run_scenario(name: str, tmp_path: Path, timeout: float) -> dict:
     if reason:
         pytest.skip(reason)
     output = tmp_path / "result.json"
+    before = _ray_processes()
     command = (
         f"ip link set lo up && OMP_NUM_THREADS=1 {sys.executable} {SCENARIOS} {name} "
         f"{tmp_path} {output}"
@@ -124,9 +125,16 @@ def run_scenario(name: str, tmp_path: Path, timeout: float) -> dict:
         timeout=timeout,
     )
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-    leftovers = subprocess.run(["pgrep", "-f", "raylet|gcs_server"], capture_output=True, text=True)
-    assert leftovers.stdout.strip() == "", "a Ray process was left running"
+    # Only this scenario's own Ray processes count (another Ray on the machine is not ours).
+    leftovers = _ray_processes() - before
+    assert not leftovers, f"Ray processes left running: {sorted(leftovers)}"
     return json.loads(output.read_text())
+
+
+def _ray_processes() -> set[int]:
+    """PIDs of the Ray daemons now running (raylet, gcs_server)."""
+    found = subprocess.run(["pgrep", "-f", "raylet|gcs_server"], capture_output=True, text=True)
+    return {int(pid) for pid in found.stdout.split()}
 
 
 @pytest.mark.slow

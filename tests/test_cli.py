@@ -43,8 +43,11 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], fragment: st
 def test_help_lists_every_command() -> None:
     result = run_cli("--help")
     assert result.returncode == 0
-    for command in ("train-dqn", "evaluate", "watch", "demo"):
-        assert command in result.stdout
+    import run
+
+    assert len(run.COMMANDS) == 8
+    for command in run.COMMANDS:
+        assert command in result.stdout, command
 
 
 def test_unknown_game_names_a_close_match(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 import pygame
 import pytest
 import torch
+import tyro
 from PIL import Image
 
 import playground.display
@@ -377,21 +378,17 @@ def test_training_starts_the_viewer_as_a_module_following_the_file(
     command = started["command"]
     repo_root = Path(training.__file__).resolve().parents[1]
     assert command[1:3] == ["-m", "viewer"]
-    assert command[3:] == [
-        "--checkpoint",
-        str(tmp_path / "policy.pt"),
-        "--follow",
-        "--env-id",
-        CATCH,
-        "--seed",
-        "7",
-        "--device",
-        "cpu",
-    ]
+    # The arguments as the viewer's own parser reads them (python -m viewer: tyro over
+    # WatchConfig), so a flag it does not know, or a wrong value, fails here.
+    seen = tyro.cli(WatchConfig, args=command[3:])
+    assert seen == WatchConfig(
+        checkpoint=str(tmp_path / "policy.pt"), follow=True, env_id=CATCH, seed=7, device="cpu"
+    )
     assert started["env"]["PLAYGROUND_VIEWER_PARENT"] == str(os.getpid())
     web = dataclasses.replace(cfg, watch="web", watch_port=9999)
     training.spawn_viewer(web, tmp_path)
-    assert started["command"][-7:] == [
-        "--web", "--run-dir", str(tmp_path.resolve()), "--host", "127.0.0.1", "--port", "9999",
-    ]  # fmt: skip
+    seen = tyro.cli(WatchConfig, args=started["command"][3:])
+    assert (seen.web, seen.run_dir, seen.host, seen.port) == (
+        True, str(tmp_path.resolve()), "127.0.0.1", 9999,
+    )  # fmt: skip
     assert started["cwd"] == repo_root and started["env"]["OMP_NUM_THREADS"] == "1"

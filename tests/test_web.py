@@ -121,12 +121,17 @@ def test_huge_messages_floods_and_a_client_that_never_reads(server: WebServer) -
             await asyncio.sleep(0.3)
             reader = await client.ws_connect(_socket_url(server))
             await asyncio.sleep(0.3)
-            seen = []
+            # A slow page: 300 states are published while it reads nothing; then it reads.
             for index in range(300):
-                server.publish({"index": index, "padding": "y" * 50_000})
+                server.publish({"index": index, "padding": "y" * 400_000})
+                await asyncio.sleep(0.001)
+            await asyncio.sleep(0.5)
+            seen = []
+            while not seen or seen[-1] != 299:
                 message = await reader.receive(timeout=10)
                 seen.append(json.loads(message.data)["index"])
             results["reader_got_the_newest"] = seen[-1] == 299
+            results["slow_reader_got"] = len(seen)
             results["watchers"] = server.watchers
             await stalled.close()
             await reader.close()
@@ -139,6 +144,9 @@ def test_huge_messages_floods_and_a_client_that_never_reads(server: WebServer) -
     assert results["huge"] in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
     assert results["refused"] >= 10
     assert results["reader_got_the_newest"]
+    # It was not sent the 300: the states it had no time for were replaced by newer ones
+    # (a few were already in the socket's buffers).
+    assert results["slow_reader_got"] < 100, results["slow_reader_got"]
     # The server is still up and serving after all of it.
     assert get(f"http://127.0.0.1:{server.port}/?token=s3cret")[0] == 200
 
@@ -196,6 +204,27 @@ def viewer(tmp_path: Path) -> Iterator[WebViewer]:
     yield running
     stop.set()
     thread.join(timeout=20)
+
+
+def test_the_stream_carries_the_game_to_a_client_without_a_browser(viewer) -> None:
+    """An aiohttp client on /ws gets what the page draws: the frame, one Q-value per action,
+    the action taken, and game steps that move on."""
+    import aiohttp
+
+    async def read(count: int) -> list[dict]:
+        async with (
+            aiohttp.ClientSession() as client,
+            client.ws_connect(f"http://127.0.0.1:{viewer.server.port}/ws") as socket_,
+        ):
+            return [json.loads((await socket_.receive(timeout=20)).data) for _ in range(count)]
+
+    states = asyncio.run(read(20))
+    first, last = states[0], states[-1]
+    assert first["env_id"] == "Playground/Catch-v0" and first["training_step"] == 4321
+    assert first["actions"] == ["NOOP", "LEFT", "RIGHT"]
+    assert all(len(state["q_values"]) == 3 and 0 <= state["action"] < 3 for state in states)
+    assert first["frame"].startswith("data:image/")
+    assert (last["games"], last["game_step"]) != (first["games"], first["game_step"])
 
 
 def _state(page) -> dict:
