@@ -79,12 +79,12 @@ def train_dqn(
             f"--symmetry-augment: {cfg.env_id} declares no symmetries (of the built-in games, "
             "Playground/Snake-v0 does); leave the flag out"
         )
+    spaces = _spaces(cfg)  # the game is made here first: one it cannot be is refused now
     if (line := describe(presets, cfg)) is not None:
         note(line)
     if (line := protocol_line(cfg)) is not None:
         note(line)
     device = resolve_device(cfg.device)
-    spaces = _spaces(cfg)
     _check_replay_fits(cfg, device, *spaces)
     if previous is None:
         run_dir = new_run_dir(

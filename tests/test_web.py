@@ -385,7 +385,7 @@ def test_watch_settings_are_checked() -> None:
     for changes, message in [
         ({"human": True, "web": True, "env_id": "Playground/Snake-v0"}, "drop --web"),
         ({"web": True, "env_id": "Playground/Catch-v0", "port": 70000}, "--port"),
-        ({"web": True, "run_dir": "/no/such/run"}, "no such folder"),
+        ({"web": True, "run_dir": "/no/such/run"}, "--run-dir: /no/such/run not found"),
     ]:
         with pytest.raises(UserError, match=message):
             validate(dataclasses.replace(WatchConfig(), **changes))
