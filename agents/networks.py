@@ -386,11 +386,40 @@ def random_shift(
     observations: torch.Tensor, pad: int = 4, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Random-shift augmentation (DrQ, Kostrikov et al. 2020): replicate-pad by `pad` pixels
-    and crop back at a random offset per image. Works on uint8 or float (N, C, H, W)."""
-    n, _, height, width = observations.shape
+    and crop back at a random offset per image. Works on uint8 or float (N, C, H, W).
+
+    On the CPU each image is cropped by slicing (4x faster there than one gather, which was a
+    quarter of an Atari 100k update); elsewhere by one gather, which reads nothing back to the
+    host (CUDA graphs). Both crop the same offsets from the same draws."""
+    n = observations.shape[0]
     padded = nn.functional.pad(observations.float(), (pad, pad, pad, pad), mode="replicate")
     offsets_x = torch.randint(0, 2 * pad + 1, (n,), device=observations.device, generator=generator)
     offsets_y = torch.randint(0, 2 * pad + 1, (n,), device=observations.device, generator=generator)
+    if observations.device.type == "cpu":
+        return _shift_by_slicing(observations, padded, offsets_x, offsets_y)
+    return _shift_by_gather(observations, padded, offsets_x, offsets_y)
+
+
+def _shift_by_slicing(
+    observations: torch.Tensor,
+    padded: torch.Tensor,
+    offsets_x: torch.Tensor,
+    offsets_y: torch.Tensor,
+) -> torch.Tensor:
+    height, width = observations.shape[-2:]
+    shifted = torch.empty_like(observations)
+    for index, (row, col) in enumerate(zip(offsets_y.tolist(), offsets_x.tolist(), strict=True)):
+        shifted[index] = padded[index, :, row : row + height, col : col + width]
+    return shifted
+
+
+def _shift_by_gather(
+    observations: torch.Tensor,
+    padded: torch.Tensor,
+    offsets_x: torch.Tensor,
+    offsets_y: torch.Tensor,
+) -> torch.Tensor:
+    n, _, height, width = observations.shape
     rows = torch.arange(height, device=observations.device)
     cols = torch.arange(width, device=observations.device)
     row_index = (offsets_y[:, None] + rows[None, :])[:, None, :, None]  # (N, 1, H, 1)

@@ -150,3 +150,21 @@ def test_random_symmetry_turns_both_frames_and_the_action_alike() -> None:
 def test_impossible_settings_are_refused(changes: dict, message: str) -> None:
     with pytest.raises(UserError, match=message):
         validate(DQNConfig(**changes))
+
+
+def test_random_shift_crops_alike_by_slicing_and_by_gather() -> None:
+    """The CPU path (a slice per image) and the device path (one gather) crop the same
+    offsets from the same draws, for uint8 and float frames."""
+    from agents.networks import _shift_by_gather, _shift_by_slicing
+
+    for dtype in (torch.uint8, torch.float32):
+        frames = torch.randint(0, 256, (16, 4, 20, 20)).to(dtype)
+        padded = torch.nn.functional.pad(frames.float(), (4, 4, 4, 4), mode="replicate")
+        offsets_x, offsets_y = torch.randint(0, 9, (16,)), torch.randint(0, 9, (16,))
+        sliced = _shift_by_slicing(frames, padded, offsets_x, offsets_y)
+        gathered = _shift_by_gather(frames, padded, offsets_x, offsets_y)
+        assert sliced.dtype == gathered.dtype == dtype
+        assert torch.equal(sliced, gathered)
+        # An offset of (4, 4) is the image itself.
+        centre = torch.full((16,), 4)
+        assert torch.equal(_shift_by_slicing(frames, padded, centre, centre), frames)
