@@ -151,12 +151,13 @@ def dqn_update(
 @torch.no_grad()
 def update_target(target: nn.Module, online: nn.Module, tau: float) -> None:
     """Hard copy (tau = 1) or Polyak averaging: target <- tau * online + (1 - tau) * target."""
-    if tau >= 1.0:
-        target.load_state_dict(online.state_dict())
-        return
     target_params = list(target.parameters())
     online_params = list(online.parameters())
-    torch._foreach_lerp_(target_params, online_params, tau)
+    if tau >= 1.0:
+        # One fused copy (load_state_dict took 4% of an update that copies after every step).
+        torch._foreach_copy_(target_params, online_params)
+    else:
+        torch._foreach_lerp_(target_params, online_params, tau)
     for target_buffer, online_buffer in zip(target.buffers(), online.buffers(), strict=True):
         target_buffer.copy_(online_buffer)  # batch norm's running statistics, as they are
 
