@@ -102,36 +102,62 @@ def train(game: str, seed: int, runs_dir: Path, preset: str, extra: list[str], t
     runs_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with open(runs_dir / f"{name}.log", "a") as log:
-        result = subprocess.run(command, cwd=ROOT, env=environment, stdout=log, stderr=log)
+        result = subprocess.run(
+            command, cwd=ROOT, env=environment, stdout=log, stderr=log, preexec_fn=_die_with_parent
+        )
     minutes = (time.perf_counter() - start) / 60
     if result.returncode != 0:
         raise RuntimeError(f"{name} exited {result.returncode}; see {runs_dir / name}.log")
     return f"{name}: {minutes:.1f} min this time"
 
 
-def train_on_ray(jobs: list[tuple[str, int]], args: argparse.Namespace) -> None:
+def _train_task(*arguments: Any) -> tuple[str, str]:
+    """`train` as a Ray task: its line, and the node it ran on."""
+    import ray  # noqa: PLC0415
+
+    return train(*arguments), ray.get_runtime_context().get_node_id()
+
+
+def _die_with_parent() -> None:
+    """In the trainer's process, before it starts: on Linux, be sent SIGTERM when the process
+    that started it dies (a Ray worker lost with its node), so the run saves its last step and
+    stops instead of running on beside the retry."""
+    if sys.platform.startswith("linux"):
+        import ctypes  # noqa: PLC0415
+        import signal  # noqa: PLC0415
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def train_on_ray(jobs: list[tuple[str, int]], args: argparse.Namespace) -> dict[str, str]:
     """Every run as a Ray task with its share of the cluster; Ray retries a task whose node
-    is lost, and the retry resumes the run from its last checkpoint."""
+    is lost, and the retry resumes the run from its last checkpoint. Returns the node each
+    run ended on."""
     import ray  # noqa: PLC0415 (only with --ray-address)
 
-    ray.init(address=args.ray_address, log_to_driver=False)
+    ray.init(address=args.ray_address, logging_level="ERROR", log_to_driver=False)
     options: dict[str, Any] = {"num_cpus": args.cpus_per_run, "max_retries": 3}
     if args.gpus_per_run:
         options["num_gpus"] = args.gpus_per_run
     if args.resource:
         options["resources"] = {args.resource: 1}
-    task = ray.remote(train).options(**options)
+    task = ray.remote(_train_task).options(**options)
     pending = {
         task.remote(game, seed, args.runs_dir.resolve(), args.preset, args.extra, args.threads): (
-            game,
-            seed,
+            f"{game}-s{seed}"
         )
         for game, seed in jobs
     }
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        game, seed = pending.pop(ready[0])
-        print(ray.get(ready[0]), flush=True)
+    nodes = {}
+    try:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            name = pending.pop(ready[0])
+            line, nodes[name] = ray.get(ready[0])
+            print(f"{line} (node {nodes[name][:8]})", flush=True)
+    finally:
+        ray.shutdown()
+    return nodes
 
 
 # ----------------------------------------------------------------------------- reporting

@@ -64,6 +64,42 @@ def local(tmp: Path) -> dict:
     }
 
 
+def atari100k(tmp: Path) -> dict:
+    """The Atari 100k benchmark's runs as Ray tasks on a 2-node cluster: placed by the custom
+    resource, each brought to its final evaluation (short runs, a few games)."""
+    import argparse
+
+    from ray.cluster_utils import Cluster
+
+    from benchmarks import atari100k as benchmark
+
+    nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    second = nodes.add_node(num_cpus=2, resources={"runner": 2})
+    try:
+        args = argparse.Namespace(
+            ray_address=nodes.address, cpus_per_run=1.0, gpus_per_run=0.0, resource="runner",
+            runs_dir=tmp / "runs", preset="atari-100k", threads=1,
+            extra=[
+                "--total-steps", "300", "--checkpoint-every", "100", "--eval-every", "0",
+                "--final-eval-episodes", "2", "--eval-envs", "2", "--max-episode-frames", "2000",
+                "--buffer-size", "1000",
+            ],
+        )  # fmt: skip
+        placed = benchmark.train_on_ray([("Pong", 1), ("Boxing", 1)], args)
+        finals = {
+            name: json.loads((tmp / "runs" / name / "final_eval.json").read_text())
+            for name in placed
+        }
+        return {
+            "nodes": sorted(set(placed.values())),
+            "second_node": second.node_id,
+            "final_games": {name: len(record["scores"]) for name, record in finals.items()},
+            "steps": {name: record["step"] for name, record in finals.items()},
+        }
+    finally:
+        nodes.shutdown()
+
+
 def cluster(tmp: Path) -> dict:
     import ray
     from ray.cluster_utils import Cluster
@@ -130,5 +166,11 @@ def kill(tmp: Path) -> dict:
 
 if __name__ == "__main__":
     name, tmp, output = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
-    result = {"local": local, "cluster": cluster, "kill": kill}[name](tmp)
+    result = {
+        "local": local,
+        "cluster": cluster,
+        "kill": kill,
+        "atari100k": atari100k,
+        "atari100k-node-lost": atari100k_node_lost,
+    }[name](tmp)
     output.write_text(json.dumps(result))

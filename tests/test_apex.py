@@ -162,3 +162,11 @@ def test_an_actor_killed_mid_run_is_replaced_and_the_run_finishes(tmp_path: Path
     # The run ends at its step count, to within one step of every lane (2 actors x 2 envs).
     assert result["total_steps"] <= result["step"] < result["total_steps"] + 4
     assert "died at step" in result["log"]
+
+
+@pytest.mark.slow
+def test_the_atari_100k_runs_are_placed_as_ray_tasks_by_their_resource(tmp_path: Path) -> None:
+    result = run_scenario("atari100k", tmp_path, timeout=900)
+    assert result["nodes"] == [result["second_node"]]  # only that node offers "runner"
+    assert result["final_games"] == {"Pong-s1": 2, "Boxing-s1": 2}
+    assert result["steps"] == {"Pong-s1": 300, "Boxing-s1": 300}
