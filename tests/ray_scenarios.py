@@ -171,6 +171,5 @@ if __name__ == "__main__":
         "cluster": cluster,
         "kill": kill,
         "atari100k": atari100k,
-        "atari100k-node-lost": atari100k_node_lost,
     }[name](tmp)
     output.write_text(json.dumps(result))
