@@ -129,7 +129,7 @@ def test_truncated_foreign_and_old_checkpoints_are_each_one_line(tmp_path: Path)
     pickle_start = _entry_start(data, pickle_entry)
     broken = bytearray(data)
     broken[pickle_start : pickle_start + 16] = random.Random(1).randbytes(16)
-    cases["pickle-bytes-changed"] = (bytes(broken), "")
+    cases["pickle-bytes-changed"] = (bytes(broken), "not a plain checkpoint")
 
     def saved(changes: dict) -> bytes:
         buffer = io.BytesIO()
