@@ -152,7 +152,9 @@ def test_a_two_node_cluster_learns_catch(tmp_path: Path) -> None:
     result = run_scenario("cluster", tmp_path, timeout=900)
     assert result["actor_nodes"] == [result["second_node"]] * 2  # placed by the resource
     assert result["best_eval"] >= 0.9  # Catch learned (the bar is 0.9)
-    assert result["last_step"] == result["total_steps"] == 30_000  # in a run of 30,000 steps
+    # ... within its run of 30,000 steps, which ends there to within one step of each lane.
+    assert result["total_steps"] == 30_000
+    assert result["total_steps"] <= result["last_step"] < result["total_steps"] + 4
 
 
 @pytest.mark.slow
