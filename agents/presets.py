@@ -179,7 +179,7 @@ PRESETS: dict[str, Preset] = {
                 "end_epsilon": 0.04,
                 "eval_every": 2_500,
             },
-            "not measured yet",
+            "500 / 500 / 248 at 50,000 steps (RL Zoo: 500), each seed at 500 by step 30,000; 3.8 to 5.5 min",
         ),
         Preset(
             "acrobot",
@@ -200,7 +200,7 @@ PRESETS: dict[str, Preset] = {
                 "end_epsilon": 0.1,
                 "eval_every": 5_000,
             },
-            "not measured yet",
+            "-69.6 / -81.3 / -74.2 at 100,000 steps (RL Zoo: -76.6), each seed past it by 70,000; 10.6 min",
         ),
         Preset(
             "mountaincar",
@@ -221,7 +221,7 @@ PRESETS: dict[str, Preset] = {
                 "end_epsilon": 0.07,
                 "eval_every": 5_000,
             },
-            "not measured yet",
+            "-104.9 / -101.3 / -96.5 at 120,000 steps (RL Zoo: -100.8), each seed past it on the way; 6.4 to 8.5 min",
         ),
         Preset(
             "lunarlander",
