@@ -51,3 +51,16 @@ def mnist_raw() -> Path:
     if not (MNIST_RAW / "t10k-images-idx3-ubyte").is_file():
         pytest.skip(f"MNIST test split not found at {MNIST_RAW}")
     return MNIST_RAW
+
+
+def small_gan(tmp_path: Path, **changes: object):
+    """A DCGAN run of seconds on random images (no metric, no sample grids)."""
+    from gan.config import GanConfig
+
+    settings: dict[str, object] = dict(
+        dataset="fake", preset="none", steps=4, batch_size=8, generator_width=8,
+        discriminator_width=8, metric_every=0, sample_every=0, checkpoint_every=2,
+        runs_dir=str(tmp_path), run_name="gan", device="cpu", progress=False,
+    )  # fmt: skip
+    settings.update(changes)
+    return GanConfig(**settings)

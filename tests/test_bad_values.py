@@ -15,10 +15,10 @@ import pytest
 import run
 from agents.config import DQNConfig
 from agents.dqn import train_dqn
-from gan.config import GanConfig
 from gan.train import train_gan
 from playground.config import given_fields
 from playground.settings import PathRule, Range, constraints, flag, numeric_fields
+from tests.conftest import small_gan
 
 # What each command needs on its line besides the flag under test.
 REQUIRED = {"evaluate": ["--checkpoint", "{existing}"], "compare": []}
@@ -139,12 +139,7 @@ def tiny_dqn(tmp_path: Path, **changes: object) -> DQNConfig:
 
 def test_a_resume_flag_given_at_its_default_value_takes_effect(tmp_path: Path, capsys) -> None:
     # The GAN: a run saved at 80 of --steps 80, resumed with --steps 250 (the default value).
-    gan = GanConfig(
-        dataset="fake", preset="none", steps=8, batch_size=8, generator_width=8,
-        discriminator_width=8, metric_every=0, sample_every=0, checkpoint_every=4,
-        runs_dir=str(tmp_path), run_name="gan", device="cpu", progress=False,
-    )  # fmt: skip
-    run_dir = train_gan(gan)
+    run_dir = train_gan(small_gan(tmp_path, steps=8, checkpoint_every=4))
     code = run.main(["train-gan", "--resume", str(run_dir), "--steps", "250", "--no-progress"])
     assert code == 0, capsys.readouterr().err
     import torch
@@ -168,23 +163,7 @@ def test_both_trainers_refuse_a_resume_at_the_end_and_a_setting_it_cannot_take(
     first = train_dqn(tiny_dqn(tmp_path))
     assert run.main(["train-dqn", "--resume", str(first)]) == 2
     assert "already at step 80; pass --total-steps above it" in capsys.readouterr().err
-    gan_dir = train_gan(
-        GanConfig(
-            dataset="fake",
-            preset="none",
-            steps=4,
-            batch_size=8,
-            generator_width=8,
-            discriminator_width=8,
-            metric_every=0,
-            sample_every=0,
-            checkpoint_every=2,
-            runs_dir=str(tmp_path),
-            run_name="gan",
-            device="cpu",
-            progress=False,
-        )  # fmt: skip
-    )
+    gan_dir = train_gan(small_gan(tmp_path, steps=4, checkpoint_every=2))
     assert run.main(["train-gan", "--resume", str(gan_dir)]) == 2
     assert "already at step 4; pass --steps above it" in capsys.readouterr().err
     code = run.main(["train-dqn", "--resume", str(first), "--learning-rate", "0.1"])

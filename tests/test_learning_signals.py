@@ -20,6 +20,7 @@ from agents.learner import UpdateRule, dqn_update
 from agents.networks import QNetwork
 from agents.replay import ReplayBuffer, ReplaySample
 from playground.checkpoint import resolve_checkpoint, save_checkpoint
+from tests.conftest import small_gan
 
 BIG_REWARDS = "PlaygroundTest/BigRewards-v0"
 
@@ -181,7 +182,7 @@ def test_the_target_is_refreshed_once_per_boundary(
 def test_the_gan_moving_average_is_decay_weighted_and_sample_draws_from_it(
     tmp_path: Path,
 ) -> None:
-    from gan.config import GanConfig, SampleConfig
+    from gan.config import SampleConfig
     from gan.models import generator_from_checkpoint, update_ema
     from gan.sample import sample
     from gan.train import train_gan
@@ -193,24 +194,7 @@ def test_the_gan_moving_average_is_decay_weighted_and_sample_draws_from_it(
     update_ema(average, model, decay=0.75)
     assert torch.allclose(average.weight, torch.full((1, 2), 0.75 * 1.0 + 0.25 * 3.0))
 
-    run_dir = train_gan(
-        GanConfig(
-            dataset="fake",
-            preset="none",
-            steps=4,
-            batch_size=8,
-            generator_width=8,
-            discriminator_width=8,
-            metric_every=0,
-            sample_every=0,
-            checkpoint_every=2,
-            runs_dir=str(tmp_path),
-            run_name="gan",
-            device="cpu",
-            progress=False,
-            ema_decay=0.5,
-        )  # fmt: skip
-    )
+    run_dir = train_gan(small_gan(tmp_path, steps=4, checkpoint_every=2, ema_decay=0.5))
     state = torch.load(run_dir / "latest.pt", weights_only=True)
     differs = any(
         not torch.equal(state["ema_generator"][key], state["generator"][key])
