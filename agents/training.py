@@ -32,15 +32,12 @@ def evaluate_during_training(
     q_network: torch.nn.Module,
     device: torch.device,
     step: int,
-    *,
-    episodes: int = 0,
-    tag: str = "eval/episodic_return",
 ) -> float | None:
-    """Play `episodes` (default --eval-episodes) full games on --eval-envs vector envs, log
-    their mean and spread under `tag`, and (with --eval-video) one more game's first
+    """Play --eval-episodes full games on --eval-envs vector envs, log their mean and spread,
+    and (with --eval-video) one more game's first
     EVAL_VIDEO_FRAMES frames as a video captioned with its score so far; None when a stop
     signal cut it short."""
-    episodes = episodes or cfg.eval_episodes
+    episodes = cfg.eval_episodes
 
     def should_stop() -> bool:
         return run.stop_requested
@@ -59,13 +56,12 @@ def evaluate_during_training(
     if len(games.scores) < episodes:
         return None
     mean_score = float(np.mean(games.scores))
-    run.logger.scalar(tag, mean_score, step)
-    run.logger.scalar(f"{tag}_std", float(np.std(games.scores)), step)
+    run.logger.scalar("eval/episodic_return", mean_score, step)
+    run.logger.scalar("eval/episodic_return_std", float(np.std(games.scores)), step)
     say(
-        f"step {step}: {'final ' if tag != 'eval/episodic_return' else ''}eval return "
-        f"{mean_score:.2f} +- {np.std(games.scores):.2f} over {len(games.scores)} games"
+        f"step {step}: eval return {mean_score:.2f} +- {np.std(games.scores):.2f} over {len(games.scores)} games"
     )
-    if cfg.eval_video and tag == "eval/episodic_return":
+    if cfg.eval_video:
         video = play_games(
             q_network,
             cfg.env_id,
