@@ -44,6 +44,7 @@ from agents.training import (
     spawn_viewer,
 )
 from envs import is_pixel_space, make_vector_env
+from playground import tags
 from playground.errors import UserError
 from playground.lifecycle import Run, note, say
 from playground.progress import Progress
@@ -288,7 +289,7 @@ def _loop(cfg, run, device, learner, ray, lanes) -> None:  # noqa: C901
         for index in range(cfg.actors)
     ]
     for index, epsilon in enumerate(epsilons):
-        logger.scalar(f"actors/epsilon_{index}", epsilon, learner.step)
+        logger.scalar(tags.actor(tags.ACTOR_EPSILON, index), epsilon, learner.step)
     try:
         placements = ray.get(
             [actor.placement.remote() for actor in actors], timeout=PLACEMENT_TIMEOUT_SECONDS
@@ -364,7 +365,7 @@ def _loop(cfg, run, device, learner, ray, lanes) -> None:  # noqa: C901
                     f"actor(s) {', '.join(map(str, died))} died at step {step}; Ray restarted "
                     "them; their games start over, the run goes on"
                 )
-                logger.scalar("actors/restarts", restarts, step)
+                logger.scalar(tags.ACTOR_RESTARTS, restarts, step)
                 for index in died:
                     chunks.append(_restarted_round(ray, actors[index], length, weights_ref))
             # The next round starts now, with new weights when they are due.
@@ -391,8 +392,8 @@ def _loop(cfg, run, device, learner, ray, lanes) -> None:  # noqa: C901
             for chunk in chunks:
                 for score, game_steps in zip(chunk["returns"], chunk["lengths"], strict=True):
                     recent_returns.append(score)
-                    logger.scalar("charts/episodic_return", score, step)
-                    logger.scalar("charts/episodic_length", game_steps, step)
+                    logger.scalar(tags.EPISODIC_RETURN, score, step)
+                    logger.scalar(tags.EPISODIC_LENGTH, game_steps, step)
             replay_ready = replay_ready or (
                 step > cfg.learning_starts and len(replay) >= cfg.batch_size
             )
@@ -406,21 +407,23 @@ def _loop(cfg, run, device, learner, ray, lanes) -> None:  # noqa: C901
                 now = time.perf_counter()
                 seconds = max(now - last_log[2], 1e-9)
                 sps = (step - last_log[0]) / seconds
-                logger.scalar("charts/sps", sps, step)
-                logger.scalar(
-                    "charts/updates_per_sec", (learner.updates - last_log[1]) / seconds, step
-                )
+                logger.scalar(tags.SPS, sps, step)
+                logger.scalar(tags.UPDATES_PER_SEC, (learner.updates - last_log[1]) / seconds, step)
                 ratio = learner.updates * cfg.train_frequency / max(step - cfg.learning_starts, 1)
-                logger.scalar("charts/replay_ratio", ratio, step)
-                logger.scalar("charts/queue_depth", len(pending), step)
-                logger.scalar("charts/bytes_per_transition", wire / max(wire_steps, 1), step)
+                logger.scalar(tags.REPLAY_RATIO, ratio, step)
+                logger.scalar(tags.QUEUE_DEPTH, len(pending), step)
+                logger.scalar(tags.BYTES_PER_TRANSITION, wire / max(wire_steps, 1), step)
                 for chunk in chunks:
                     index = chunk["index"]
                     seconds = max(chunk["seconds"], 1e-9)
                     logger.scalar(
-                        f"actors/sps_{index}", chunk["frames"].shape[0] * lanes / seconds, step
+                        tags.actor(tags.ACTOR_SPS, index),
+                        chunk["frames"].shape[0] * lanes / seconds,
+                        step,
                     )
-                    logger.scalar(f"actors/weights_version_{index}", chunk["version"], step)
+                    logger.scalar(
+                        tags.actor(tags.ACTOR_WEIGHTS_VERSION, index), chunk["version"], step
+                    )
                 last_log = (step, learner.updates, now)
                 learner.log_losses(run, step)
                 mean_return = float(np.mean(recent_returns)) if recent_returns else float("nan")

@@ -27,7 +27,7 @@ from agents.config import RESUME_OVERRIDABLE, DQNConfig, validate
 from agents.learner import evaluating
 from agents.learning import build_learner
 from agents.replay import ReplayBuffer
-from agents.rollout import epsilon_greedy, linear_schedule
+from agents.rollout import epsilon_greedy
 from agents.training import (
     FINAL_EVAL,
     WATCH_EXPORT_SECONDS,
@@ -39,6 +39,7 @@ from agents.training import (
 )
 from envs import check_env_id, is_pixel_space, make_vector_env
 from envs.builtin import game_symmetries
+from playground import tags
 from playground.config import resumed_settings
 from playground.device import resolve_device
 from playground.errors import UserError, check
@@ -48,6 +49,7 @@ from playground.presets import describe
 from playground.progress import Progress
 from playground.resources import check_fits_in_memory
 from playground.rundir import default_run_name
+from playground.schedules import linear_schedule
 from playground.seeding import seed_everything
 
 DIVERGENCE_ADVICE = (
@@ -214,8 +216,8 @@ def _train(cfg: DQNConfig, run: Run, device: torch.device, previous: dict[str, A
             ended = np.logical_or(terminated, truncated)
             for index in np.flatnonzero(ended):
                 recent_returns.append(float(episode_returns[index]))
-                logger.scalar("charts/episodic_return", float(episode_returns[index]), step)
-                logger.scalar("charts/episodic_length", float(episode_lengths[index]), step)
+                logger.scalar(tags.EPISODIC_RETURN, float(episode_returns[index]), step)
+                logger.scalar(tags.EPISODIC_LENGTH, float(episode_lengths[index]), step)
             episode_returns[ended] = 0.0
             episode_lengths[ended] = 0
             observations = next_observations
@@ -226,8 +228,8 @@ def _train(cfg: DQNConfig, run: Run, device: torch.device, previous: dict[str, A
                 now = time.perf_counter()
                 sps = (step - last_log_step) / max(now - last_log_time, 1e-9)
                 last_log_step, last_log_time = step, now
-                logger.scalar("charts/epsilon", epsilon, step)
-                logger.scalar("charts/sps", sps, step)
+                logger.scalar(tags.EPSILON, epsilon, step)
+                logger.scalar(tags.SPS, sps, step)
                 learner.log_losses(run, step)
                 mean_return = float(np.mean(recent_returns)) if recent_returns else float("nan")
                 progress.update(step, sps=sps, ret=mean_return, eps=epsilon)

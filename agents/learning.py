@@ -21,6 +21,7 @@ from agents.learner import DQNLearner, UpdateRule, update_target
 from agents.networks import QNetwork, build_q_network, count_parameters, multiply_adds
 from agents.replay import ReplayBuffer
 from envs.builtin import game_symmetries, transform_frame
+from playground import tags
 from playground.checkpoint import save_checkpoint
 from playground.device import use_bf16
 from playground.errors import UserError
@@ -96,8 +97,8 @@ class Learner:
         if not self.loss_count:
             return
         run.check_finite([self.loss_sum, self.q_sum], "the TD loss or the Q-values", step)
-        run.logger.scalar("losses/td_loss", (self.loss_sum / self.loss_count).item(), step)
-        run.logger.scalar("losses/q_values", (self.q_sum / self.loss_count).item(), step)
+        run.logger.scalar(tags.TD_LOSS, (self.loss_sum / self.loss_count).item(), step)
+        run.logger.scalar(tags.Q_VALUES, (self.q_sum / self.loss_count).item(), step)
         self.loss_sum.zero_()
         self.q_sum.zero_()
         self.loss_count = 0
@@ -327,6 +328,6 @@ def build_learner(
     )
     if previous is None:
         run.logger.hparams(
-            dataclasses.asdict(cfg), {"eval/episodic_return": 0.0, "charts/episodic_return": 0.0}
+            dataclasses.asdict(cfg), {tags.EVAL_RETURN: 0.0, tags.EPISODIC_RETURN: 0.0}
         )
     return learner

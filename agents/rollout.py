@@ -23,13 +23,6 @@ from agents.networks import QNetwork
 from envs import make_env, make_vector_env
 
 
-def linear_schedule(start: float, end: float, duration: float, step: int) -> float:
-    """Linear interpolation from `start` to `end` over `duration` steps, then constant."""
-    if duration <= 0:
-        return end
-    return start + (end - start) * min(step / duration, 1.0)
-
-
 def epsilon_greedy(q_values: torch.Tensor, epsilon: float, rng: np.random.Generator) -> np.ndarray:
     """Greedy actions from (E, A) Q-values, each replaced by a uniform random one with
     probability epsilon."""

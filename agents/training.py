@@ -16,6 +16,7 @@ from agents.config import DQNConfig
 from agents.learning import POLICY
 from agents.rollout import play_games, score_games
 from envs import game_fps, is_atari
+from playground import tags
 from playground.checkpoint import write_json_atomic
 from playground.display import display_available, start_viewer
 from playground.errors import check
@@ -56,8 +57,8 @@ def evaluate_during_training(
     if len(games.scores) < episodes:
         return None
     mean_score = float(np.mean(games.scores))
-    run.logger.scalar("eval/episodic_return", mean_score, step)
-    run.logger.scalar("eval/episodic_return_std", float(np.std(games.scores)), step)
+    run.logger.scalar(tags.EVAL_RETURN, mean_score, step)
+    run.logger.scalar(tags.EVAL_RETURN_STD, float(np.std(games.scores)), step)
     say(
         f"step {step}: eval return {mean_score:.2f} +- {np.std(games.scores):.2f} over {len(games.scores)} games"
     )
@@ -77,7 +78,7 @@ def evaluate_during_training(
         if video.frames:
             captions = [f"score {score:g}" for score in video.frame_scores]
             run.logger.video(
-                "eval/video",
+                tags.EVAL_VIDEO,
                 caption_frames(np.stack(video.frames), captions),
                 step,
                 fps=game_fps(cfg.env_id),
@@ -88,7 +89,7 @@ def evaluate_during_training(
                 else f"its first {len(video.frames) - 1} steps, score {video.frame_scores[-1]:g}"
             )
             run.logger.text(
-                "eval/video_score",
+                tags.EVAL_VIDEO_SCORE,
                 f"step {step}: the video is one more game of the same policy ({ending}); "
                 f"the evaluation's mean was {mean_score:.2f} over {len(games.scores)} games",
                 step,
@@ -167,7 +168,7 @@ def final_evaluation(
     if len(games.scores) < cfg.final_eval_episodes:
         return
     mean_score = float(np.mean(games.scores))
-    run.logger.scalar("eval/final_return", mean_score, step)
+    run.logger.scalar(tags.FINAL_RETURN, mean_score, step)
     say(
         f"step {step}: final evaluation {mean_score:.2f} +- {np.std(games.scores):.2f} over "
         f"{len(games.scores)} games (epsilon {cfg.eval_epsilon})"

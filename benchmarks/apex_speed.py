@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from benchmarks import finish
+from playground import tags
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,17 +51,17 @@ def one_run(actors: int, steps: int, env_id: str, envs_per_actor: int, folder: P
     if result.returncode != 0:
         raise SystemExit(result.stderr[-3000:])
     values = last_values(folder / name)
-    sps = values["charts/sps"][2:] or values["charts/sps"]  # after learning has started
+    sps = values[tags.SPS][2:] or values[tags.SPS]  # after learning has started
     record = {
         "actors": actors,
         "env_steps_per_second": sum(sps) / len(sps),
         "wall_seconds": wall,
     }
     if actors:
-        updates = values["charts/updates_per_sec"][2:] or values["charts/updates_per_sec"]
+        updates = values[tags.UPDATES_PER_SEC][2:] or values[tags.UPDATES_PER_SEC]
         record["learner_updates_per_second"] = sum(updates) / len(updates)
-        record["replay_ratio"] = values["charts/replay_ratio"][-1]
-        record["bytes_per_transition"] = values["charts/bytes_per_transition"][-1]
+        record["replay_ratio"] = values[tags.REPLAY_RATIO][-1]
+        record["bytes_per_transition"] = values[tags.BYTES_PER_TRANSITION][-1]
     return record
 
 

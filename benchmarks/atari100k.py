@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from playground import tags
+
 ROOT = Path(__file__).resolve().parents[1]
 FINAL_EVAL = "final_eval.json"  # agents.training.FINAL_EVAL; not imported, to stay light
 
@@ -177,7 +179,7 @@ def scalars(run_dir: Path, tag: str) -> list[tuple[int, float, float]]:
 def training_minutes(run_dir: Path) -> float:
     """Minutes the run trained, from its logged steps' wall times (pauses of over 10 minutes
     between two logs, a run stopped and resumed later, are left out)."""
-    times = sorted(wall for _, _, wall in scalars(run_dir, "charts/sps"))
+    times = sorted(wall for _, _, wall in scalars(run_dir, tags.SPS))
     gaps = np.diff(times)
     return float(gaps[gaps < 600].sum() / 60) if len(times) > 1 else 0.0
 
@@ -192,7 +194,7 @@ def collect(runs_dir: Path, games: list[str], seeds: list[int]) -> list[dict[str
                 continue
             final_path = run_dir / FINAL_EVAL
             final = json.loads(final_path.read_text()) if final_path.is_file() else None
-            curve = scalars(run_dir, "charts/episodic_return")
+            curve = scalars(run_dir, tags.EPISODIC_RETURN)
             records.append(
                 {
                     "game": game,

@@ -266,10 +266,10 @@ def generate_from_checkpoint(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """`samples` images from a checkpoint's generator, and for a conditional one the digits
     asked for (every class in turn, so all ten equally often; None otherwise)."""
-    from gan.models import balanced_labels, generate, generator_from_checkpoint
-    from playground.checkpoint import load_checkpoint
+    from gan.checkpoint import generator_from_checkpoint, load_gan_checkpoint
+    from gan.models import balanced_labels, generate
 
-    generator = generator_from_checkpoint(load_checkpoint(path, kind="gan")).to(device)
+    generator = generator_from_checkpoint(load_gan_checkpoint(path)).to(device)
     noise = torch.randn(
         samples, generator.latent_size, generator=torch.Generator().manual_seed(seed)
     )

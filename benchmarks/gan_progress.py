@@ -12,13 +12,15 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from playground import tags
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--steps", type=int, nargs="+", required=True, help="steps to show")
     parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument("--tag", default="samples/fixed_noise")
+    parser.add_argument("--tag", default=tags.SAMPLES)
     args = parser.parse_args()
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

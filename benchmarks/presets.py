@@ -22,6 +22,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+from playground import tags
+
 ROOT = Path(__file__).resolve().parents[1]
 GAMES = {
     "catch": "Playground/Catch-v0",
@@ -70,7 +72,7 @@ def run_one(game: str, seed: int, runs_dir: Path, threads: int) -> dict:
     wall = time.perf_counter() - start
     if result.returncode != 0:
         raise SystemExit(f"{name} failed:\n{result.stderr[-2000:]}")
-    curve = scalars(run_dir, "eval/episodic_return")
+    curve = scalars(run_dir, tags.EVAL_RETURN)
     record = {
         "game": game,
         "env_id": GAMES[game],

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from playground import tags
 from playground.device import resolve_device
 from playground.errors import UserError, require_positive
 from playground.settings import OutputFile, PositiveFloat, PositiveInt
@@ -296,9 +297,7 @@ def dqn_training_rate(**settings: Any) -> float:
             **settings,
         )
         train_dqn(cfg, logger=logger)
-    rates = [
-        value for step, value in logger.values["charts/sps"] if step > cfg.learning_starts + 200
-    ]
+    rates = [value for step, value in logger.values[tags.SPS] if step > cfg.learning_starts + 200]
     return float(np.mean(rates))
 
 
@@ -365,7 +364,7 @@ def bench_gan(cfg: BenchConfig, device: torch.device) -> list[Row]:
                     ),
                     logger=logger,
                 )
-            rates = [value for step, value in logger.values["perf/images_per_sec"] if step > warmup]
+            rates = [value for step, value in logger.values[tags.IMAGES_PER_SEC] if step > warmup]
             rows.append(
                 Row(
                     f"DCGAN training images/s, {image_size}x{image_size}, batch 128{name}",

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from benchmarks import finish
+from playground import tags
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = [
@@ -37,7 +38,7 @@ def training_rate(run_dir: Path, after_step: int) -> float:
 
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     events.Reload()
-    values = [event.value for event in events.Scalars("charts/sps") if event.step > after_step]
+    values = [event.value for event in events.Scalars(tags.SPS) if event.step > after_step]
     return sum(values) / len(values)
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from compare.config import CompareConfig, validate
+from playground import tags
 from playground.errors import UserError
 from playground.lifecycle import StopSignals, note, say
 
@@ -33,8 +34,8 @@ T_95 = [12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23, 2.20, 2.18,
         2.05]  # fmt: skip
 # What is compared, by trainer: (curve tag, higher is better, speed tag, speed unit).
 MEASURES = {
-    "train-dqn": ("eval/episodic_return", True, "charts/sps", "steps/s"),
-    "train-gan": ("metrics/fid", False, "perf/images_per_sec", "images/s"),
+    "train-dqn": (tags.EVAL_RETURN, True, tags.SPS, "steps/s"),
+    "train-gan": (tags.FID, False, tags.IMAGES_PER_SEC, "images/s"),
 }
 
 

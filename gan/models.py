@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import nn
@@ -242,35 +241,6 @@ def build_models(
         int(arch.get("num_classes", 0)),
     )
     return generator, discriminator
-
-
-def generator_from_checkpoint(state: dict[str, Any], use_ema: bool = True) -> Generator:
-    """The generator stored in a GAN checkpoint (its moving average if asked and present), in
-    eval mode."""
-    arch = state.get("architecture")
-    if not arch:
-        raise UserError(
-            "this GAN checkpoint has no architecture record; it was not written by train-gan"
-        )
-    generator = Generator(
-        int(arch["image_size"]),
-        int(arch["channels"]),
-        int(arch["latent_size"]),
-        int(arch["generator_width"]),
-        bool(arch.get("batch_norm", True)),
-        int(arch.get("num_classes", 0)),
-    )
-    weights = (
-        state["ema_generator"] if use_ema and state.get("ema_generator") else state["generator"]
-    )
-    try:
-        generator.load_state_dict(weights)
-    except RuntimeError as error:
-        first_line = str(error).splitlines()[0]
-        raise UserError(
-            f"the checkpoint's generator weights do not fit its architecture ({first_line})"
-        ) from None
-    return generator.eval()
 
 
 @torch.no_grad()

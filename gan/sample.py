@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gan.checkpoint import generator_from_checkpoint, load_gan_checkpoint
 from gan.config import SampleConfig
-from gan.models import generate, generator_from_checkpoint
-from playground.checkpoint import load_checkpoint, resolve_checkpoint
+from gan.models import generate
+from playground.checkpoint import resolve_checkpoint
 from playground.device import resolve_device
 from playground.errors import check, require_positive
 from playground.media import image_grid, write_png, write_video
@@ -37,7 +38,7 @@ def sample(cfg: SampleConfig) -> Path:
     )
     device = resolve_device(cfg.device)
     checkpoint_path = resolve_checkpoint(cfg.checkpoint)
-    state = load_checkpoint(checkpoint_path, kind="gan")
+    state = load_gan_checkpoint(checkpoint_path)
     generator = generator_from_checkpoint(state, cfg.use_ema).to(device)
     run_dir = checkpoint_path.parent
     classes = generator.num_classes

@@ -26,11 +26,13 @@ from torch import nn
 
 from gan import presets
 from gan.augment import diff_augment, parse_policy
+from gan.checkpoint import CHECKPOINT_KIND, RESUME_KEYS, GanState, check_same_network
 from gan.config import RESUME_OVERRIDABLE, GanConfig, validate
 from gan.data import ImageDataset, data_device, load_dataset, native_channels, to_float
 from gan.distributed import Distributed, sync_batch_norm
 from gan.losses import discriminator_loss, generator_loss, top_k
 from gan.models import architecture, build_models, ema_decay, generate, update_ema
+from playground import tags
 from playground.config import resumed_settings
 from playground.device import resolve_device
 from playground.display import start_viewer
@@ -42,14 +44,9 @@ from playground.optim import make_optimizer
 from playground.presets import describe
 from playground.progress import Progress
 from playground.rundir import default_run_name
-from playground.seeding import rng_state, seed_everything, set_rng_state
+from playground.schedules import due, linear_schedule, set_learning_rate
+from playground.seeding import seed_everything
 
-CHECKPOINT_KIND = "gan"
-# Entries --resume needs; a checkpoint lacking one is refused with its name.
-RESUME_KEYS = (
-    "config", "architecture", "generator", "discriminator", "generator_optimizer",
-    "discriminator_optimizer", "fixed_noise", "step", "rng",
-)  # fmt: skip
 DIVERGENCE_ADVICE = (
     "a learning rate too high (lower it), or try --precision fp32 or --spectral-norm"
 )
@@ -175,32 +172,145 @@ def _train(
     arch: dict[str, int | bool],
     previous: dict[str, Any] | None,
 ) -> int:
+    """The loop: a batch, one GAN step, then what is due at this step (log, samples, FID,
+    save). Returns the last step trained."""
     logger = run.logger
     start_step = int(previous["step"]) if previous is not None else 0
+    state = build_state(cfg, arch, distributed, device, precision)
+    if previous is not None:
+        check_same_network(previous, arch, run.dir / "latest.pt")
+        if not state.restore(previous, reseed=cfg.seed + start_step) and run.main:
+            note("resumed on another device; the batch draws are reseeded")
+        if run.main:
+            note(f"resuming {run.dir} at step {start_step}")
+    if distributed.rank > 0:
+        # Augmentation draws differ between ranks (rank 0 keeps the run's own stream).
+        seed_everything(distributed.seed(cfg.seed) + start_step)
+    data = place_data(data, device, run.main)
+    gan_step = GanStep(cfg, state, distributed, device, precision, augment_policy)
+    window = LossWindow(device)
+    dataset = {"name": data.name, "label_names": list(data.label_names)}
+    # A conditional grid holds one class per column (generate draws the classes in turn).
+    grid_columns = int(arch["num_classes"]) or None
 
-    # ---- networks, optimizers, state ----
+    def finite_values() -> list[torch.Tensor]:
+        return [
+            window.all_finite(),
+            *state.generator.parameters(),
+            *state.discriminator.parameters(),
+        ]
+
+    metric = None
+    if cfg.metric_every > 0 and run.main:
+        from gan.metrics import make_quality_metric, measure_quality  # noqa: PLC0415
+
+        metric = make_quality_metric(cfg, data, device)
+    if previous is None and run.main:
+        shown = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.seed))
+        real_grid = image_grid(to_float(data.images[shown[: cfg.num_samples]]))
+        logger.image(tags.REAL_IMAGES, real_grid, 0)
+
+    progress = Progress(cfg.steps, initial=start_step, enabled=cfg.progress and run.main)
+    last: dict[str, float] = {}
+    step = start_step
+    try:
+        for step in range(start_step + 1, cfg.steps + 1):
+            if cfg.learning_rate_decay == "linear":  # to zero at --steps, from the step alone
+                scale = linear_schedule(1.0, 0.0, cfg.steps, step - 1)
+                set_learning_rate(state.generator_optimizer, cfg.generator_learning_rate * scale)
+                set_learning_rate(
+                    state.discriminator_optimizer, cfg.discriminator_learning_rate * scale
+                )
+            # A conditional GAN draws its fakes with the real batch's labels (so the classes
+            # come as often as in the data) and D sees each image with its label.
+            noise, real, labels = draw_batch(
+                data, state.batch_rng, cfg.batch_size, cfg.latent_size, distributed, device,
+                labelled=cfg.conditional,
+            )  # fmt: skip
+            window.add(*gan_step(noise, real, labels, step), step)
+            progress.update(step)
+
+            log_step = due(step, cfg.log_every)
+            stopping = agree_to_stop(
+                run, distributed, device, window, log_step,
+                sync_step=log_step or due(step, cfg.checkpoint_every)
+                or due(step, cfg.metric_every) or step == cfg.steps,
+            )  # fmt: skip
+            final = step == cfg.steps or stopping
+            if log_step or final:
+                run.check_finite(finite_values(), "the losses", step)
+                last = window.read(distributed, cfg.batch_size)
+                logger.scalars(last, step)
+                progress.update(
+                    step,
+                    d_loss=last[tags.D_LOSS],
+                    g_loss=last[tags.G_LOSS],
+                    images_per_sec=f"{last[tags.IMAGES_PER_SEC]:.0f}",
+                )
+            if due(step, cfg.sample_every) or final:
+                grid = image_grid(generate(state.sampler, state.fixed_noise), columns=grid_columns)
+                logger.image(tags.SAMPLES, grid, step)
+            if metric is not None and (due(step, cfg.metric_every) or step == cfg.steps):
+                run.check_finite(finite_values(), "the losses", step)
+                scores = measure_quality(metric, state.sampler, cfg, device, step)
+                scores = {tags.metric(name): value for name, value in scores.items()}
+                logger.scalars(scores, step)
+                last.update(scores)
+                if scores[tags.FID] < state.best_fid:
+                    state.best_fid = scores[tags.FID]
+                    run.save_best(state.checkpoint(step, cfg, arch, dataset), step)
+            if not distributed.enabled:
+                stopping = run.stop_requested  # also a signal during this step's logs
+            if due(step, cfg.checkpoint_every) or final or stopping:
+                checkpoint = state.checkpoint(step, cfg, arch, dataset)
+                run.save_latest(checkpoint, step, finite_values(), "the losses")
+            if stopping:
+                break
+        distributed.check_identical(state.generator, "generator")
+        distributed.check_identical(state.discriminator, "discriminator")
+        if metric is None:
+            # Without a quality metric the last weights are the best we know of.
+            run.save_best(state.checkpoint(step, cfg, arch, dataset), step)
+        final_metrics = (
+            {tags.FID: state.best_fid}
+            if math.isfinite(state.best_fid)
+            else {tag: value for tag, value in last.items() if tag in (tags.D_LOSS, tags.G_LOSS)}
+        )
+        logger.hparams(asdict(cfg), final_metrics)
+    finally:
+        progress.close()
+    return step
+
+
+def memory_format(cfg: GanConfig) -> torch.memory_format:
+    return torch.channels_last if cfg.channels_last else torch.contiguous_format
+
+
+def build_state(
+    cfg: GanConfig,
+    arch: dict[str, int | bool],
+    distributed: Distributed,
+    device: torch.device,
+    precision: str,
+) -> GanState:
+    """Fresh networks, optimizers, grad scaler, the batch stream and the fixed noise."""
     generator, discriminator = build_models(arch, cfg.dropout)
     if distributed.enabled and cfg.sync_batch_norm:
         generator = sync_batch_norm(generator, device)
         discriminator = sync_batch_norm(discriminator, device)
-    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    generator.to(device, memory_format=memory_format)
-    discriminator.to(device, memory_format=memory_format)
+    generator.to(device, memory_format=memory_format(cfg))
+    discriminator.to(device, memory_format=memory_format(cfg))
     ema_generator = (
         copy.deepcopy(generator).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
     )
-    fused = cfg.optimizer == "adam"  # one kernel for all tensors, on the CPU too
-    generator_optimizer = make_optimizer(
-        cfg.optimizer, generator.parameters(), cfg.generator_learning_rate,
-        betas=cfg.betas, momentum=cfg.momentum, nesterov=cfg.nesterov, fused=fused,
-        weight_decay=cfg.weight_decay,
-    )  # fmt: skip
-    discriminator_optimizer = make_optimizer(
-        cfg.optimizer, discriminator.parameters(), cfg.discriminator_learning_rate,
-        betas=cfg.betas, momentum=cfg.momentum, nesterov=cfg.nesterov, fused=fused,
-        weight_decay=cfg.weight_decay,
-    )  # fmt: skip
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+    def optimizer(module: nn.Module, learning_rate: float) -> torch.optim.Optimizer:
+        return make_optimizer(
+            cfg.optimizer, module.parameters(), learning_rate, betas=cfg.betas,
+            momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay,
+            fused=cfg.optimizer == "adam",  # one kernel for all tensors, on the CPU too
+        )  # fmt: skip
+
     # Noise and batch indices come from their own generator, seeded alike on every rank:
     # each rank draws the whole global batch and keeps its shard, so N processes train on
     # exactly the images and noise one process would. Its first draw is the fixed noise,
@@ -211,243 +321,163 @@ def _train(
     fixed_noise = torch.randn(
         cfg.num_samples, cfg.latent_size, generator=batch_rng, device=batch_rng.device
     ).to(device)
-    best_fid = math.inf
+    return GanState(
+        generator=generator,
+        discriminator=discriminator,
+        ema_generator=ema_generator,
+        generator_optimizer=optimizer(generator, cfg.generator_learning_rate),
+        discriminator_optimizer=optimizer(discriminator, cfg.discriminator_learning_rate),
+        scaler=torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
+        fixed_noise=fixed_noise,
+        batch_rng=batch_rng,
+    )
 
-    if previous is not None:
-        check_compatible(previous, arch, run.dir / "latest.pt")
-        generator.load_state_dict(previous["generator"])
-        discriminator.load_state_dict(previous["discriminator"])
-        if ema_generator is not None and previous.get("ema_generator") is not None:
-            ema_generator.load_state_dict(previous["ema_generator"])
-        generator_optimizer.load_state_dict(previous["generator_optimizer"])
-        discriminator_optimizer.load_state_dict(previous["discriminator_optimizer"])
-        if previous.get("grad_scaler"):
-            scaler.load_state_dict(previous["grad_scaler"])
-        fixed_noise = previous["fixed_noise"].to(device)
-        best_fid = float(previous.get("best_fid", math.inf))
-        if previous.get("batch_rng") is not None:
-            try:
-                batch_rng.set_state(previous["batch_rng"])
-            except RuntimeError:  # saved by a generator on another kind of device
-                batch_rng.manual_seed(cfg.seed + start_step)
-                if run.main:
-                    note("resumed on another device; the batch draws are reseeded")
-        set_rng_state(previous["rng"])
-        if run.main:
-            note(f"resuming {run.dir} at step {start_step}")
-    if distributed.rank > 0:
-        # Augmentation draws differ between ranks (rank 0 keeps the run's own stream).
-        seed_everything(distributed.seed(cfg.seed) + start_step)
 
-    data_home = data_device(data.nbytes, device)
-    data = data.to(data_home)
-    if data_home != device:
+def place_data(data: ImageDataset, device: torch.device, main: bool) -> ImageDataset:
+    """The data set on `device` when it fits there beside training, else pinned host memory."""
+    home = data_device(data.nbytes, device)
+    data = data.to(home)
+    if home != device:
         data.images = data.images.pin_memory()
-        if run.main:
+        if main:
             note(
                 f"the data set ({data.nbytes / 2**30:.1f} GiB) does not fit on {device} beside "
                 "training; it stays in host memory and each batch is copied over"
             )
-    # DDP averages the gradients over the ranks; the unwrapped modules are what is saved,
-    # so a checkpoint resumes with any number of processes.
-    train_generator = distributed.wrap(generator, device)
-    train_discriminator = distributed.wrap(discriminator, device)
-    train_generator = torch.compile(train_generator) if cfg.compile else train_generator
-    train_discriminator = torch.compile(train_discriminator) if cfg.compile else train_discriminator
-    # Update G reads D through the plain module: D's weights get no gradient there, and
-    # DDP would wait for them.
-    generator_step_discriminator: nn.Module = train_discriminator
-    if distributed.enabled:
-        generator_step_discriminator = (
-            torch.compile(discriminator) if cfg.compile else discriminator
+    return data
+
+
+class GanStep:
+    """One GAN step on a batch: "update D" (D(x) up on real images, D(G(z)) down on fakes),
+    "update G" (make D call the same fakes real), then the EMA generator.
+
+    Under torchrun the networks are DDP-wrapped here (gradients averaged over the ranks);
+    `state` keeps the unwrapped modules, which is what is saved, so a checkpoint resumes with
+    any number of processes."""
+
+    def __init__(
+        self,
+        cfg: GanConfig,
+        state: GanState,
+        distributed: Distributed,
+        device: torch.device,
+        precision: str,
+        augment_policy: tuple[str, ...],
+    ) -> None:
+        self.cfg, self.state, self.augment_policy = cfg, state, augment_policy
+        self.memory_format = memory_format(cfg)
+        compiled = torch.compile if cfg.compile else (lambda module: module)
+        self.generator = compiled(distributed.wrap(state.generator, device))
+        self.discriminator = compiled(distributed.wrap(state.discriminator, device))
+        # Update G reads D through the plain module: D's weights get no gradient there, and
+        # DDP would wait for them.
+        self.discriminator_for_g = (
+            compiled(state.discriminator) if distributed.enabled else self.discriminator
         )
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-        if precision != "fp32"
-        else nullcontext()
-    )
+        self.autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+            if precision != "fp32"
+            else nullcontext()
+        )
 
-    def augment(images: torch.Tensor) -> torch.Tensor:
-        images = diff_augment(images, augment_policy) if augment_policy else images
-        return images.contiguous(memory_format=memory_format)
+    def augment(self, images: torch.Tensor) -> torch.Tensor:
+        images = diff_augment(images, self.augment_policy) if self.augment_policy else images
+        return images.contiguous(memory_format=self.memory_format)
 
-    # A conditional grid holds one class per column (generate draws the classes in turn).
-    grid_columns = int(arch["num_classes"]) or None
+    def __call__(
+        self, noise: torch.Tensor, real: torch.Tensor, labels: torch.Tensor | None, step: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns (the losses [D, G], D's logits on the real batch, on the fakes), on the
+        device: nothing here reads a value back to the host."""
+        cfg, state = self.cfg, self.state
+        real = real.contiguous(memory_format=self.memory_format)
 
-    def sampler() -> nn.Module:
-        return ema_generator if ema_generator is not None else generator
-
-    def checkpoint(step: int) -> dict[str, Any]:
-        return {
-            "kind": CHECKPOINT_KIND,
-            "generator": generator.state_dict(),
-            "discriminator": discriminator.state_dict(),
-            "ema_generator": ema_generator.state_dict() if ema_generator is not None else None,
-            "generator_optimizer": generator_optimizer.state_dict(),
-            "discriminator_optimizer": discriminator_optimizer.state_dict(),
-            "grad_scaler": scaler.state_dict(),
-            "fixed_noise": fixed_noise.cpu(),
-            "step": step,
-            "config": asdict(cfg),
-            "architecture": arch,
-            "dataset": {"name": data.name, "label_names": list(data.label_names)},
-            "rng": rng_state(),
-            "batch_rng": batch_rng.get_state(),
-            "best_fid": best_fid,
-        }
-
-    def finite_values() -> list[torch.Tensor]:
-        # first_bad_step is 0 while every loss has been finite (a flag kept on the device).
-        return [first_bad_step == 0, *generator.parameters(), *discriminator.parameters()]
-
-    metric = None
-    if cfg.metric_every > 0 and run.main:
-        from gan.metrics import make_quality_metric, measure_quality  # noqa: PLC0415
-
-        metric = make_quality_metric(cfg, data, device)
-    if previous is None and run.main:
-        shown = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.seed))
-        logger.image("samples/real", image_grid(to_float(data.images[shown[: cfg.num_samples]])), 0)
-
-    progress = Progress(cfg.steps, initial=start_step, enabled=cfg.progress and run.main)
-    # Loss values stay on the device and are read only every log_every steps.
-    totals = torch.zeros(4, device=device)  # d_loss, g_loss, d_real, d_fake
-    first_bad_step = torch.zeros((), dtype=torch.int64, device=device)
-    window_start, window_steps, last = time.perf_counter(), 0, {}
-    step = start_step
-    try:
-        for step in range(start_step + 1, cfg.steps + 1):
-            if cfg.learning_rate_decay == "linear":
-                remaining = 1.0 - (step - 1) / cfg.steps  # from step alone: resumes exactly
-                for optimizer, rate in (
-                    (generator_optimizer, cfg.generator_learning_rate),
-                    (discriminator_optimizer, cfg.discriminator_learning_rate),
-                ):
-                    for group in optimizer.param_groups:
-                        group["lr"] = rate * remaining
-            # A conditional GAN draws its fakes with the real batch's labels (so the classes
-            # come as often as in the data) and D sees each image with its label.
-            noise, real, labels = draw_batch(
-                data, batch_rng, cfg.batch_size, cfg.latent_size, distributed, device,
-                labelled=cfg.conditional,
-            )  # fmt: skip
-            real = real.contiguous(memory_format=memory_format)
-
-            # ---- update D: push D(x) up on real images and D(G(z)) down on fakes ----
-            with autocast:
-                fake = train_generator(noise, labels)
-                real_logits = train_discriminator(augment(real), labels)
-                fake_logits = train_discriminator(augment(fake.detach()), labels)
-                d_loss_real, d_loss_fake = discriminator_loss(
-                    real_logits, fake_logits, cfg.loss, cfg.label_smoothing
-                )
-                d_loss = d_loss_real + d_loss_fake
-            discriminator_optimizer.zero_grad(set_to_none=True)
-            scaler.scale(d_loss).backward()
-            scaler.step(discriminator_optimizer)
-
-            # ---- update G: make D call the same fakes real ----
-            discriminator.requires_grad_(False)  # no weight gradients for D here
-            with autocast:
-                fake_logits_for_g = generator_step_discriminator(augment(fake), labels)
-                fraction = 1.0 - (1.0 - cfg.top_k) * min(step / cfg.steps, 1.0)
-                g_loss = generator_loss(top_k(fake_logits_for_g, fraction), cfg.loss)
-            generator_optimizer.zero_grad(set_to_none=True)
-            scaler.scale(g_loss).backward()
-            scaler.step(generator_optimizer)
-            scaler.update()
-            discriminator.requires_grad_(True)
-            if ema_generator is not None:
-                update_ema(ema_generator, generator, ema_decay(cfg.ema_decay, step))
-
-            # ---- bookkeeping, without host syncs except every log_every steps ----
-            losses = torch.stack([d_loss, g_loss]).detach()
-            first_bad_step = torch.where(
-                (first_bad_step == 0) & ~torch.isfinite(losses).all(), step, first_bad_step
+        # ---- update D: push D(x) up on real images and D(G(z)) down on fakes ----
+        with self.autocast:
+            fake = self.generator(noise, labels)
+            real_logits = self.discriminator(self.augment(real), labels)
+            fake_logits = self.discriminator(self.augment(fake.detach()), labels)
+            d_loss_real, d_loss_fake = discriminator_loss(
+                real_logits, fake_logits, cfg.loss, cfg.label_smoothing
             )
-            with torch.no_grad():
-                totals += torch.cat(
-                    [
-                        losses,
-                        torch.sigmoid(real_logits.float()).mean()[None],
-                        torch.sigmoid(fake_logits.float()).mean()[None],
-                    ]
-                )
-            window_steps += 1
-            progress.update(step)
-            log_step = step % cfg.log_every == 0
-            if distributed.enabled:
-                # Every rank must stop at the same step; they agree at each log step, and a
-                # NaN on any rank stops all of them.
-                if log_step and distributed.any(run.stop_requested, device):
-                    run.request_stop()
-                if (
-                    log_step
-                    or step % cfg.checkpoint_every == 0
-                    or (cfg.metric_every and step % cfg.metric_every == 0)
-                    or step == cfg.steps
-                ):
-                    distributed.max_(first_bad_step)
-                stopping = log_step and run.stop_requested
-            else:
-                stopping = run.stop_requested
-            final = step == cfg.steps or stopping
+            d_loss = d_loss_real + d_loss_fake
+        state.discriminator_optimizer.zero_grad(set_to_none=True)
+        state.scaler.scale(d_loss).backward()
+        state.scaler.step(state.discriminator_optimizer)
 
-            if log_step or final:
-                run.check_finite(finite_values(), "the losses", step)
-                means = (distributed.mean_(totals) / window_steps).tolist()
-                elapsed = time.perf_counter() - window_start
-                last = dict(
-                    zip(
-                        ("losses/d_loss", "losses/g_loss", "gan/d_real", "gan/d_fake"),
-                        means,
-                        strict=True,
-                    )
-                )
-                last["perf/images_per_sec"] = cfg.batch_size * window_steps / max(elapsed, 1e-9)
-                logger.scalars(last, step)
-                progress.update(
-                    step,
-                    d_loss=means[0],
-                    g_loss=means[1],
-                    images_per_sec=f"{last['perf/images_per_sec']:.0f}",
-                )
-                totals.zero_()
-                window_start, window_steps = time.perf_counter(), 0
-            if (cfg.sample_every and step % cfg.sample_every == 0) or final:
-                logger.image(
-                    "samples/fixed_noise",
-                    image_grid(generate(sampler(), fixed_noise), columns=grid_columns),
-                    step,
-                )
-            if metric is not None and (step % cfg.metric_every == 0 or step == cfg.steps):
-                run.check_finite(finite_values(), "the losses", step)
-                scores = measure_quality(metric, sampler(), cfg, device, step)
-                logger.scalars({f"metrics/{name}": value for name, value in scores.items()}, step)
-                last.update({f"metrics/{name}": value for name, value in scores.items()})
-                if scores["fid"] < best_fid:
-                    best_fid = scores["fid"]
-                    run.save_best(checkpoint(step), step)
-            if not distributed.enabled:
-                stopping = run.stop_requested  # also a signal during this step's logs
-            if step % cfg.checkpoint_every == 0 or final or stopping:
-                run.save_latest(checkpoint(step), step, finite_values(), "the losses")
-            if stopping:
-                break
-        distributed.check_identical(generator, "generator")
-        distributed.check_identical(discriminator, "discriminator")
-        if metric is None:
-            # Without a quality metric the last weights are the best we know of.
-            run.save_best(checkpoint(step), step)
-        final_metrics = (
-            {"metrics/fid": best_fid}
-            if math.isfinite(best_fid)
-            else {key: value for key, value in last.items() if key.startswith("losses/")}
+        # ---- update G: make D call the same fakes real ----
+        state.discriminator.requires_grad_(False)  # no weight gradients for D here
+        with self.autocast:
+            fake_logits_for_g = self.discriminator_for_g(self.augment(fake), labels)
+            fraction = linear_schedule(1.0, cfg.top_k, cfg.steps, step)
+            g_loss = generator_loss(top_k(fake_logits_for_g, fraction), cfg.loss)
+        state.generator_optimizer.zero_grad(set_to_none=True)
+        state.scaler.scale(g_loss).backward()
+        state.scaler.step(state.generator_optimizer)
+        state.scaler.update()
+        state.discriminator.requires_grad_(True)
+        if state.ema_generator is not None:
+            update_ema(state.ema_generator, state.generator, ema_decay(cfg.ema_decay, step))
+        return torch.stack([d_loss, g_loss]).detach(), real_logits, fake_logits
+
+
+class LossWindow:
+    """The losses and D's outputs summed on the device between two log steps (no host read in
+    between), and the first step at which a loss was not finite (0 while none)."""
+
+    TAGS = (tags.D_LOSS, tags.G_LOSS, tags.D_REAL, tags.D_FAKE)
+
+    def __init__(self, device: torch.device) -> None:
+        self.totals = torch.zeros(len(self.TAGS), device=device)
+        self.first_bad_step = torch.zeros((), dtype=torch.int64, device=device)
+        self.steps, self.start = 0, time.perf_counter()
+
+    @torch.no_grad()
+    def add(
+        self, losses: torch.Tensor, real_logits: torch.Tensor, fake_logits: torch.Tensor, step: int
+    ) -> None:
+        self.first_bad_step = torch.where(
+            (self.first_bad_step == 0) & ~torch.isfinite(losses).all(), step, self.first_bad_step
         )
-        logger.hparams(asdict(cfg), final_metrics)
-    finally:
-        progress.close()
-    return step
+        d_real = torch.sigmoid(real_logits.float()).mean()[None]
+        d_fake = torch.sigmoid(fake_logits.float()).mean()[None]
+        self.totals += torch.cat([losses, d_real, d_fake])
+        self.steps += 1
+
+    def all_finite(self) -> torch.Tensor:
+        return self.first_bad_step == 0
+
+    def read(self, distributed: Distributed, batch_size: int) -> dict[str, float]:
+        """The means since the last read (over every rank) and the images per second, tag by
+        tag; the window starts again."""
+        means = (distributed.mean_(self.totals) / max(self.steps, 1)).tolist()
+        values = dict(zip(self.TAGS, means, strict=True))
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        values[tags.IMAGES_PER_SEC] = batch_size * self.steps / elapsed
+        self.totals.zero_()
+        self.steps, self.start = 0, time.perf_counter()
+        return values
+
+
+def agree_to_stop(
+    run: Run,
+    distributed: Distributed,
+    device: torch.device,
+    window: LossWindow,
+    log_step: bool,
+    sync_step: bool,
+) -> bool:
+    """Whether to stop after this step. One process stops on its signal at once; under
+    torchrun every rank must stop at the same step, so they agree at each log step (a signal
+    on any rank stops all), and at each step that checks or saves they share the first
+    non-finite step, so a NaN on any rank stops all of them."""
+    if not distributed.enabled:
+        return run.stop_requested
+    if log_step and distributed.any(run.stop_requested, device):
+        run.request_stop()
+    if sync_step:
+        distributed.max_(window.first_bad_step)
+    return log_step and run.stop_requested
 
 
 def draw_batch(
@@ -481,18 +511,3 @@ def num_classes(data: ImageDataset) -> int:
             "need their labels file beside them, a folder needs one sub-folder per class)"
         )
     return max(len(data.label_names), int(data.labels.max()) + 1)
-
-
-def check_compatible(state: dict[str, Any], arch: dict[str, int | bool], path: Path) -> None:
-    """Refuse a checkpoint whose networks differ from the ones this configuration builds."""
-    # Checkpoints from before a setting existed were made with its old fixed value.
-    saved = {"batch_norm": True, "num_classes": 0, **state.get("architecture", {})}
-    differences = [
-        f"{key} {saved.get(key)} (asked {value})"
-        for key, value in arch.items()
-        if saved.get(key) != value
-    ]
-    if differences:
-        raise UserError(
-            f"{path} holds a different network: {', '.join(differences)}; pass the settings of that run"
-        )

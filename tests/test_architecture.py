@@ -4,6 +4,7 @@ and the command line parses without loading any command's modules."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -127,3 +128,34 @@ def test_the_command_line_parses_without_the_commands_modules() -> None:
     heavy = {"agents.dqn", "gan.train", "viewer.window", "envs", "gymnasium", "pygame"}
     assert not heavy & loaded, heavy & loaded
     assert {"agents.config", "gan.config", "viewer.config"} <= loaded
+
+
+def _string_constants(path: Path) -> list[tuple[int, str]]:
+    """(line, value) of every string literal of a module, f-string parts included."""
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    ]
+
+
+def test_no_tensorboard_tag_is_spelled_outside_its_constants() -> None:
+    from playground import tags
+
+    known = {
+        value
+        for name, value in vars(tags).items()
+        if name.isupper() and isinstance(value, str) and re.fullmatch(r"\w+/\w*", value)
+    }
+    assert len(known) > 20  # the constants are there to be found
+    prefixes = {tag.split("/")[0] for tag in known}
+    spelled = [
+        f"{path.relative_to(ROOT)}:{line} {value!r}"
+        for name, path in project_modules().items()
+        if name != "playground.tags"
+        for line, value in _string_constants(path)
+        if value in known or re.fullmatch(rf"({'|'.join(prefixes)})/\w*", value)
+    ]
+    assert spelled == [], "use playground.tags: " + ", ".join(spelled)
+    page = (ROOT / "viewer" / "page.html").read_text()
+    assert [tag for tag in known if tag in page] == []  # the page gets them from the server

@@ -182,8 +182,9 @@ def test_the_target_is_refreshed_once_per_boundary(
 def test_the_gan_moving_average_is_decay_weighted_and_sample_draws_from_it(
     tmp_path: Path,
 ) -> None:
+    from gan.checkpoint import generator_from_checkpoint
     from gan.config import SampleConfig
-    from gan.models import generator_from_checkpoint, update_ema
+    from gan.models import update_ema
     from gan.sample import sample
     from gan.train import train_gan
 

@@ -20,7 +20,7 @@ from playground.presets import with_preset
 # game: (steps of the short run, how far above random play its mean must be)
 SHORT_RUNS = {
     "Playground/Catch-v0": (20_000, 1.0),
-    "Playground/Pong-v0": (30_000, 2.0),
+    "Playground/Pong-v0": (50_000, 2.0),
     "Playground/Breakout-v0": (30_000, 4.0),
     "Playground/Snake-v0": (30_000, 2.0),
 }

@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from playground import tags
+
 PAGE = Path(__file__).with_name("page.html")
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_CLIENTS = 64
@@ -82,7 +84,12 @@ class WebServer:
         self._ready = threading.Event()
         self._runner: Any = None
         self._error: BaseException | None = None
-        self._page = PAGE.read_text()
+        # The page's chart and image captions come from playground.tags, like the curves.
+        self._page = (
+            PAGE.read_text()
+            .replace("__CHARTS__", json.dumps(tags.WEB_CHARTS))
+            .replace("__IMAGES__", json.dumps(tags.WEB_IMAGES))
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -226,19 +233,8 @@ class RunCurves:
     """The training curves (and images) of a run folder, read from its TensorBoard events a
     few seconds apart: what `--watch web` shows beside the game or the GAN's samples."""
 
-    SCALARS = (
-        "charts/episodic_return",
-        "eval/episodic_return",
-        "losses/td_loss",
-        "charts/epsilon",
-        "charts/sps",
-        "losses/d_loss",
-        "losses/g_loss",
-        "gan/d_real",
-        "gan/d_fake",
-        "perf/images_per_sec",
-    )
-    IMAGES = ("samples/fixed_noise", "samples/real")
+    SCALARS = tuple(tags.WEB_CHARTS)
+    IMAGES = tuple(tags.WEB_IMAGES)
     POINTS = 300  # per curve, the newest
 
     def __init__(self, run_dir: str | Path, every: float = 3.0) -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.rollout import linear_schedule
 from playground.checkpoint import load_checkpoint
+from playground.schedules import linear_schedule
 from tests.conftest import read_scalars
 from tests.faults import helpers
 
