@@ -38,10 +38,11 @@ from agents.learning import build_learner
 from agents.networks import build_q_network
 from agents.rollout import epsilon_greedy
 from agents.training import (
-    WATCH_EXPORT_SECONDS,
+    EpisodeTracker,
+    Every,
+    LiveViewer,
     evaluate_during_training,
     replay_device,
-    spawn_viewer,
 )
 from envs import is_pixel_space, make_vector_env
 from playground import tags
@@ -90,11 +91,7 @@ class ActorWorker:
         self.version = int(weights["version"])
         self.rng = np.random.default_rng(seed)
         self.observations, infos = self.envs.reset(seed=seed)
-        self.lives = infos.get("lives")
-        lanes = cfg.envs_per_actor
-        self.ended = np.zeros(lanes, dtype=bool)
-        self.episode_returns = np.zeros(lanes)
-        self.episode_lengths = np.zeros(lanes, dtype=np.int64)
+        self.games = EpisodeTracker(cfg.envs_per_actor, cfg.life_loss_terminal, infos.get("lives"))
         self.fresh = True  # the next round starts with the envs' first frames
 
     def _frames(self, observations: np.ndarray) -> np.ndarray:
@@ -139,20 +136,14 @@ class ActorWorker:
                 q_values = self.network(torch.as_tensor(self.observations))
             chosen = epsilon_greedy(q_values, self.epsilon, self.rng)
             observations, reward, term, trunc, infos = self.envs.step(chosen)
-            if self.cfg.life_loss_terminal and self.lives is not None and "lives" in infos:
-                learning_done[t] = (infos["lives"] < self.lives) & ~self.ended
-                self.lives = infos["lives"]
+            lost_life, finished = self.games.step(reward, term, trunc, infos)
+            if lost_life is not None:
+                learning_done[t] = lost_life
             frames[t], actions[t], rewards[t] = self._frames(observations), chosen, reward
             terminated[t], truncated[t] = term, trunc
-            playing = ~self.ended
-            self.episode_returns[playing] += reward[playing]
-            self.episode_lengths[playing] += 1
-            self.ended = np.logical_or(term, trunc)
-            for lane in np.flatnonzero(self.ended):
-                returns.append(float(self.episode_returns[lane]))
-                lengths.append(int(self.episode_lengths[lane]))
-            self.episode_returns[self.ended] = 0.0
-            self.episode_lengths[self.ended] = 0
+            for score, length in finished:
+                returns.append(score)
+                lengths.append(length)
             self.observations = observations
         return {
             "index": self.index,
@@ -319,9 +310,11 @@ def _loop(cfg, run, device, learner, ray, lanes) -> None:  # noqa: C901
     step = learner.step
     progress = Progress(cfg.total_steps, initial=step, enabled=cfg.progress)
     recent_returns: deque[float] = deque(maxlen=50)
-    next_log = (step // cfg.log_every + 1) * cfg.log_every
-    next_eval = (step // cfg.eval_every + 1) * cfg.eval_every if cfg.eval_every else math.inf
-    next_save = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+    log, evaluation, save = (
+        Every(cfg.log_every, step),
+        Every(cfg.eval_every, step),
+        Every(cfg.checkpoint_every, step),
+    )
     last_log = (step, learner.updates, time.perf_counter())
     updates_at_sync = learner.updates
     wire, wire_steps, restarts = 0, 0, 0
@@ -334,12 +327,7 @@ def _loop(cfg, run, device, learner, ray, lanes) -> None:  # noqa: C901
     length = next_length(step)
     pending = {index: actor.collect.remote(length) for index, actor in enumerate(actors)}
     replay_ready = False
-    # Watching while learning: the viewer follows the weights exported every few seconds.
-    viewer, next_export = None, math.inf
-    if cfg.watch != "none":
-        learner.export_policy(run.dir)
-        viewer = spawn_viewer(cfg, run.dir)
-        next_export = time.monotonic() + WATCH_EXPORT_SECONDS
+    viewer = LiveViewer(cfg, learner, run.dir)  # with --watch, a viewer beside the run
     try:
         while pending and not run.stop_requested:
             # Free ratio: learn until this round has arrived (fixed: the learning happened
@@ -387,23 +375,21 @@ def _loop(cfg, run, device, learner, ray, lanes) -> None:  # noqa: C901
             added = add_round(replay, chunks, lanes, cfg.clip_rewards)
             wire += sum(wire_bytes(chunk) for chunk in chunks)
             wire_steps += added
-            step += added
-            learner.step = step
             for chunk in chunks:
                 for score, game_steps in zip(chunk["returns"], chunk["lengths"], strict=True):
                     recent_returns.append(score)
-                    logger.scalar(tags.EPISODIC_RETURN, score, step)
-                    logger.scalar(tags.EPISODIC_LENGTH, game_steps, step)
+                    logger.scalar(tags.EPISODIC_RETURN, score, step + added)
+                    logger.scalar(tags.EPISODIC_LENGTH, game_steps, step + added)
             replay_ready = replay_ready or (
-                step > cfg.learning_starts and len(replay) >= cfg.batch_size
+                step + added > cfg.learning_starts and len(replay) >= cfg.batch_size
             )
             if replay_ready and cfg.replay_ratio == "fixed":
                 learner.learn(added)
             else:
-                learner.refresh_target(added)
+                learner.advance(added)  # the free ratio's updates were made while waiting
+            step = learner.step
 
-            if step >= next_log:
-                next_log = (step // cfg.log_every + 1) * cfg.log_every
+            if log.due(step):
                 now = time.perf_counter()
                 seconds = max(now - last_log[2], 1e-9)
                 sps = (step - last_log[0]) / seconds
@@ -428,26 +414,19 @@ def _loop(cfg, run, device, learner, ray, lanes) -> None:  # noqa: C901
                 learner.log_losses(run, step)
                 mean_return = float(np.mean(recent_returns)) if recent_returns else float("nan")
                 progress.update(step, sps=sps, ret=mean_return, updates=learner.updates)
-            if step >= next_eval:
-                next_eval = (step // cfg.eval_every + 1) * cfg.eval_every
+            if evaluation.due(step):
                 mean_score = evaluate_during_training(cfg, run, learner.q_network, device, step)
                 if mean_score is not None:
                     learner.save_best(run, mean_score)
-            if step >= next_save:
-                next_save = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+            if save.due(step):
                 learner.save_latest(run)
-            if viewer is not None and time.monotonic() >= next_export:
-                learner.export_policy(run.dir)
-                next_export = time.monotonic() + WATCH_EXPORT_SECONDS
+            viewer.tick()
     finally:
         progress.close()
         for actor in actors:
             ray.kill(actor)
     learner.save_latest(run)
-    if viewer is not None:
-        learner.export_policy(run.dir)
-        if cfg.watch == "web":
-            viewer.terminate()
+    viewer.close()
     say(
         f"bytes per transition on the wire: {wire / max(wire_steps, 1):.0f}; "
         f"{learner.updates:,} updates for {step:,} env steps; actor restarts: {restarts}"

@@ -10,8 +10,6 @@ evaluation go through `agents.rollout`; the run folder, logger, stop signals and
 
 from __future__ import annotations
 
-import math
-import sys
 import time
 from collections import deque
 from collections.abc import Collection
@@ -30,12 +28,13 @@ from agents.replay import ReplayBuffer
 from agents.rollout import epsilon_greedy
 from agents.training import (
     FINAL_EVAL,
-    WATCH_EXPORT_SECONDS,
+    EpisodeTracker,
+    Every,
+    LiveViewer,
     evaluate_during_training,
     final_evaluation,
     protocol_line,
     replay_device,
-    spawn_viewer,
 )
 from envs import check_env_id, is_pixel_space, make_vector_env
 from envs.builtin import game_symmetries
@@ -137,31 +136,20 @@ def _train(cfg: DQNConfig, run: Run, device: torch.device, previous: dict[str, A
         replay_device=replay_device(cfg, device, observation_shape),
     )
     q_network, replay, rng = learner.q_network, learner.replay, learner.rng
-
-    # Watching while learning: a viewer process plays with weights exported every few seconds.
-    watching = cfg.watch != "none"
-    next_export = math.inf
-    viewer = None
-    if watching:
-        learner.export_policy(run.dir)
-        viewer = spawn_viewer(cfg, run.dir)
-        next_export = time.monotonic() + WATCH_EXPORT_SECONDS
+    viewer = LiveViewer(cfg, learner, run.dir)  # with --watch, a viewer beside the run
 
     step = learner.step
     recent_returns: deque[float] = deque(maxlen=20)
     progress = Progress(cfg.total_steps, initial=step, enabled=cfg.progress)
     observations, infos = envs.reset(seed=cfg.seed + step)
     replay.start(observations)
-    previous_lives = infos.get("lives")
-    ended = np.zeros(cfg.num_envs, dtype=bool)  # envs whose last step ended an episode
-    episode_returns = np.zeros(cfg.num_envs, dtype=np.float64)
-    episode_lengths = np.zeros(cfg.num_envs, dtype=np.int64)
+    games = EpisodeTracker(cfg.num_envs, cfg.life_loss_terminal, infos.get("lives"))
     step_async, step_wait = _async_stepping(envs)
     last_log_step, last_log_time = step, time.perf_counter()
-    next_log, next_eval, next_save = (
-        _next(step, cfg.log_every),
-        _next(step, cfg.eval_every),
-        _next(step, cfg.checkpoint_every),
+    log, evaluation, save = (
+        Every(cfg.log_every, step),
+        Every(cfg.eval_every, step),
+        Every(cfg.checkpoint_every, step),
     )
     replay_ready = False
     try:
@@ -193,38 +181,27 @@ def _train(cfg: DQNConfig, run: Run, device: torch.device, previous: dict[str, A
             )
             if replay_ready:
                 learner.learn(cfg.num_envs)
+            else:
+                learner.advance(cfg.num_envs)
             if step_async is not None:
                 outcome = step_wait()
             next_observations, rewards, terminated, truncated, infos = outcome
-            step += cfg.num_envs
-            learner.step = step
+            step = learner.step
 
             # Store. A lost life ends the episode for learning only; the game goes on.
-            learning_done = None
-            if cfg.life_loss_terminal and previous_lives is not None and "lives" in infos:
-                learning_done = (infos["lives"] < previous_lives) & ~ended
-                previous_lives = infos["lives"]
+            learning_done, finished = games.step(rewards, terminated, truncated, infos)
             learning_rewards = np.sign(rewards) if cfg.clip_rewards else rewards
             replay.add(
                 actions, learning_rewards, terminated, truncated, next_observations, learning_done
             )
-            # Episode statistics: true rewards of whole games (a step after a game's end is the
-            # autoreset step of the next one, not part of either).
-            playing = ~ended
-            episode_returns[playing] += rewards[playing]
-            episode_lengths[playing] += 1
-            ended = np.logical_or(terminated, truncated)
-            for index in np.flatnonzero(ended):
-                recent_returns.append(float(episode_returns[index]))
-                logger.scalar(tags.EPISODIC_RETURN, float(episode_returns[index]), step)
-                logger.scalar(tags.EPISODIC_LENGTH, float(episode_lengths[index]), step)
-            episode_returns[ended] = 0.0
-            episode_lengths[ended] = 0
+            for score, length in finished:  # true rewards of whole games
+                recent_returns.append(score)
+                logger.scalar(tags.EPISODIC_RETURN, score, step)
+                logger.scalar(tags.EPISODIC_LENGTH, length, step)
             observations = next_observations
 
             # Log, evaluate, save.
-            if step >= next_log:
-                next_log = _next(step, cfg.log_every)
+            if log.due(step):
                 now = time.perf_counter()
                 sps = (step - last_log_step) / max(now - last_log_time, 1e-9)
                 last_log_step, last_log_time = step, now
@@ -233,16 +210,12 @@ def _train(cfg: DQNConfig, run: Run, device: torch.device, previous: dict[str, A
                 learner.log_losses(run, step)
                 mean_return = float(np.mean(recent_returns)) if recent_returns else float("nan")
                 progress.update(step, sps=sps, ret=mean_return, eps=epsilon)
-            if cfg.eval_every and step >= next_eval:
-                next_eval = _next(step, cfg.eval_every)
+            if evaluation.due(step):
                 mean_score = evaluate_during_training(cfg, run, q_network, device, step)
                 if mean_score is not None:
                     learner.save_best(run, mean_score)
-            if watching and time.monotonic() >= next_export:
-                learner.export_policy(run.dir)
-                next_export = time.monotonic() + WATCH_EXPORT_SECONDS
-            if step >= next_save:
-                next_save = _next(step, cfg.checkpoint_every)
+            viewer.tick()
+            if save.due(step):
                 learner.save_latest(run)
     finally:
         progress.close()
@@ -250,10 +223,7 @@ def _train(cfg: DQNConfig, run: Run, device: torch.device, previous: dict[str, A
     learner.save_latest(run)
     if step >= cfg.total_steps:
         final_evaluation(cfg, run, q_network, device, step)
-    if watching:
-        learner.export_policy(run.dir)  # the final weights; a window stays open until closed
-    if viewer is not None and cfg.watch == "web":
-        viewer.terminate()  # the page's server ends with the training run
+    viewer.close()
     run.finish(step, cfg.runs_dir)
 
 
@@ -320,10 +290,3 @@ def _check_replay_fits(
         f"a replay buffer of {cfg.buffer_size:,} transitions ({per_transition} bytes each)",
         "lower --buffer-size",
     )
-
-
-def _next(step: int, every: int) -> int:
-    """The first multiple of `every` strictly after `step` (or never when every is 0)."""
-    if every <= 0:
-        return sys.maxsize
-    return (step // every + 1) * every

@@ -27,6 +27,7 @@ from playground.device import use_bf16
 from playground.errors import UserError
 from playground.lifecycle import Run, note
 from playground.optim import make_optimizer
+from playground.schedules import linear_schedule, set_learning_rate
 from playground.seeding import rng_state, set_rng_state
 
 POLICY = "policy.pt"  # the weights a viewer follows (--watch)
@@ -34,8 +35,9 @@ POLICY = "policy.pt"  # the weights a viewer follows (--watch)
 
 @dataclass
 class Learner:
-    """The learner's state. `step` counts environment steps (all envs / actors together),
-    `updates` gradient updates; `update_credit` is the fraction of an update owed."""
+    """The learner's state. `step` counts environment steps (all envs / actors together;
+    only `learn` and `advance` move it), `updates` gradient updates; `update_credit` is the
+    fraction of an update owed."""
 
     cfg: DQNConfig
     q_network: QNetwork
@@ -59,27 +61,34 @@ class Learner:
     # ------------------------------------------------------------------ learning
 
     def learn(self, new_steps: int) -> None:
-        """The updates `new_steps` environment steps earn (--gradient-steps per
-        --train-frequency), then the target network's refresh when a --target-update-frequency
-        boundary is passed."""
+        """Account for `new_steps` more environment steps: the updates they earn
+        (--gradient-steps per --train-frequency), the target network's refresh when a
+        --target-update-frequency boundary is passed, then the step count. The schedules read
+        the count before these steps, so a resumed run continues them exactly."""
         self.update_credit += new_steps / self.cfg.train_frequency
-        if self.cfg.learning_rate_decay == "linear":
-            # From the env step alone, so a resumed run continues the same schedule.
-            fraction = 1.0 - 0.9 * min(self.step / self.cfg.total_steps, 1.0)
-            for group in self.optimizer.param_groups:
-                group["lr"] = self.cfg.learning_rate * fraction
+        if self.cfg.learning_rate_decay == "linear":  # to a tenth at --total-steps
+            scale = linear_schedule(1.0, 0.1, self.cfg.total_steps, self.step)
+            set_learning_rate(self.optimizer, self.cfg.learning_rate * scale)
         while self.update_credit >= 1.0:
             for _ in range(self.cfg.gradient_steps):
                 self.update_once()
             self.update_credit -= 1.0
         self.refresh_target(new_steps)
+        self.step += new_steps
+
+    def advance(self, new_steps: int) -> None:
+        """Count `new_steps` environment steps that earn no update here: before the buffer is
+        ready, or with Ape-X's free replay ratio, whose updates are made as fast as they go
+        (then the target is refreshed at any boundary passed; before the first update there
+        is nothing to copy)."""
+        if self.updates:
+            self.refresh_target(new_steps)
+        self.step += new_steps
 
     def update_once(self) -> None:
         """One gradient update (prioritized replay's beta annealed from the env step)."""
         cfg = self.cfg
-        self.update.beta = min(
-            1.0, cfg.priority_beta + (1 - cfg.priority_beta) * self.step / cfg.total_steps
-        )
+        self.update.beta = linear_schedule(cfg.priority_beta, 1.0, cfg.total_steps, self.step)
         loss, q_mean = self.update.step()
         self.loss_sum += loss
         self.q_sum += q_mean

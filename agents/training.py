@@ -1,11 +1,16 @@
 """What both DQN training loops (`agents.dqn`, one process; `agents.apex`, actors on Ray) do
-besides learning: place the replay buffer, evaluate and log a scored game as a video, and run
-the viewer beside the trainer."""
+besides learning: count the games of a vector env (with Atari's life loss), time what is done
+every N steps, place the replay buffer, evaluate and log a scored game as a video, and run the
+viewer beside the trainer."""
 
 from __future__ import annotations
 
+import math
 import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -13,7 +18,7 @@ import torch
 
 from agents import checkpoint as saved
 from agents.config import DQNConfig
-from agents.learning import POLICY
+from agents.learning import POLICY, Learner
 from agents.rollout import play_games, score_games
 from envs import game_fps, is_atari
 from playground import tags
@@ -25,6 +30,91 @@ from playground.media import caption_frames
 
 WATCH_EXPORT_SECONDS = 3.0  # with --watch, seconds between exports of the latest weights
 EVAL_VIDEO_FRAMES = 1_000  # each evaluation logs a video of one game up to this length
+
+
+class Every:
+    """Something done every `period` steps (0: never), from any starting step (a resume):
+    `due(step)` is True once each time `step` reaches or passes the next multiple."""
+
+    def __init__(self, period: int, step: int) -> None:
+        self.period = period
+        self.next = self._after(step)
+
+    def _after(self, step: int) -> int:
+        return (step // self.period + 1) * self.period if self.period > 0 else sys.maxsize
+
+    def due(self, step: int) -> bool:
+        if step < self.next:
+            return False
+        self.next = self._after(step)
+        return True
+
+
+class EpisodeTracker:
+    """The games on the lanes of a vector env as it steps. Each game's true return and length
+    are counted until it ends (the step after an end is the autoreset step of the next game,
+    part of neither). With `life_loss`, a lane that loses a life ends its episode for learning
+    only while the game goes on (Mnih et al. 2015); `step` returns those lanes."""
+
+    def __init__(self, lanes: int, life_loss: bool, lives: np.ndarray | None) -> None:
+        self.life_loss, self.lives = life_loss, lives
+        self.ended = np.zeros(lanes, dtype=bool)  # lanes whose last step ended a game
+        self.returns = np.zeros(lanes, dtype=np.float64)
+        self.lengths = np.zeros(lanes, dtype=np.int64)
+
+    def step(
+        self,
+        rewards: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        infos: dict[str, Any],
+    ) -> tuple[np.ndarray | None, list[tuple[float, int]]]:
+        """Record one step of every lane. Returns (the lanes whose episode ends for learning
+        only, or None without life loss; (return, length) of each game that ended)."""
+        learning_done = None
+        if self.life_loss and self.lives is not None and "lives" in infos:
+            learning_done = (infos["lives"] < self.lives) & ~self.ended
+            self.lives = infos["lives"]
+        playing = ~self.ended
+        self.returns[playing] += rewards[playing]
+        self.lengths[playing] += 1
+        self.ended = np.logical_or(terminated, truncated)
+        finished = [
+            (float(self.returns[lane]), int(self.lengths[lane]))
+            for lane in np.flatnonzero(self.ended)
+        ]
+        self.returns[self.ended] = 0.0
+        self.lengths[self.ended] = 0
+        return learning_done, finished
+
+
+class LiveViewer:
+    """The viewer beside a training run (--watch window / web): a process of its own that
+    plays with policy.pt, which `tick` rewrites every few seconds; nothing without --watch."""
+
+    def __init__(self, cfg: DQNConfig, learner: Learner, run_dir: Path) -> None:
+        self.cfg, self.learner, self.run_dir = cfg, learner, run_dir
+        self.process: subprocess.Popen | None = None
+        self.next_export = math.inf
+        if cfg.watch != "none":
+            learner.export_policy(run_dir)
+            self.process = spawn_viewer(cfg, run_dir)
+            self.next_export = time.monotonic() + WATCH_EXPORT_SECONDS
+
+    def tick(self) -> None:
+        """Export the weights when a few seconds have passed since the last export."""
+        if self.process is not None and time.monotonic() >= self.next_export:
+            self.learner.export_policy(self.run_dir)
+            self.next_export = time.monotonic() + WATCH_EXPORT_SECONDS
+
+    def close(self) -> None:
+        """The final weights; a window stays open until closed, the page's server ends with
+        the training run."""
+        if self.process is None:
+            return
+        self.learner.export_policy(self.run_dir)
+        if self.cfg.watch == "web":
+            self.process.terminate()
 
 
 def evaluate_during_training(
