@@ -263,12 +263,11 @@ def _weights(learner: Any, version: int) -> dict[str, Any]:
     }
 
 
-def _loop(cfg, run, device, learner, ray, lanes) -> None:  # noqa: C901
-    logger, replay = run.logger, learner.replay
+def _start_actors(cfg, run, ray, weights_ref, step: int, lanes: int) -> list[Any]:
+    """The actors on Ray, each with its epsilon of the ladder, once every one has started
+    (their placements written to actors.json); one line when the cluster cannot hold them."""
     epsilons = epsilon_ladder(cfg.actors, cfg.actor_epsilon, cfg.actor_alpha)
     settings = {**vars(cfg)}
-    version = 0
-    weights_ref = ray.put(_weights(learner, version))
     # Ray restarts a dead actor with its constructor's arguments: they must outlive the run.
     constructor_weights = weights_ref
     options: dict[str, Any] = {"num_cpus": 1, "max_restarts": -1, "max_task_retries": 0}
@@ -280,7 +279,7 @@ def _loop(cfg, run, device, learner, ray, lanes) -> None:  # noqa: C901
         for index in range(cfg.actors)
     ]
     for index, epsilon in enumerate(epsilons):
-        logger.scalar(tags.actor(tags.ACTOR_EPSILON, index), epsilon, learner.step)
+        run.logger.scalar(tags.actor(tags.ACTOR_EPSILON, index), epsilon, step)
     try:
         placements = ray.get(
             [actor.placement.remote() for actor in actors], timeout=PLACEMENT_TIMEOUT_SECONDS
@@ -305,6 +304,14 @@ def _loop(cfg, run, device, learner, ray, lanes) -> None:  # noqa: C901
         + ", ".join(f"{epsilon:.3g}" for epsilon in epsilons)
         + f"; replay ratio {cfg.replay_ratio}"
     )
+    return actors
+
+
+def _loop(cfg, run, device, learner, ray, lanes) -> None:  # noqa: C901
+    logger, replay = run.logger, learner.replay
+    version = 0
+    weights_ref = ray.put(_weights(learner, version))
+    actors = _start_actors(cfg, run, ray, weights_ref, learner.step, lanes)
     replay.start_frames(np.concatenate(ray.get([actor.first_frames.remote() for actor in actors])))
 
     step = learner.step
@@ -391,25 +398,10 @@ def _loop(cfg, run, device, learner, ray, lanes) -> None:  # noqa: C901
 
             if log.due(step):
                 now = time.perf_counter()
-                seconds = max(now - last_log[2], 1e-9)
-                sps = (step - last_log[0]) / seconds
-                logger.scalar(tags.SPS, sps, step)
-                logger.scalar(tags.UPDATES_PER_SEC, (learner.updates - last_log[1]) / seconds, step)
-                ratio = learner.updates * cfg.train_frequency / max(step - cfg.learning_starts, 1)
-                logger.scalar(tags.REPLAY_RATIO, ratio, step)
-                logger.scalar(tags.QUEUE_DEPTH, len(pending), step)
-                logger.scalar(tags.BYTES_PER_TRANSITION, wire / max(wire_steps, 1), step)
-                for chunk in chunks:
-                    index = chunk["index"]
-                    seconds = max(chunk["seconds"], 1e-9)
-                    logger.scalar(
-                        tags.actor(tags.ACTOR_SPS, index),
-                        chunk["frames"].shape[0] * lanes / seconds,
-                        step,
-                    )
-                    logger.scalar(
-                        tags.actor(tags.ACTOR_WEIGHTS_VERSION, index), chunk["version"], step
-                    )
+                sps = _log_speeds(
+                    logger, cfg, learner, step, last_log, now, len(pending), wire / max(wire_steps, 1),
+                    chunks, lanes,
+                )  # fmt: skip
                 last_log = (step, learner.updates, now)
                 learner.log_losses(run, step)
                 mean_return = float(np.mean(recent_returns)) if recent_returns else float("nan")
@@ -432,6 +424,37 @@ def _loop(cfg, run, device, learner, ray, lanes) -> None:  # noqa: C901
         f"{learner.updates:,} updates for {step:,} env steps; actor restarts: {restarts}"
     )
     run.finish(step, cfg.runs_dir)
+
+
+def _log_speeds(
+    logger: Any,
+    cfg: DQNConfig,
+    learner: Any,
+    step: int,
+    last_log: tuple[int, int, float],
+    now: float,
+    queue_depth: int,
+    bytes_per_transition: float,
+    chunks: list[dict[str, Any]],
+    lanes: int,
+) -> float:
+    """Log the run's rates since the last log (`last_log`: its step, updates and time) and
+    each actor's; returns the env steps per second."""
+    seconds = max(now - last_log[2], 1e-9)
+    sps = (step - last_log[0]) / seconds
+    logger.scalar(tags.SPS, sps, step)
+    logger.scalar(tags.UPDATES_PER_SEC, (learner.updates - last_log[1]) / seconds, step)
+    ratio = learner.updates * cfg.train_frequency / max(step - cfg.learning_starts, 1)
+    logger.scalar(tags.REPLAY_RATIO, ratio, step)
+    logger.scalar(tags.QUEUE_DEPTH, queue_depth, step)
+    logger.scalar(tags.BYTES_PER_TRANSITION, bytes_per_transition, step)
+    for chunk in chunks:
+        index = chunk["index"]
+        actor_seconds = max(chunk["seconds"], 1e-9)
+        actor_sps = chunk["frames"].shape[0] * lanes / actor_seconds
+        logger.scalar(tags.actor(tags.ACTOR_SPS, index), actor_sps, step)
+        logger.scalar(tags.actor(tags.ACTOR_WEIGHTS_VERSION, index), chunk["version"], step)
+    return sps
 
 
 def _restarted_round(

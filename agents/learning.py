@@ -207,43 +207,12 @@ def build_learner(
 ) -> Learner:
     """Networks, optimizer and a replay buffer of `lanes` env streams, restored from `previous`
     (a checkpoint) when resuming; prints and logs the network's size."""
-
-    def build() -> QNetwork:
-        try:
-            return build_q_network(
-                observation_shape,
-                num_actions,
-                cfg.encoder,
-                cfg.dueling,
-                cfg.encoder_width,
-                batch_norm=cfg.batch_norm,
-                dropout=cfg.dropout,
-            ).to(device)
-        except ValueError as error:
-            raise UserError(str(error)) from None
-
-    q_network, target_network = build(), build()
-    encoder_name = cfg.encoder if cfg.encoder != "auto" else ("nature" if pixels else "mlp")
+    q_network, target_network, encoder_name = _q_networks(
+        cfg, run, device, observation_shape, num_actions, pixels, fresh=previous is None
+    )
     # Batch norm and dropout act only in the update's own forward pass: acting, the target
     # network and evaluation use the running statistics and all features.
     stochastic_layers = cfg.batch_norm or cfg.dropout > 0
-    target_network.eval()
-    parameters, macs = count_parameters(q_network), multiply_adds(q_network, observation_shape)
-    size = (
-        f"Q-network: {encoder_name} encoder on {observation_shape}, {parameters:,} parameters, "
-        f"{macs / 1e6:,.2f}M multiply-adds per observation"
-    )
-    note(size)
-    if previous is None:
-        run.logger.text("model", size)
-        run.logger.scalar("model/parameters", parameters, 0)
-        run.logger.scalar("model/multiply_adds", macs, 0)
-    if cfg.init_from and previous is None:
-        saved.load_encoder(q_network, cfg.init_from, encoder_name, observation_shape)
-    if cfg.freeze_encoder:
-        q_network.encoder.requires_grad_(False)
-    target_network.load_state_dict(q_network.state_dict())
-    target_network.requires_grad_(False)
     optimizer = make_optimizer(
         cfg.optimizer,
         [p for p in q_network.parameters() if p.requires_grad],
@@ -272,20 +241,7 @@ def build_learner(
     rng = np.random.default_rng(cfg.seed)
     counters = {"step": 0, "updates": 0, "best_eval": -math.inf, "update_credit": 0.0}
     if previous is not None:
-        q_network.load_state_dict(previous["q_network"])
-        target_network.load_state_dict(previous["target_network"])
-        optimizer.load_state_dict(previous["optimizer"])
-        counters = {
-            "step": previous["step"],
-            "updates": previous["updates"],
-            "best_eval": previous["best_eval"],
-            "update_credit": float(previous.get("update_credit", 0.0)),
-        }
-        set_rng_state(previous["rng"], rng)
-        if previous.get("replay_step") == counters["step"] and not saved.load_replay(
-            replay, run.dir, counters["step"]
-        ):
-            note(f"no replay buffer of step {counters['step']} in {run.dir}; it fills again")
+        counters = _restore(previous, q_network, target_network, optimizer, replay, rng, run.dir)
     symmetries = None
     if cfg.symmetry_augment:  # train_dqn has checked that the game declares some
         symmetries = symmetry_tables(game_symmetries(cfg.env_id), observation_shape[-1], device)
@@ -340,3 +296,78 @@ def build_learner(
             dataclasses.asdict(cfg), {tags.EVAL_RETURN: 0.0, tags.EPISODIC_RETURN: 0.0}
         )
     return learner
+
+
+def _q_networks(
+    cfg: DQNConfig,
+    run: Run,
+    device: torch.device,
+    observation_shape: tuple[int, ...],
+    num_actions: int,
+    pixels: bool,
+    fresh: bool,
+) -> tuple[QNetwork, QNetwork, str]:
+    """The online and target Q-networks (the online one's encoder from --init-from on a
+    fresh run, frozen with --freeze-encoder) and the encoder's name; notes their size, and
+    logs it on a fresh run."""
+
+    def build() -> QNetwork:
+        try:
+            return build_q_network(
+                observation_shape,
+                num_actions,
+                cfg.encoder,
+                cfg.dueling,
+                cfg.encoder_width,
+                batch_norm=cfg.batch_norm,
+                dropout=cfg.dropout,
+            ).to(device)
+        except ValueError as error:
+            raise UserError(str(error)) from None
+
+    q_network, target_network = build(), build()
+    encoder_name = cfg.encoder if cfg.encoder != "auto" else ("nature" if pixels else "mlp")
+    parameters, macs = count_parameters(q_network), multiply_adds(q_network, observation_shape)
+    size = (
+        f"Q-network: {encoder_name} encoder on {observation_shape}, {parameters:,} parameters, "
+        f"{macs / 1e6:,.2f}M multiply-adds per observation"
+    )
+    note(size)
+    if fresh:
+        run.logger.text(tags.MODEL_SUMMARY, size)
+        run.logger.scalar(tags.MODEL_PARAMETERS, parameters, 0)
+        run.logger.scalar(tags.MODEL_MULTIPLY_ADDS, macs, 0)
+        if cfg.init_from:
+            saved.load_encoder(q_network, cfg.init_from, encoder_name, observation_shape)
+    if cfg.freeze_encoder:
+        q_network.encoder.requires_grad_(False)
+    target_network.load_state_dict(q_network.state_dict())
+    target_network.eval().requires_grad_(False)
+    return q_network, target_network, encoder_name
+
+
+def _restore(
+    previous: dict[str, Any],
+    q_network: QNetwork,
+    target_network: QNetwork,
+    optimizer: torch.optim.Optimizer,
+    replay: ReplayBuffer,
+    rng: np.random.Generator,
+    run_dir: Path,
+) -> dict[str, Any]:
+    """Load a checkpoint's weights, optimizer, RNG and (when saved with it) replay buffer;
+    returns its counters."""
+    q_network.load_state_dict(previous["q_network"])
+    target_network.load_state_dict(previous["target_network"])
+    optimizer.load_state_dict(previous["optimizer"])
+    counters = {
+        "step": previous["step"],
+        "updates": previous["updates"],
+        "best_eval": previous["best_eval"],
+        "update_credit": float(previous.get("update_credit", 0.0)),
+    }
+    set_rng_state(previous["rng"], rng)
+    step = counters["step"]
+    if previous.get("replay_step") == step and not saved.load_replay(replay, run_dir, step):
+        note(f"no replay buffer of step {step} in {run_dir}; it fills again")
+    return counters

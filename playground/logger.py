@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from playground import tags
 from playground.errors import UserError
 from playground.media import encode_gif
 
@@ -182,7 +183,7 @@ class TensorBoardLogger(Logger):
         file_writer = self._writer._get_file_writer()
         for summary in (experiment, session_start, session_end):
             file_writer.add_summary(summary)
-        self.text("config", markdown_table(clean))
+        self.text(tags.CONFIG, markdown_table(clean))
 
     @_reporting_write_errors
     def flush(self) -> None:

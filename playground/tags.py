@@ -9,7 +9,12 @@ what users see in TensorBoard.
 
 from __future__ import annotations
 
+CONFIG = "config"  # text: every setting of the run, as a table (both trainers)
+
 # ---- DQN (train-dqn, one process or Ape-X) ----
+MODEL_SUMMARY = "model"  # text: the Q-network's encoder, input, size and cost
+MODEL_PARAMETERS = "model/parameters"
+MODEL_MULTIPLY_ADDS = "model/multiply_adds"  # per observation
 EPISODIC_RETURN = "charts/episodic_return"  # each training episode's return, as it ends
 EPISODIC_LENGTH = "charts/episodic_length"
 EPSILON = "charts/epsilon"

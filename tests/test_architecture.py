@@ -156,6 +156,17 @@ def test_no_tensorboard_tag_is_spelled_outside_its_constants() -> None:
         for line, value in _string_constants(path)
         if value in known or re.fullmatch(rf"({'|'.join(prefixes)})/\w*", value)
     ]
-    assert spelled == [], "use playground.tags: " + ", ".join(spelled)
+    # ... nor a literal handed to a logger call as its tag
+    logged = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for name, path in project_modules().items()
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in {"scalar", "scalars", "text", "image", "video"}
+        and node.args
+        and isinstance(node.args[0], (ast.Constant, ast.JoinedStr))
+    ]
+    assert spelled == [] and logged == [], "use playground.tags: " + ", ".join(spelled + logged)
     page = (ROOT / "viewer" / "page.html").read_text()
     assert [tag for tag in known if tag in page] == []  # the page gets them from the server
