@@ -41,6 +41,7 @@ from torch import nn
 
 from playground.device import resolve_device
 from playground.errors import UserError
+from playground.media import to_float
 
 TRAIN_COUNT = 8000
 CONFIDENCE = 0.9
@@ -101,7 +102,7 @@ def to_digits(images: torch.Tensor) -> torch.Tensor:
         images = images.unsqueeze(1)
     if images.dim() != 4 or images.shape[1] not in (1, 3):
         raise UserError(f"expected images (N, 1|3, H, W), got shape {tuple(images.shape)}")
-    images = images.float() / 127.5 - 1 if images.dtype == torch.uint8 else images.float()
+    images = to_float(images) if images.dtype == torch.uint8 else images.float()
     images = images.mean(dim=1, keepdim=True).clamp(-1, 1)
     if images.shape[-2:] != (28, 28):
         images = F.interpolate(

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from playground.errors import UserError
+from playground.media import to_float
 from playground.resources import check_fits_in_memory
 
 TORCHVISION_DATASETS = ("mnist", "fashion-mnist", "cifar10", "celeba")
@@ -90,16 +91,6 @@ def data_device(nbytes: int, device: torch.device, free_bytes: int | None = None
     if free_bytes is None:
         free_bytes, _ = torch.cuda.mem_get_info(device)
     return device if nbytes <= GPU_DATA_SHARE * free_bytes else torch.device("cpu")
-
-
-def to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] -> float [-1, 1]."""
-    return images.float() / 127.5 - 1.0
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """float [-1, 1] -> uint8 [0, 255]."""
-    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
 def native_channels(spec: str) -> int | None:

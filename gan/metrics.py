@@ -42,6 +42,7 @@ from gan.data import ImageDataset
 from gan.models import Generator, generate
 from playground.errors import UserError
 from playground.lifecycle import note
+from playground.media import to_float, to_uint8
 from playground.seeding import rng_state, set_rng_state
 
 FEATURE_CHOICES = ("auto", "inception", "classifier")
@@ -141,7 +142,7 @@ class InceptionFeatures(nn.Module):
             ) from None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        pixels = ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        pixels = to_uint8(images)
         if pixels.shape[1] == 1:
             pixels = pixels.expand(-1, 3, -1, -1)
         return self.network(pixels)
@@ -249,7 +250,7 @@ class QualityMetric:
         chunks = []
         for chunk in images.detach().split(CHUNK_SIZE):
             chunk = chunk.to(self.device)
-            chunk = chunk.float() / 127.5 - 1 if chunk.dtype == torch.uint8 else chunk.float()
+            chunk = to_float(chunk) if chunk.dtype == torch.uint8 else chunk.float()
             chunks.append(self.network(chunk))
         return torch.cat(chunks)
 
@@ -297,10 +298,7 @@ def train_feature_classifier(
     seed on CPU; the caller's RNG state is not touched."""
     device = torch.device(device)
     inputs = torch.cat(
-        [
-            _resize(chunk.to(device).float() / 127.5 - 1, CLASSIFIER_INPUT_SIZE)
-            for chunk in images.split(1024)
-        ]
+        [_resize(to_float(chunk.to(device)), CLASSIFIER_INPUT_SIZE) for chunk in images.split(1024)]
     )
     # (N, C, 32, 32) in [-1, 1]
     use_labels = labels is not None and torch.unique(labels).numel() >= 2

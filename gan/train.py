@@ -28,7 +28,7 @@ from gan import presets
 from gan.augment import diff_augment, parse_policy
 from gan.checkpoint import CHECKPOINT_KIND, RESUME_KEYS, GanState, check_same_network
 from gan.config import RESUME_OVERRIDABLE, GanConfig, validate
-from gan.data import ImageDataset, data_device, load_dataset, native_channels, to_float
+from gan.data import ImageDataset, data_device, load_dataset, native_channels
 from gan.distributed import Distributed, sync_batch_norm
 from gan.losses import discriminator_loss, generator_loss, top_k
 from gan.models import architecture, build_models, ema_decay, generate, update_ema
@@ -39,7 +39,7 @@ from playground.display import start_viewer
 from playground.errors import UserError
 from playground.lifecycle import Run, new_run_dir, note, read_resume
 from playground.logger import Logger
-from playground.media import image_grid
+from playground.media import image_grid, to_float
 from playground.optim import make_optimizer
 from playground.presets import describe
 from playground.progress import Progress

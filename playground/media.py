@@ -126,6 +126,17 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float) -> Path:
     return Path(path)
 
 
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1]: how the GAN's networks see images. The one pair of
+    conversions between the two (with `to_uint8`)."""
+    return images.float() / 127.5 - 1.0
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] (clamped) -> uint8 [0, 255]."""
+    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
 def image_grid(images: torch.Tensor, padding: int = 2, columns: int | None = None) -> torch.Tensor:
     """(N, C, H, W) floats in [-1, 1] -> one uint8 (C, H', W') image, about square unless
     `columns` is given."""
@@ -135,7 +146,7 @@ def image_grid(images: torch.Tensor, padding: int = 2, columns: int | None = Non
     grid = torchvision.utils.make_grid(
         images.float().cpu(), nrow=nrow, padding=padding, pad_value=-1.0
     )
-    return ((grid.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return to_uint8(grid)
 
 
 def write_png(path: str | Path, image: np.ndarray | torch.Tensor) -> Path:

@@ -170,3 +170,15 @@ def test_no_tensorboard_tag_is_spelled_outside_its_constants() -> None:
     assert spelled == [] and logged == [], "use playground.tags: " + ", ".join(spelled + logged)
     page = (ROOT / "viewer" / "page.html").read_text()
     assert [tag for tag in known if tag in page] == []  # the page gets them from the server
+
+
+def test_images_go_between_uint8_and_signed_floats_in_one_place() -> None:
+    # 127.5 is the scale of [0, 255] <-> [-1, 1]; playground.media's to_float / to_uint8 hold it.
+    converting = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for name, path in project_modules().items()
+        if name != "playground.media"
+        for line, text in enumerate(path.read_text().splitlines(), 1)
+        if "127.5" in text
+    ]
+    assert converting == [], "use playground.media.to_float / to_uint8: " + ", ".join(converting)
