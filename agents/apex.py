@@ -44,10 +44,11 @@ from agents.training import (
     evaluate_during_training,
     replay_device,
 )
-from envs import is_pixel_space, make_vector_env
+from envs import GameSpaces, is_pixel_space, make_vector_env
 from playground import tags
 from playground.errors import UserError
-from playground.lifecycle import Run, note, say
+from playground.lifecycle import Run
+from playground.notes import note, say
 from playground.progress import Progress
 from playground.seeding import seed_everything
 
@@ -211,20 +212,19 @@ def _ray():
 
 
 def train_apex(
-    cfg: DQNConfig, run: Run, device: torch.device, previous: dict[str, Any] | None
+    cfg: DQNConfig,
+    run: Run,
+    device: torch.device,
+    previous: dict[str, Any] | None,
+    spaces: GameSpaces,
 ) -> None:
     """The learner of an Ape-X run (see the module docstring)."""
     ray = _ray()
     seed_everything(cfg.seed)
-    probe = make_vector_env(cfg.env_id, 1, seed=cfg.seed, **saved.env_options(cfg))
-    space = probe.single_observation_space
-    observation_shape, pixels = tuple(space.shape), is_pixel_space(space)
-    num_actions = int(probe.single_action_space.n)
-    probe.close()
     lanes = cfg.envs_per_actor
     learner = build_learner(
-        cfg, run, device, previous, observation_shape, num_actions, pixels,
-        lanes=cfg.actors * lanes, replay_device=replay_device(cfg, device, observation_shape),
+        cfg, run, device, previous, spaces, lanes=cfg.actors * lanes,
+        replay_device=replay_device(cfg, device, spaces.observation_shape),
     )  # fmt: skip
 
     started_ray = not ray.is_initialized()
@@ -307,7 +307,7 @@ def _start_actors(cfg, run, ray, weights_ref, step: int, lanes: int) -> list[Any
     return actors
 
 
-def _loop(cfg, run, device, learner, ray, lanes) -> None:  # noqa: C901
+def _loop(cfg, run, device, learner, ray, lanes) -> None:
     logger, replay = run.logger, learner.replay
     version = 0
     weights_ref = ray.put(_weights(learner, version))

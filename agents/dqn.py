@@ -36,14 +36,15 @@ from agents.training import (
     protocol_line,
     replay_device,
 )
-from envs import check_env_id, is_pixel_space, make_vector_env
+from envs import GameSpaces, check_env_id, game_spaces, make_vector_env
 from envs.builtin import game_symmetries
 from playground import tags
 from playground.config import resumed_settings
 from playground.device import resolve_device
 from playground.errors import UserError, check
-from playground.lifecycle import Run, new_run_dir, note, read_resume
+from playground.lifecycle import Run, new_run_dir, read_resume
 from playground.logger import Logger
+from playground.notes import note
 from playground.presets import describe
 from playground.progress import Progress
 from playground.resources import check_fits_in_memory
@@ -86,7 +87,7 @@ def train_dqn(
     if (line := protocol_line(cfg)) is not None:
         note(line)
     device = resolve_device(cfg.device)
-    _check_replay_fits(cfg, device, *spaces)
+    _check_replay_fits(cfg, device, spaces)
     if previous is None:
         run_dir = new_run_dir(
             cfg.runs_dir, cfg.run_name or default_run_name("dqn", cfg.env_id, cfg.seed)
@@ -102,11 +103,11 @@ def train_dqn(
     ) as run:
         try:
             if cfg.actors:
-                from agents.apex import train_apex  # noqa: PLC0415 (Ray, only when asked)
+                from agents.apex import train_apex  # Ray, only when asked
 
-                train_apex(cfg, run, device, previous)
+                train_apex(cfg, run, device, previous, spaces)
             else:
-                _train(cfg, run, device, previous)
+                _train(cfg, run, device, previous, spaces)
         except (torch.OutOfMemoryError, MemoryError):
             raise UserError(
                 f"out of memory on {device}: lower --batch-size, --buffer-size or --num-envs, "
@@ -115,25 +116,26 @@ def train_dqn(
     return run_dir
 
 
-def _train(cfg: DQNConfig, run: Run, device: torch.device, previous: dict[str, Any] | None) -> None:
+def _train(
+    cfg: DQNConfig,
+    run: Run,
+    device: torch.device,
+    previous: dict[str, Any] | None,
+    spaces: GameSpaces,
+) -> None:
     logger = run.logger
     seed_everything(cfg.seed)
     envs = make_vector_env(cfg.env_id, cfg.num_envs, seed=cfg.seed, **saved.env_options(cfg))
-    observation_space = envs.single_observation_space
-    num_actions = int(envs.single_action_space.n)
-    observation_shape = tuple(observation_space.shape)
-    pixels = is_pixel_space(observation_space)
+    num_actions = spaces.num_actions
     # Networks, optimizer, replay buffer, the update and the counters (agents/learning.py).
     learner = build_learner(
         cfg,
         run,
         device,
         previous,
-        observation_shape,
-        num_actions,
-        pixels,
+        spaces,
         lanes=cfg.num_envs,
-        replay_device=replay_device(cfg, device, observation_shape),
+        replay_device=replay_device(cfg, device, spaces.observation_shape),
     )
     q_network, replay, rng = learner.q_network, learner.replay, learner.rng
     viewer = LiveViewer(cfg, learner, run.dir)  # with --watch, a viewer beside the run
@@ -238,22 +240,16 @@ def exploration_epsilon(cfg: DQNConfig, step: int) -> float:
     )
 
 
-def _spaces(cfg: DQNConfig) -> tuple[tuple[int, ...], bool, int]:
-    """The observation shape, whether it is pixels, and the number of actions of the game as
-    this run preprocesses it; refuses an encoder that cannot read those observations."""
-    envs = make_vector_env(cfg.env_id, 1, seed=cfg.seed, **saved.env_options(cfg))
-    try:
-        space = envs.single_observation_space
-        shape, pixels = tuple(space.shape), is_pixel_space(space)
-        num_actions = int(envs.single_action_space.n)
-    finally:
-        envs.close()
+def _spaces(cfg: DQNConfig) -> GameSpaces:
+    """The game's spaces as this run preprocesses it (the one time a run reads them); refuses
+    an encoder that cannot read its observations."""
+    spaces = game_spaces(cfg.env_id, cfg.seed, **saved.env_options(cfg))
     check(
-        pixels or cfg.encoder in ("auto", "mlp"),
+        spaces.pixels or cfg.encoder in ("auto", "mlp"),
         f"--encoder {cfg.encoder} reads image observations; {cfg.env_id} gives vectors of shape "
-        f"{shape}: use --encoder mlp (or auto)",
+        f"{spaces.observation_shape}: use --encoder mlp (or auto)",
     )
-    return shape, pixels, num_actions
+    return spaces
 
 
 def _async_stepping(envs: Any) -> tuple[Any, Any]:
@@ -268,22 +264,16 @@ def _async_stepping(envs: Any) -> tuple[Any, Any]:
     return None, None
 
 
-def _check_replay_fits(
-    cfg: DQNConfig,
-    device: torch.device,
-    observation_shape: tuple[int, ...],
-    pixels: bool,
-    num_actions: int,
-) -> None:
+def _check_replay_fits(cfg: DQNConfig, device: torch.device, spaces: GameSpaces) -> None:
     """Refuse, before anything is written, a replay buffer bigger than the free RAM (its
     torch.zeros touches every page, so it would otherwise fail, or be killed, while filling)."""
-    if replay_device(cfg, device, observation_shape).type != "cpu":
+    if replay_device(cfg, device, spaces.observation_shape).type != "cpu":
         return
     per_transition = ReplayBuffer.bytes_per_transition(
-        observation_shape,
-        cfg.frame_stack if pixels else 1,
-        torch.uint8 if pixels else torch.float32,
-        num_actions,
+        spaces.observation_shape,
+        cfg.frame_stack if spaces.pixels else 1,
+        torch.uint8 if spaces.pixels else torch.float32,
+        spaces.num_actions,
     )
     check_fits_in_memory(
         cfg.buffer_size * per_transition,

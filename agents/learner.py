@@ -18,7 +18,6 @@ check them exactly.
 from __future__ import annotations
 
 import contextlib
-import sys
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from torch import nn
 
 from agents.networks import QNetwork, random_intensity, random_shift, random_symmetry
 from agents.replay import ReplayBuffer, ReplaySample
+from playground.notes import note
 
 # Eager updates run before a CUDA graph is captured: they allocate the gradients and optimizer
 # state, pick the kernels (and compile them, with --compile) outside the capture.
@@ -313,10 +313,9 @@ class DQNLearner:
                 self._graph_outputs = work()
         except RuntimeError as error:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else "error"
-            print(
-                f"note: capturing the DQN update as a CUDA graph failed ({first_line}); "
-                "training goes on without --cuda-graph",
-                file=sys.stderr,
+            note(
+                f"capturing the DQN update as a CUDA graph failed ({first_line}); "
+                "training goes on without --cuda-graph"
             )
             self.use_graph = False
             self._static_batch = None

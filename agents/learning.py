@@ -20,12 +20,14 @@ from agents.config import DQNConfig
 from agents.learner import DQNLearner, UpdateRule, update_target
 from agents.networks import QNetwork, build_q_network, count_parameters, multiply_adds
 from agents.replay import ReplayBuffer
+from envs import GameSpaces
 from envs.builtin import game_symmetries, transform_frame
 from playground import tags
 from playground.checkpoint import save_checkpoint
 from playground.device import use_bf16
 from playground.errors import UserError
-from playground.lifecycle import Run, note
+from playground.lifecycle import Run
+from playground.notes import note
 from playground.optim import make_optimizer
 from playground.schedules import linear_schedule, set_learning_rate
 from playground.seeding import rng_state, set_rng_state
@@ -199,14 +201,17 @@ def build_learner(
     run: Run,
     device: torch.device,
     previous: dict[str, Any] | None,
-    observation_shape: tuple[int, ...],
-    num_actions: int,
-    pixels: bool,
+    spaces: GameSpaces,
     lanes: int,
     replay_device: torch.device,
 ) -> Learner:
     """Networks, optimizer and a replay buffer of `lanes` env streams, restored from `previous`
     (a checkpoint) when resuming; prints and logs the network's size."""
+    observation_shape, pixels, num_actions = (
+        spaces.observation_shape,
+        spaces.pixels,
+        spaces.num_actions,
+    )
     q_network, target_network, encoder_name = _q_networks(
         cfg, run, device, observation_shape, num_actions, pixels, fresh=previous is None
     )

@@ -25,8 +25,9 @@ from playground import tags
 from playground.checkpoint import write_json_atomic
 from playground.display import display_available, start_viewer
 from playground.errors import check
-from playground.lifecycle import Run, say
+from playground.lifecycle import Run
 from playground.media import caption_frames
+from playground.notes import say
 
 WATCH_EXPORT_SECONDS = 3.0  # with --watch, seconds between exports of the latest weights
 EVAL_VIDEO_FRAMES = 1_000  # each evaluation logs a video of one game up to this length

@@ -115,7 +115,7 @@ def train(game: str, seed: int, runs_dir: Path, preset: str, extra: list[str], t
 
 def _train_task(*arguments: Any) -> tuple[str, str]:
     """`train` as a Ray task: its line, and the node it ran on."""
-    import ray  # noqa: PLC0415
+    import ray
 
     return train(*arguments), ray.get_runtime_context().get_node_id()
 
@@ -125,8 +125,8 @@ def _die_with_parent() -> None:
     that started it dies (a Ray worker lost with its node), so the run saves its last step and
     stops instead of running on beside the retry."""
     if sys.platform.startswith("linux"):
-        import ctypes  # noqa: PLC0415
-        import signal  # noqa: PLC0415
+        import ctypes
+        import signal
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
@@ -135,7 +135,7 @@ def train_on_ray(jobs: list[tuple[str, int]], args: argparse.Namespace) -> dict[
     """Every run as a Ray task with its share of the cluster; Ray retries a task whose node
     is lost, and the retry resumes the run from its last checkpoint. Returns the node each
     run ended on."""
-    import ray  # noqa: PLC0415 (only with --ray-address)
+    import ray  # only with --ray-address
 
     ray.init(address=args.ray_address, logging_level="ERROR", log_to_driver=False)
     options: dict[str, Any] = {"num_cpus": args.cpus_per_run, "max_retries": 3}
@@ -213,8 +213,8 @@ def collect(runs_dir: Path, games: list[str], seeds: list[int]) -> list[dict[str
 def aggregates(scores: np.ndarray, reps: int = 50_000) -> dict[str, tuple[float, float, float]]:
     """Mean, median and IQM of human-normalised scores (runs x games) with 95% stratified
     bootstrap confidence intervals, as rliable computes them."""
-    from rliable import library as rly  # noqa: PLC0415
-    from rliable import metrics  # noqa: PLC0415
+    from rliable import library as rly
+    from rliable import metrics
 
     def estimate(values: np.ndarray) -> np.ndarray:
         return np.array(
@@ -331,7 +331,7 @@ def report(records: list[dict[str, Any]], games: list[str], preset: str) -> str:
 
 
 def _point(values: np.ndarray, name: str) -> float:
-    from scipy import stats  # noqa: PLC0415 (rliable's own dependency)
+    from scipy import stats  # rliable's own dependency
 
     flat = values.reshape(-1)
     if name == "mean":

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from agents.networks import build_q_network
+from playground.notes import note
 
 
 def seconds_per_update(network, target, optimizer, observations, actions, autocast, updates):
@@ -43,7 +44,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args()
     if not torch.cpu._is_avx512_bf16_supported():
-        print("note: this CPU has no AVX-512 BF16; bf16 would be emulated (the trainer runs fp32)")
+        note("this CPU has no AVX-512 BF16; bf16 would be emulated (the trainer runs fp32)")
     shape, actions_count = tuple(args.shape), 4
     torch.manual_seed(0)
     network = build_q_network(shape, actions_count, encoder=args.encoder, width=args.width)

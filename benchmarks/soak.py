@@ -45,7 +45,7 @@ def current_step(run_dir: Path) -> int | None:
         return None
     try:
         return int(torch.load(path, map_location="cpu", weights_only=True)["step"])
-    except Exception:  # noqa: BLE001 (a file being replaced; the next sample reads it)
+    except Exception:  # a file being replaced; the next sample reads it
         return None
 
 

@@ -62,7 +62,7 @@ def one_run(setting: str, pages: int, steps: int, runs_dir: Path, browser) -> di
                 page = browser.new_page()
                 page.goto(f"http://127.0.0.1:{port}/", timeout=3_000)
                 opened.append(page)
-            except Exception:  # noqa: BLE001 - not serving yet
+            except Exception:  # not serving yet
                 page.close()
                 time.sleep(0.5)
         for _ in range(pages - 1):

@@ -24,7 +24,8 @@ from typing import Any
 from compare.config import CompareConfig, validate
 from playground import tags
 from playground.errors import UserError
-from playground.lifecycle import StopSignals, note, say
+from playground.lifecycle import StopSignals
+from playground.notes import note, say
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = "compare.json"

@@ -6,9 +6,11 @@ games with gymnasium.
 
 from envs.builtin import BUILTIN_GAMES
 from envs.factory import (
+    GameSpaces,
     action_names,
     check_env_id,
     game_fps,
+    game_spaces,
     is_atari,
     is_pixel_space,
     make_env,
@@ -17,9 +19,11 @@ from envs.factory import (
 
 __all__ = [
     "BUILTIN_GAMES",
+    "GameSpaces",
     "action_names",
     "check_env_id",
     "game_fps",
+    "game_spaces",
     "is_atari",
     "is_pixel_space",
     "make_env",

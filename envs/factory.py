@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -32,7 +33,7 @@ from gymnasium.wrappers import (
 from gymnasium.wrappers.vector import RecordEpisodeStatistics as VectorRecordEpisodeStatistics
 
 from envs.builtin import BUILTIN_GAMES, register_builtin_games
-from envs.wrappers import FireReset, GrayscaleFrame, ResizeFrame
+from envs.wrappers import FireReset, GrayscaleFrame
 from playground.errors import UserError, check, require_positive
 
 gym.register_envs(ale_py)
@@ -78,6 +79,27 @@ def check_env_id(env_id: str) -> None:
 def is_pixel_space(space: gym.Space) -> bool:
     """Whether observations are images: a 3-D uint8 Box, e.g. (84, 84, 3) or (4, 84, 84)."""
     return isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
+
+
+@dataclass(frozen=True)
+class GameSpaces:
+    """What a learner needs of a game as a run preprocesses it, read once per run."""
+
+    observation_shape: tuple[int, ...]
+    pixels: bool  # images (frame stacks), else vectors
+    num_actions: int
+
+
+def game_spaces(env_id: str, seed: int | None = None, **options: Any) -> GameSpaces:
+    """The spaces of `env_id` made with `options` (as `make_vector_env` makes it)."""
+    envs = make_vector_env(env_id, 1, seed=seed, **options)
+    try:
+        space = envs.single_observation_space
+        return GameSpaces(
+            tuple(space.shape), is_pixel_space(space), int(envs.single_action_space.n)
+        )
+    finally:
+        envs.close()
 
 
 def _seed(env: gym.Env, seed: int | None) -> None:
@@ -153,7 +175,9 @@ def _make_unrecorded(
     if env_id in BUILTIN_GAMES:
         env = GrayscaleFrame(env)
         if frame_size != FRAME_SIZE:
-            env = ResizeFrame(env, frame_size)
+            # Area averaging (OpenCV's INTER_AREA): the built-in games paint square cells of
+            # several pixels, so one pixel per cell keeps all they show in far fewer pixels.
+            env = gym.wrappers.ResizeObservation(env, (frame_size, frame_size))
         return FrameStackObservation(env, frame_stack, padding_type="zero")
     return env
 

@@ -38,35 +38,6 @@ class GrayscaleFrame(gym.ObservationWrapper):
         return cv2.cvtColor(observation, cv2.COLOR_RGB2GRAY)
 
 
-class ResizeFrame(gym.ObservationWrapper):
-    """Shrink an (H, W) uint8 frame to (size, size) by area averaging (OpenCV's INTER_AREA).
-
-    The built-in games paint square cells of several pixels, so a frame shrunk to one pixel per
-    cell keeps everything the game shows while a network sees far fewer pixels.
-
-    Example:
-        >>> import gymnasium as gym, envs
-        >>> env = ResizeFrame(GrayscaleFrame(gym.make("Playground/Snake-v0")), 12)
-        >>> env.reset(seed=0)[0].shape
-        (12, 12)
-    """
-
-    def __init__(self, env: gym.Env, size: int) -> None:
-        space = env.observation_space
-        if not (
-            isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 2
-        ):
-            raise ValueError(f"ResizeFrame needs an (H, W) uint8 Box, got {space}")
-        if size < 1:
-            raise ValueError(f"size must be at least 1, got {size}")
-        super().__init__(env)
-        self.size = size
-        self.observation_space = gym.spaces.Box(0, 255, (size, size), dtype=np.uint8)
-
-    def observation(self, observation: np.ndarray) -> np.ndarray:
-        return cv2.resize(observation, (self.size, self.size), interpolation=cv2.INTER_AREA)
-
-
 class FireReset(gym.Wrapper):
     """Press FIRE (then UP) after every reset, for games that wait for FIRE to start.
 

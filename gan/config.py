@@ -150,9 +150,9 @@ class GanConfig:
 def validate(cfg: GanConfig) -> None:
     """Refuse impossible settings before anything is loaded or created: every field outside
     the range its type declares, then the combinations that cannot work."""
-    from gan.augment import parse_policy  # noqa: PLC0415 (torch-level modules, loaded late)
-    from gan.data import check_dataset_spec  # noqa: PLC0415
-    from gan.models import check_image_size  # noqa: PLC0415
+    from gan.augment import parse_policy  # torch-level modules, loaded late
+    from gan.data import check_dataset_spec
+    from gan.models import check_image_size
 
     check_settings(cfg)
     check_image_size(cfg.image_size)

@@ -21,7 +21,6 @@ on the device the images live on, so a batch costs no host-to-device copy.
 from __future__ import annotations
 
 import gzip
-import socket
 import struct
 import warnings
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ import torch.nn.functional as F
 
 from playground.errors import UserError
 from playground.media import to_float
+from playground.notes import note
 from playground.resources import check_fits_in_memory
 
 TORCHVISION_DATASETS = ("mnist", "fashion-mnist", "cifar10", "celeba")
@@ -299,23 +299,6 @@ def collect_atari_frames(
 
 # ---- torchvision data sets -----------------------------------------------------------------
 
-_DOWNLOAD_HOSTS = {
-    "mnist": "ossci-datasets.s3.amazonaws.com",
-    "fashion-mnist": "fashion-mnist.s3-website.eu-central-1.amazonaws.com",
-    "cifar10": "www.cs.toronto.edu",
-    "celeba": "drive.google.com",
-}
-
-
-def _online(host: str, timeout: float = 3.0) -> bool:
-    try:
-        with socket.create_connection(
-            (host, 443 if "amazonaws" not in host else 80), timeout=timeout
-        ):
-            return True
-    except OSError:
-        return False
-
 
 def _load_torchvision(
     spec: str, data_dir: str, image_size: int
@@ -339,8 +322,7 @@ def _load_torchvision(
     try:
         dataset = open_dataset(download=False)
     except (RuntimeError, OSError):
-        if not _online(_DOWNLOAD_HOSTS[spec]):
-            raise UserError(missing) from None
+        # torchvision downloads from its own mirrors; offline, or blocked, it fails here.
         try:
             dataset = open_dataset(download=True)
         except Exception:
@@ -501,7 +483,7 @@ def _load_folder(
         relative = path.relative_to(root)
         folders.append(relative.parts[0] if len(relative.parts) > 1 else "")
     if skipped:
-        print(f"folder:{root}: skipped {skipped} file(s) that are not readable images")
+        note(f"folder:{root}: skipped {skipped} file(s) that are not readable images")
     if not images:
         raise UserError(f"--dataset folder:{root}: no readable images there")
     stacked = torch.stack(images)

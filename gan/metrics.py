@@ -41,8 +41,8 @@ from gan.config import GanConfig
 from gan.data import ImageDataset
 from gan.models import Generator, generate
 from playground.errors import UserError
-from playground.lifecycle import note
 from playground.media import to_float, to_uint8
+from playground.notes import note
 from playground.seeding import rng_state, set_rng_state
 
 FEATURE_CHOICES = ("auto", "inception", "classifier")
@@ -112,7 +112,7 @@ class InceptionFeatures(nn.Module):
             state = torch.load(weights_path, map_location="cpu", weights_only=True)
         except MemoryError:
             raise
-        except Exception as error:  # noqa: BLE001 - garbage fails the unpickler in many ways
+        except Exception as error:
             raise UserError(
                 f"{weights_path} is not a usable FID Inception weights file "
                 f"({type(error).__name__}); expected {INCEPTION_WEIGHTS_NAME}"

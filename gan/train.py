@@ -37,9 +37,10 @@ from playground.config import resumed_settings
 from playground.device import resolve_device
 from playground.display import start_viewer
 from playground.errors import UserError
-from playground.lifecycle import Run, new_run_dir, note, read_resume
+from playground.lifecycle import Run, new_run_dir, read_resume
 from playground.logger import Logger
 from playground.media import image_grid, to_float
+from playground.notes import note, say
 from playground.optim import make_optimizer
 from playground.presets import describe
 from playground.progress import Progress
@@ -114,7 +115,7 @@ def _train_gan(
         num_classes(data) if cfg.conditional else 0,
     )
     if main:
-        print(
+        say(
             f"data: {data.name}, {len(data)} images of {data.channels} x {cfg.image_size} x "
             f"{cfg.image_size}"
             + (f"; {distributed.world_size} processes" if distributed.enabled else "")
@@ -202,7 +203,7 @@ def _train(
 
     metric = None
     if cfg.metric_every > 0 and run.main:
-        from gan.metrics import make_quality_metric, measure_quality  # noqa: PLC0415
+        from gan.metrics import make_quality_metric, measure_quality
 
         metric = make_quality_metric(cfg, data, device)
     if previous is None and run.main:

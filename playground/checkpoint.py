@@ -148,7 +148,7 @@ def load_checkpoint(
         ) from None
     except MemoryError:
         raise
-    except Exception as error:  # noqa: BLE001 - garbage makes the unpickler fail in many ways
+    except Exception as error:
         # (a memo KeyError, an IndexError on its stack, ...); all mean the same to a user.
         raise UserError(
             f"{path} was refused, nothing in it was run: it is not a plain checkpoint "

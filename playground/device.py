@@ -29,9 +29,9 @@ def use_bf16(precision: str, device: torch.device) -> bool:
 
 
 def _note(message: str) -> None:
-    import sys
+    from playground.notes import note
 
-    print(f"note: {message}", file=sys.stderr)
+    note(message)
 
 
 def resolve_device(spec: str = "auto") -> torch.device:

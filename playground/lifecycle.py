@@ -42,18 +42,6 @@ from playground.rundir import RunLock, prepare_run_dir
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def say(message: str) -> None:
-    """One line for the user, above the progress bar (stderr: stdout keeps the results)."""
-    from tqdm import tqdm
-
-    tqdm.write(message, file=sys.stderr)
-
-
-def note(message: str) -> None:
-    """A note: something the run chose or noticed that the user should know."""
-    say(f"note: {message}")
-
-
 def read_resume(
     resume: str, runs_dir: str, kind: str, required_keys: Iterable[str] = ()
 ) -> tuple[Path, dict[str, Any]]:

@@ -15,13 +15,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from agents.checkpoint import load_dqn_checkpoint  # noqa: E402
-from agents.config import DQNConfig  # noqa: E402
-from agents.dqn import train_dqn  # noqa: E402
-from agents.presets import PRESETS  # noqa: E402
-from playground.logger import MemoryLogger  # noqa: E402
+from agents.checkpoint import load_dqn_checkpoint
+from agents.config import DQNConfig
+from agents.dqn import train_dqn
+from agents.presets import PRESETS
+from playground.logger import MemoryLogger
 
 torch.set_num_threads(1)
 

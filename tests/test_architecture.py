@@ -182,3 +182,32 @@ def test_images_go_between_uint8_and_signed_floats_in_one_place() -> None:
         if "127.5" in text
     ]
     assert converting == [], "use playground.media.to_float / to_uint8: " + ", ".join(converting)
+
+
+# Modules of the library layers that print results to stdout (scores, files written, where
+# the run is); everything else a run tells its user is a note on stderr (playground.notes).
+RESULT_PRINTERS = {"agents.evaluate", "gan.sample", "playground.lifecycle"}
+
+
+def test_notes_go_through_one_channel_on_stderr() -> None:
+    noted_elsewhere, printing = [], []
+    for name, path in project_modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                name != "playground.notes"
+                and isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and node.value.startswith("note: ")
+            ):
+                noted_elsewhere.append(f"{name}:{node.lineno}")
+            library = name.split(".")[0] in ("playground", "envs", "agents", "gan")
+            if (
+                library
+                and name not in RESULT_PRINTERS
+                and isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "print"
+            ):
+                printing.append(f"{name}:{node.lineno}")
+    assert noted_elsewhere == [], "write notes with playground.notes.note: " + str(noted_elsewhere)
+    assert printing == [], "say / note (stderr) instead of print: " + str(printing)

@@ -317,7 +317,7 @@ def _open_when_served(browser, port: int, process: subprocess.Popen):
         try:
             page.goto(f"http://127.0.0.1:{port}/", timeout=5_000)
             return page
-        except Exception:  # noqa: BLE001 - not serving yet
+        except Exception:
             assert process.poll() is None, process.stdout.read()[-2000:]
             time.sleep(0.5)
     raise AssertionError("the page was never served")

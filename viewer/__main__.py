@@ -13,7 +13,7 @@ from viewer.config import WatchConfig
 
 def main(argv: list[str] | None = None) -> int:
     cfg = tyro.cli(WatchConfig, args=argv)
-    from viewer.app import watch  # noqa: PLC0415 (pygame only once the flags are fine)
+    from viewer.app import watch
 
     try:
         watch(cfg)

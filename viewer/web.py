@@ -140,7 +140,7 @@ class WebServer:
             site = web.TCPSite(self._runner, self.host, self.port, backlog=256)
             loop.run_until_complete(site.start())
             if self.port == 0:  # the port the system chose
-                self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+                self.port = self._runner.addresses[0][1]
         except OSError as error:
             self._error = error
             self._ready.set()
@@ -257,7 +257,7 @@ class RunCurves:
         try:
             self._events.Reload()
             tags = self._events.Tags()
-        except Exception:  # noqa: BLE001 - an event file being written; next time
+        except Exception:
             return self.snapshot
         curves = {
             tag: [[event.step, event.value] for event in self._events.Scalars(tag)][-self.POINTS :]

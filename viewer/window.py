@@ -29,7 +29,7 @@ from viewer.heatmap import blend_heat_map
 from viewer.session import UNCAPPED, ViewerSession
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
-import pygame  # noqa: E402
+import pygame
 
 PAUSED_FPS = 30
 """Redraws per second while paused (the window stays responsive without spinning the CPU)."""

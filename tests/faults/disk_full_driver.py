@@ -58,7 +58,7 @@ def main() -> None:
     try:
         process.wait(timeout=120)
         stderr = process.stderr.read()
-    except Exception:  # noqa: BLE001 (report a hang as such)
+    except Exception:
         process.kill()
         stderr = "the run did not stop within 120 s of the disk filling up"
     try:
