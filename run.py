@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         command = load(COMMANDS[name][1])
         if getattr(config, "resume", ""):
             # A resumed run takes the flags on the command line, whatever their values.
-            from playground.config import given_fields
+            from playground.resume import given_fields
 
             command(config, given=given_fields(type(config), _command_argv(argv, name)))
         else:

@@ -32,8 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents import checkpoint as saved
-from agents.config import DQNConfig
+from agents.config import DQNConfig, env_options
 from agents.learning import build_learner
 from agents.networks import build_q_network
 from agents.rollout import epsilon_greedy
@@ -74,9 +73,7 @@ class ActorWorker:
         cfg = DQNConfig(**settings)
         self.cfg, self.index, self.epsilon = cfg, index, epsilon
         seed = cfg.seed + 7919 * (index + 1)
-        self.envs = make_vector_env(
-            cfg.env_id, cfg.envs_per_actor, seed=seed, **saved.env_options(cfg)
-        )
+        self.envs = make_vector_env(cfg.env_id, cfg.envs_per_actor, seed=seed, **env_options(cfg))
         space = self.envs.single_observation_space
         self.pixels = is_pixel_space(space)
         self.network = build_q_network(

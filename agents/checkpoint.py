@@ -13,13 +13,13 @@ from typing import Any
 
 import torch
 
-from agents.config import DQNConfig
+from agents.config import DQNConfig, env_options
 from agents.networks import QNetwork, build_q_network
 from agents.replay import ReplayBuffer
 from envs import make_env
 from playground.checkpoint import load_checkpoint, save_checkpoint
-from playground.config import settings_from_saved
 from playground.errors import UserError
+from playground.resume import settings_from_saved
 
 CHECKPOINT_KIND = "dqn"
 # Entries --resume needs; a checkpoint lacking one is refused with its name.
@@ -89,20 +89,7 @@ def config_from_checkpoint(checkpoint: dict[str, Any], **overrides: Any) -> DQNC
     return settings_from_saved(DQNConfig, checkpoint["config"], **overrides)
 
 
-STICKY_ACTIONS = {"auto": None, "on": 0.25, "off": 0.0}  # --sticky-actions -> repeat probability
-
-
-def env_options(cfg: DQNConfig) -> dict[str, Any]:
-    """How this agent's game is played and preprocessed (make_env's options)."""
-    return {
-        "frame_stack": cfg.frame_stack,
-        "frame_size": cfg.frame_size,
-        "repeat_action_probability": STICKY_ACTIONS[cfg.sticky_actions],
-        "max_episode_frames": cfg.max_episode_frames,
-    }
-
-
-def check_compatible(checkpoint: dict[str, Any], env_id: str) -> None:
+def check_same_game(checkpoint: dict[str, Any], env_id: str) -> None:
     """Refuse to play a checkpoint on a game whose observations or actions differ from its own."""
     spec = checkpoint["network"]
     trained = config_from_checkpoint(checkpoint)

@@ -11,13 +11,13 @@ learning only.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import tyro
 
-from playground.config import resume_help
 from playground.errors import check
 from playground.optim import CAPTURABLE_OPTIMIZERS, OptimizerName, check_optimizer
+from playground.resume import resume_help
 from playground.settings import (
     InputPath,
     NonNegativeFloat,
@@ -58,8 +58,9 @@ class DQNConfig:
     """Settings made for a game, under the flags given here: auto (the one --env-id picks),
     none (the defaults shown by --help without --env-id), or a name: atari, atari-100k, catch,
     pong, breakout, snake, classic-control (the README has the table)."""
-    total_steps: PositiveInt = 10_000_000
-    """Environment steps to train for (summed over all parallel envs)."""
+    total_steps: Annotated[PositiveInt, tyro.conf.arg(aliases=("--steps",))] = 10_000_000
+    """Environment steps to train for (summed over all parallel envs); --steps, as train-gan
+    names it, works too."""
     num_envs: PositiveInt = 1
     """Environments stepped together in one vector env."""
     seed: Seed = 1
@@ -306,3 +307,16 @@ def _is_address(address: str) -> bool:
     """HOST:PORT or ray://HOST:PORT with a port in 1..65535."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
     return bool(host) and port.isdigit() and 1 <= int(port) <= 65535
+
+
+STICKY_ACTIONS = {"auto": None, "on": 0.25, "off": 0.0}  # --sticky-actions -> repeat probability
+
+
+def env_options(cfg: DQNConfig) -> dict[str, Any]:
+    """How this agent's game is played and preprocessed (make_env's options)."""
+    return {
+        "frame_stack": cfg.frame_stack,
+        "frame_size": cfg.frame_size,
+        "repeat_action_probability": STICKY_ACTIONS[cfg.sticky_actions],
+        "max_episode_frames": cfg.max_episode_frames,
+    }

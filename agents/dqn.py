@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents import checkpoint as saved
+from agents import checkpoint as dqn_checkpoint
 from agents import presets
-from agents.config import RESUME_OVERRIDABLE, DQNConfig, validate
+from agents.config import RESUME_OVERRIDABLE, DQNConfig, env_options, validate
 from agents.learner import evaluating
 from agents.learning import build_learner
 from agents.replay import ReplayBuffer
@@ -39,7 +39,6 @@ from agents.training import (
 from envs import GameSpaces, check_env_id, game_spaces, make_vector_env
 from envs.builtin import game_symmetries
 from playground import tags
-from playground.config import resumed_settings
 from playground.device import resolve_device
 from playground.errors import UserError, check
 from playground.lifecycle import Run, new_run_dir, read_resume
@@ -48,6 +47,7 @@ from playground.notes import note
 from playground.presets import describe
 from playground.progress import Progress
 from playground.resources import check_fits_in_memory
+from playground.resume import resumed_settings
 from playground.rundir import default_run_name
 from playground.schedules import linear_schedule
 from playground.seeding import seed_everything
@@ -66,7 +66,7 @@ def train_dqn(
     that differ from their defaults)."""
     previous: dict[str, Any] | None = None
     if cfg.resume:
-        run_dir, previous = read_resume(cfg.resume, cfg.runs_dir, "dqn", saved.RESUME_KEYS)
+        run_dir, previous = read_resume(cfg.resume, cfg.runs_dir, "dqn", dqn_checkpoint.RESUME_KEYS)
         cfg = resumed_settings(DQNConfig, previous["config"], cfg, RESUME_OVERRIDABLE, given)
         final_pending = cfg.final_eval_episodes and not (run_dir / FINAL_EVAL).is_file()
         if int(previous["step"]) >= cfg.total_steps and not final_pending:
@@ -125,7 +125,7 @@ def _train(
 ) -> None:
     logger = run.logger
     seed_everything(cfg.seed)
-    envs = make_vector_env(cfg.env_id, cfg.num_envs, seed=cfg.seed, **saved.env_options(cfg))
+    envs = make_vector_env(cfg.env_id, cfg.num_envs, seed=cfg.seed, **env_options(cfg))
     num_actions = spaces.num_actions
     # Networks, optimizer, replay buffer, the update and the counters (agents/learning.py).
     learner = build_learner(
@@ -243,7 +243,7 @@ def exploration_epsilon(cfg: DQNConfig, step: int) -> float:
 def _spaces(cfg: DQNConfig) -> GameSpaces:
     """The game's spaces as this run preprocesses it (the one time a run reads them); refuses
     an encoder that cannot read its observations."""
-    spaces = game_spaces(cfg.env_id, cfg.seed, **saved.env_options(cfg))
+    spaces = game_spaces(cfg.env_id, cfg.seed, **env_options(cfg))
     check(
         spaces.pixels or cfg.encoder in ("auto", "mlp"),
         f"--encoder {cfg.encoder} reads image observations; {cfg.env_id} gives vectors of shape "

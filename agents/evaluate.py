@@ -7,13 +7,12 @@ from __future__ import annotations
 import numpy as np
 
 from agents.checkpoint import (
-    check_compatible,
+    check_same_game,
     config_from_checkpoint,
-    env_options,
     load_dqn_checkpoint,
     network_from_checkpoint,
 )
-from agents.config import EvaluateConfig
+from agents.config import EvaluateConfig, env_options
 from agents.rollout import score_games
 from envs import check_env_id
 from playground.checkpoint import resolve_checkpoint
@@ -29,7 +28,7 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, float]:
     trained = config_from_checkpoint(checkpoint)
     env_id = cfg.env_id or trained.env_id
     check_env_id(env_id)
-    check_compatible(checkpoint, env_id)
+    check_same_game(checkpoint, env_id)
     device = resolve_device(cfg.device)
     network = network_from_checkpoint(checkpoint, path).to(device)
     games = score_games(

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents import checkpoint as saved
+from agents import checkpoint as dqn_checkpoint
 from agents.config import DQNConfig
 from agents.learner import DQNLearner, UpdateRule, update_target
 from agents.networks import QNetwork, build_q_network, count_parameters, multiply_adds
@@ -118,7 +118,7 @@ class Learner:
 
     def checkpoint_state(self) -> dict[str, Any]:
         return {
-            "kind": saved.CHECKPOINT_KIND,
+            "kind": dqn_checkpoint.CHECKPOINT_KIND,
             "config": dataclasses.asdict(self.cfg),
             "network": self.network_spec,
             "q_network": self.q_network.state_dict(),
@@ -139,9 +139,9 @@ class Learner:
         """latest.pt (and replay.pt before it), once the numbers are checked finite."""
         run.check_finite(self.finite_values(), "the TD loss or the Q-values", self.step)
         if self.save_replay:
-            saved.save_replay(run.dir, self.replay, self.step)
+            dqn_checkpoint.save_replay(run.dir, self.replay, self.step)
         run.save_latest(self.checkpoint_state(), self.step)
-        saved.replay_saved(run.dir)
+        dqn_checkpoint.replay_saved(run.dir)
 
     def save_best(self, run: Run, score: float) -> None:
         if score > self.best_eval:
@@ -153,7 +153,7 @@ class Learner:
         save_checkpoint(
             run_dir / POLICY,
             {
-                "kind": saved.CHECKPOINT_KIND,
+                "kind": dqn_checkpoint.CHECKPOINT_KIND,
                 "config": dataclasses.asdict(self.cfg),
                 "network": self.network_spec,
                 "q_network": self.q_network.state_dict(),
@@ -289,7 +289,7 @@ def build_learner(
             "batch_norm": cfg.batch_norm,
             "dropout": cfg.dropout,
         },
-        save_replay=saved.should_save_replay(cfg.save_replay, replay),
+        save_replay=dqn_checkpoint.should_save_replay(cfg.save_replay, replay),
         autocast=autocast,
         stochastic_layers=stochastic_layers,
         loss_sum=torch.zeros((), device=device),
@@ -343,7 +343,7 @@ def _q_networks(
         run.logger.scalar(tags.MODEL_PARAMETERS, parameters, 0)
         run.logger.scalar(tags.MODEL_MULTIPLY_ADDS, macs, 0)
         if cfg.init_from:
-            saved.load_encoder(q_network, cfg.init_from, encoder_name, observation_shape)
+            dqn_checkpoint.load_encoder(q_network, cfg.init_from, encoder_name, observation_shape)
     if cfg.freeze_encoder:
         q_network.encoder.requires_grad_(False)
     target_network.load_state_dict(q_network.state_dict())
@@ -373,6 +373,8 @@ def _restore(
     }
     set_rng_state(previous["rng"], rng)
     step = counters["step"]
-    if previous.get("replay_step") == step and not saved.load_replay(replay, run_dir, step):
+    if previous.get("replay_step") == step and not dqn_checkpoint.load_replay(
+        replay, run_dir, step
+    ):
         note(f"no replay buffer of step {step} in {run_dir}; it fills again")
     return counters

@@ -16,14 +16,15 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from agents import checkpoint as saved
-from agents.config import DQNConfig
+from agents.config import DQNConfig, env_options
 from agents.learning import POLICY, Learner
+from agents.replay import ReplayBuffer
 from agents.rollout import play_games, score_games
 from envs import game_fps, is_atari
 from playground import tags
 from playground.checkpoint import write_json_atomic
-from playground.display import display_available, start_viewer
+from playground.device import memory_home
+from playground.display import display_available, start_beside
 from playground.errors import check
 from playground.lifecycle import Run
 from playground.media import caption_frames
@@ -141,7 +142,7 @@ def evaluate_during_training(
         epsilon=cfg.eval_epsilon,
         seed=cfg.seed + 10_000 + step,
         device=device,
-        env_options=saved.env_options(cfg),
+        env_options=env_options(cfg),
         num_envs=cfg.eval_envs,
         should_stop=should_stop,
     )
@@ -161,7 +162,7 @@ def evaluate_during_training(
             epsilon=cfg.eval_epsilon,
             seed=cfg.seed + 20_000 + step,
             device=device,
-            env_options=saved.env_options(cfg),
+            env_options=env_options(cfg),
             record_frames=EVAL_VIDEO_FRAMES,
             max_steps=EVAL_VIDEO_FRAMES,
             should_stop=should_stop,
@@ -210,27 +211,25 @@ def spawn_viewer(cfg: DQNConfig, run_dir: Path) -> subprocess.Popen:
             "--web", "--run-dir", str(run_dir.resolve()),
             "--host", cfg.watch_host, "--port", str(cfg.watch_port),
         ]  # fmt: skip
-    return start_viewer(arguments)
+    return start_beside("viewer", arguments)
 
 
 def replay_device(
     cfg: DQNConfig, device: torch.device, observation_shape: tuple[int, ...]
 ) -> torch.device:
-    """Where the replay buffer lives: --replay-device, or on the GPU when it fits (auto)."""
+    """Where the replay buffer lives: --replay-device cpu or same, or (auto) the project's one
+    rule for training data, `playground.device.memory_home`, on the buffer's own size."""
     if cfg.replay_device == "cpu" or device.type == "cpu":
         return torch.device("cpu")
     if cfg.replay_device == "same":
         return device
-    # auto: keep it on the GPU when it takes at most half of the free memory.
-    if len(observation_shape) == 3:  # one uint8 frame per transition
-        frame_bytes = int(np.prod(observation_shape[1:]))
-    else:  # one float32 observation per transition
-        frame_bytes = int(np.prod(observation_shape)) * 4
-    needed = cfg.buffer_size * (frame_bytes + 16)
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return device if needed < free // 2 else torch.device("cpu")
-    return torch.device("cpu")
+    pixels = len(observation_shape) == 3
+    needed = cfg.buffer_size * ReplayBuffer.bytes_per_transition(
+        observation_shape,
+        cfg.frame_stack if pixels else 1,
+        torch.uint8 if pixels else torch.float32,
+    )
+    return memory_home(needed, device)
 
 
 FINAL_EVAL = "final_eval.json"  # the end-of-training evaluation's scores, in the run folder
@@ -252,7 +251,7 @@ def final_evaluation(
         epsilon=cfg.eval_epsilon,
         seed=cfg.seed + 1_000_000,
         device=device,
-        env_options=saved.env_options(cfg),
+        env_options=env_options(cfg),
         num_envs=cfg.eval_envs,
         should_stop=lambda: run.stop_requested,
     )
@@ -280,7 +279,7 @@ def protocol_line(cfg: DQNConfig) -> str | None:
     """For ALE games, one line saying how the game is played and scored in this run."""
     if not is_atari(cfg.env_id):
         return None
-    sticky = saved.env_options(cfg)["repeat_action_probability"]
+    sticky = env_options(cfg)["repeat_action_probability"]
     if sticky is None:
         sticky = gym.spec(cfg.env_id).kwargs.get("repeat_action_probability", 0.0)
     parts = [

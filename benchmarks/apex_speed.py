@@ -20,16 +20,14 @@ from pathlib import Path
 
 from benchmarks import finish
 from playground import tags
+from playground.logger import EventReader
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def last_values(run_dir: Path) -> dict[str, list[float]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    events.Reload()
-    return {tag: [event.value for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+    events = EventReader(run_dir).reload()
+    return {tag: [value for _, value, _ in events.scalars(tag)] for tag in events.scalar_tags()}
 
 
 def one_run(actors: int, steps: int, env_id: str, envs_per_actor: int, folder: Path) -> dict:

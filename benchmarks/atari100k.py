@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from playground import tags
+from playground.logger import read_scalars
 
 ROOT = Path(__file__).resolve().parents[1]
 FINAL_EVAL = "final_eval.json"  # agents.training.FINAL_EVAL; not imported, to stay light
@@ -167,13 +168,7 @@ def train_on_ray(jobs: list[tuple[str, int]], args: argparse.Namespace) -> dict[
 
 def scalars(run_dir: Path, tag: str) -> list[tuple[int, float, float]]:
     """(step, value, wall time) of a TensorBoard scalar of a run."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    events.Reload()
-    if tag not in events.Tags()["scalars"]:
-        return []
-    return [(event.step, event.value, event.wall_time) for event in events.Scalars(tag)]
+    return read_scalars(run_dir, tag)
 
 
 def training_minutes(run_dir: Path) -> float:

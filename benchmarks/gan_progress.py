@@ -13,6 +13,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from playground import tags
+from playground.logger import EventReader
 
 
 def main() -> None:
@@ -23,13 +24,9 @@ def main() -> None:
     parser.add_argument("--tag", default=tags.SAMPLES)
     args = parser.parse_args()
 
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(args.run_dir), size_guidance={"images": 0})
-    events.Reload()
-    if args.tag not in events.Tags()["images"]:
+    grids = dict(EventReader(args.run_dir, images=0).reload().images(args.tag))
+    if not grids:
         raise SystemExit(f"error: {args.run_dir} has no {args.tag} images")
-    grids = {event.step: event.encoded_image_string for event in events.Images(args.tag)}
     chosen = []
     for wanted in args.steps:
         step = min(grids, key=lambda available: abs(available - wanted))

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from playground import tags
+from playground.logger import read_scalars
 
 ROOT = Path(__file__).resolve().parents[1]
 GAMES = {
@@ -48,13 +49,7 @@ RANDOM_PLAY = {
 
 
 def scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    events.Reload()
-    if tag not in events.Tags()["scalars"]:
-        return []
-    return [(event.step, event.value) for event in events.Scalars(tag)]
+    return [(step, value) for step, value, _ in read_scalars(run_dir, tag)]
 
 
 def run_one(game: str, seed: int, runs_dir: Path, threads: int) -> dict:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from benchmarks import finish
 from playground import tags
+from playground.logger import read_scalars
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = [
@@ -34,11 +35,7 @@ def free_port() -> int:
 
 def training_rate(run_dir: Path, after_step: int) -> float:
     """Mean charts/sps of the log points after `after_step` (learning is on by then)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    events.Reload()
-    values = [event.value for event in events.Scalars(tags.SPS) if event.step > after_step]
+    values = [value for step, value, _ in read_scalars(run_dir, tags.SPS) if step > after_step]
     return sum(values) / len(values)
 
 

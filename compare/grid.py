@@ -25,6 +25,7 @@ from compare.config import CompareConfig, validate
 from playground import tags
 from playground.errors import UserError
 from playground.lifecycle import StopSignals
+from playground.logger import read_scalars
 from playground.notes import note, say
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,13 +177,7 @@ def _start(
 
 
 def _scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    events.Reload()
-    if tag not in events.Tags()["scalars"]:
-        return []
-    return [(event.step, event.value) for event in events.Scalars(tag)]
+    return [(step, value) for step, value, _ in read_scalars(run_dir, tag)]
 
 
 def _add_wall_time(parent: Path, run_name: str, seconds: float) -> float:

@@ -8,9 +8,9 @@ from typing import Annotated, Literal
 
 import tyro
 
-from playground.config import resume_help
 from playground.errors import check
 from playground.optim import OptimizerName, check_optimizer
+from playground.resume import resume_help
 from playground.settings import (
     InputPath,
     NonNegativeFloat,
@@ -70,8 +70,9 @@ class GanConfig:
     """real (and fake) images per step, over all processes (torchrun splits it evenly)"""
     sync_batch_norm: bool = False
     """under torchrun, batch norm uses the statistics of the global batch, not each process's"""
-    steps: PositiveInt = 250
-    """total training steps (a resumed run continues up to this number)"""
+    steps: Annotated[PositiveInt, tyro.conf.arg(aliases=("--total-steps",))] = 250
+    """total training steps (a resumed run continues up to this number); --total-steps, as
+    train-dqn names it, works too"""
     generator_learning_rate: PositiveFloat = 2e-4
     """generator step size"""
     discriminator_learning_rate: PositiveFloat = 2e-4

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from playground.device import memory_home
 from playground.errors import UserError
 from playground.media import to_float
 from playground.notes import note
@@ -44,7 +45,6 @@ DATASET_HELP = (
 )
 # A data set is kept on a GPU (uint8, batches indexed there) when it takes at most this share of
 # the GPU's free memory; a larger one stays in pinned host memory and each batch is copied over.
-GPU_DATA_SHARE = 0.5
 
 ATARI_GAMES = ("Pong", "Breakout", "SpaceInvaders", "Freeway")
 ATARI_FRAMES_PER_GAME = 1024
@@ -83,14 +83,9 @@ class ImageDataset:
 
 
 def data_device(nbytes: int, device: torch.device, free_bytes: int | None = None) -> torch.device:
-    """Where to keep a data set of `nbytes` for training on `device`: on a CUDA device when it
-    takes at most GPU_DATA_SHARE of the free memory (`free_bytes`, asked of the device when not
-    given), else on the CPU. Other devices keep it themselves."""
-    if device.type != "cuda":
-        return device
-    if free_bytes is None:
-        free_bytes, _ = torch.cuda.mem_get_info(device)
-    return device if nbytes <= GPU_DATA_SHARE * free_bytes else torch.device("cpu")
+    """Where to keep a data set of `nbytes` for training on `device`: the project's one rule,
+    `playground.device.memory_home`."""
+    return memory_home(nbytes, device, free_bytes)
 
 
 def native_channels(spec: str) -> int | None:

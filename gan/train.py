@@ -33,9 +33,8 @@ from gan.distributed import Distributed, sync_batch_norm
 from gan.losses import discriminator_loss, generator_loss, top_k
 from gan.models import architecture, build_models, ema_decay, generate, update_ema
 from playground import tags
-from playground.config import resumed_settings
 from playground.device import resolve_device
-from playground.display import start_viewer
+from playground.display import start_beside
 from playground.errors import UserError
 from playground.lifecycle import Run, new_run_dir, read_resume
 from playground.logger import Logger
@@ -44,6 +43,7 @@ from playground.notes import note, say
 from playground.optim import make_optimizer
 from playground.presets import describe
 from playground.progress import Progress
+from playground.resume import resumed_settings
 from playground.rundir import default_run_name
 from playground.schedules import due, linear_schedule, set_learning_rate
 from playground.seeding import seed_everything
@@ -140,7 +140,8 @@ def _train_gan(
         viewer = None
         if cfg.watch == "web" and main:
             # A separate process serves the page from the run's own event files.
-            viewer = start_viewer(
+            viewer = start_beside(
+                "viewer",
                 ["--web", "--run-dir", str(Path(run_dir).resolve()),
                  "--host", cfg.watch_host, "--port", str(cfg.watch_port)]
             )  # fmt: skip

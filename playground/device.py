@@ -64,3 +64,18 @@ def resolve_device(spec: str = "auto") -> torch.device:
             )
         return torch.device("mps")
     raise UserError(f"--device {spec!r} is not one of {DEVICE_CHOICES}")
+
+
+ACCELERATOR_SHARE = 0.5  # what a data set or replay buffer may take of the GPU's free memory
+
+
+def memory_home(nbytes: int, device: torch.device, free_bytes: int | None = None) -> torch.device:
+    """Where to keep `nbytes` of training data (a GAN's data set, a replay buffer) for
+    training on `device`: on a CUDA device when it takes at most ACCELERATOR_SHARE of the
+    free memory (`free_bytes`, asked of the device when not given), else in host memory;
+    other devices (the CPU, MPS's memory shared with the host) keep it themselves."""
+    if device.type != "cuda":
+        return device
+    if free_bytes is None:
+        free_bytes, _ = torch.cuda.mem_get_info(device)
+    return device if nbytes <= ACCELERATOR_SHARE * free_bytes else torch.device("cpu")

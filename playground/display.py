@@ -1,4 +1,5 @@
-"""Whether a window can be opened here, asked without importing any GUI library."""
+"""Whether a window can be opened here (asked without importing any GUI library), and a
+helper process started beside a training run."""
 
 from __future__ import annotations
 
@@ -21,9 +22,10 @@ def display_available() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-def start_viewer(arguments: list[str]) -> subprocess.Popen:
-    """Start the viewer (`python -m viewer ARGUMENTS`, the flags of `run.py watch`) in its own
-    process beside a training run, single-threaded so it leaves the cores to training."""
+def start_beside(module: str, arguments: list[str]) -> subprocess.Popen:
+    """Start `python -m MODULE ARGUMENTS` (the viewer, for a trainer's --watch) in its own
+    process beside a training run, single-threaded so it leaves the cores to training; it
+    ends when the trainer does (`parent_gone`)."""
     root = Path(__file__).resolve().parents[1]
     environment = {
         **os.environ,
@@ -32,7 +34,7 @@ def start_viewer(arguments: list[str]) -> subprocess.Popen:
         PARENT_VARIABLE: str(os.getpid()),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
     }
-    return subprocess.Popen([sys.executable, "-m", "viewer", *arguments], cwd=root, env=environment)
+    return subprocess.Popen([sys.executable, "-m", module, *arguments], cwd=root, env=environment)
 
 
 def parent_gone() -> bool:

@@ -34,9 +34,9 @@ from typing import Any
 import torch
 
 from playground.checkpoint import BEST, LATEST, load_checkpoint, require_keys, save_checkpoint
-from playground.config import resolve_resume_dir
 from playground.errors import UserError
 from playground.logger import Logger, TensorBoardLogger
+from playground.resume import resolve_resume_dir
 from playground.rundir import RunLock, prepare_run_dir
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

@@ -216,3 +216,45 @@ def _to_numpy(value: np.ndarray | torch.Tensor) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()
     return np.asarray(value)
+
+
+# ---- reading a run's event files back (compare, the web page, the benchmarks) ----
+
+
+class EventReader:
+    """The scalars and images of a run folder's TensorBoard event files. `reload` reads what
+    was written since the last call (a run still writing them is read as far as it got)."""
+
+    def __init__(self, run_dir: str | Path, images: int = 4) -> None:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        # size_guidance 0: every scalar point; `images`: the newest that many of each tag.
+        self._events = EventAccumulator(
+            str(run_dir), size_guidance={"scalars": 0, "images": images}
+        )
+        self._tags: dict[str, list[str]] = {}
+
+    def reload(self) -> EventReader:
+        self._events.Reload()
+        self._tags = self._events.Tags()
+        return self
+
+    def scalar_tags(self) -> list[str]:
+        return list(self._tags.get("scalars", []))
+
+    def scalars(self, tag: str) -> list[tuple[int, float, float]]:
+        """(step, value, wall time) of every point of `tag`; [] when the run has none."""
+        if tag not in self._tags.get("scalars", []):
+            return []
+        return [(event.step, event.value, event.wall_time) for event in self._events.Scalars(tag)]
+
+    def images(self, tag: str) -> list[tuple[int, bytes]]:
+        """(step, PNG bytes) of the images of `tag` kept; [] when the run has none."""
+        if tag not in self._tags.get("images", []):
+            return []
+        return [(event.step, event.encoded_image_string) for event in self._events.Images(tag)]
+
+
+def read_scalars(run_dir: str | Path, tag: str) -> list[tuple[int, float, float]]:
+    """(step, value, wall time) of one scalar of a run folder, read once."""
+    return EventReader(run_dir).reload().scalars(tag)

@@ -211,3 +211,46 @@ def test_notes_go_through_one_channel_on_stderr() -> None:
                 printing.append(f"{name}:{node.lineno}")
     assert noted_elsewhere == [], "write notes with playground.notes.note: " + str(noted_elsewhere)
     assert printing == [], "say / note (stderr) instead of print: " + str(printing)
+
+
+def _imported_names(path: Path) -> set[str]:
+    """Every module name `path` imports, at the top or inside functions."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_only_the_logger_touches_tensorboard_files() -> None:
+    touching = sorted(
+        name
+        for name, path in project_modules().items()
+        if any(
+            imported.split(".")[0] == "tensorboard"
+            or imported.startswith("torch.utils.tensorboard")
+            for imported in _imported_names(path)
+        )
+    )
+    assert touching == ["playground.logger"]
+
+
+def test_pygame_is_only_in_the_viewer_and_the_games_human_render_mode() -> None:
+    using = sorted(
+        name
+        for name, path in project_modules().items()
+        if any(imported.split(".")[0] == "pygame" for imported in _imported_names(path))
+    )
+    assert [name for name in using if not name.startswith("viewer")] == ["envs.builtin.base"]
+    # There, only the window of render_mode "human" (and its closing) imports it.
+    tree = ast.parse((ROOT / "envs" / "builtin" / "base.py").read_text())
+    importing = {
+        function.name
+        for function in ast.walk(tree)
+        if isinstance(function, ast.FunctionDef)
+        for node in ast.walk(function)
+        if isinstance(node, ast.Import) and any(a.name == "pygame" for a in node.names)
+    }
+    assert importing == {"_show", "close"}

@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents.checkpoint import env_options
-from agents.config import DQNConfig, validate
+from agents.config import DQNConfig, env_options, validate
 from agents.dqn import exploration_epsilon, train_dqn
 from agents.learner import UpdateRule, dqn_update
 from agents.learning import target_is_online

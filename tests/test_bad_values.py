@@ -16,7 +16,7 @@ import run
 from agents.config import DQNConfig
 from agents.dqn import train_dqn
 from gan.train import train_gan
-from playground.config import given_fields
+from playground.resume import given_fields
 from playground.settings import PathRule, Range, constraints, flag, numeric_fields
 from tests.conftest import small_gan
 

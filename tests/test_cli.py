@@ -96,3 +96,21 @@ def test_watch_without_display_says_how_to_run_headless() -> None:
 
 def test_resume_of_a_missing_run(tmp_path: Path) -> None:
     assert_one_line_error(run_cli("train-dqn", "--resume", str(tmp_path / "nope")), "no latest.pt")
+
+
+@pytest.mark.parametrize(
+    ("argv", "field", "value"),
+    [
+        (["train-gan", "--total-steps", "7"], "steps", 7),
+        (["train-gan", "--steps=8"], "steps", 8),
+        (["train-dqn", "--steps", "9"], "total_steps", 9),
+        (["train-dqn", "--total-steps=10"], "total_steps", 10),
+    ],
+)
+def test_both_trainers_take_steps_by_either_name(argv: list[str], field: str, value: int) -> None:
+    import run
+    from playground.resume import given_fields
+
+    name, config = run.parse(argv)
+    assert getattr(config, field) == value
+    assert field in given_fields(type(config), argv[1:])  # so a resumed run takes it

@@ -227,7 +227,7 @@ def test_folder_dataset_skips_unreadable_files(tmp_path: Path, capsys: pytest.Ca
     (folder / "notes.txt").write_text("not an image")
     (folder / "empty.png").write_bytes(b"")
     data = load_dataset(f"folder:{folder}", image_size=32)
-    assert "skipped 2 file(s)" in capsys.readouterr().out
+    assert "skipped 2 file(s)" in capsys.readouterr().err  # a note, on stderr
     assert data.images.shape == (2, 3, 32, 32)  # one colour image -> all colour
     assert data.labels is None  # not every image sits in a sub-folder
     grey = load_dataset(f"folder:{folder}", image_size=32, channels=1)
@@ -248,7 +248,14 @@ def test_empty_or_missing_folder_is_a_user_error(tmp_path: Path):
 def test_torchvision_dataset_offline_is_a_user_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setattr("gan.data._online", lambda host, timeout=3.0: False)
+    import socket
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    # No network: torchvision's own download fails, whichever mirror it tries.
+    monkeypatch.setattr(socket, "getaddrinfo", offline)
+    monkeypatch.setattr(socket.socket, "connect", offline)
     with pytest.raises(UserError, match="--data-dir"):
         load_dataset("cifar10", image_size=32, data_dir=str(tmp_path))
 

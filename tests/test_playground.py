@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from playground.checkpoint import load_checkpoint, save_checkpoint
-from playground.config import resolve_resume_dir
 from playground.device import resolve_device
 from playground.errors import UserError, require_positive
 from playground.logger import NullLogger, TensorBoardLogger
 from playground.optim import make_optimizer
+from playground.resume import resolve_resume_dir
 from playground.rundir import RunLock, prepare_run_dir
 from tests.conftest import hparams_tags, read_event_tags, read_scalars
 

@@ -15,13 +15,13 @@ import numpy as np
 import torch
 
 from agents.checkpoint import (
-    check_compatible,
+    check_same_game,
     config_from_checkpoint,
-    env_options,
     load_dqn_checkpoint,
     network_from_checkpoint,
     network_spec,
 )
+from agents.config import env_options
 from agents.networks import build_q_network
 from agents.rollout import Rollout
 from agents.saliency import saliency_map
@@ -77,7 +77,7 @@ class ViewerSession:
             check_env_id(self.env_id)
             if self.env_id != trained.env_id:
                 try:
-                    check_compatible(checkpoint, self.env_id)
+                    check_same_game(checkpoint, self.env_id)
                 except UserError as error:
                     raise UserError(
                         f"{error}; pick a game with the same observations and actions with "

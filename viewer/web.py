@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from playground import tags
+from playground.logger import EventReader
 
 PAGE = Path(__file__).with_name("page.html")
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -238,12 +239,8 @@ class RunCurves:
     POINTS = 300  # per curve, the newest
 
     def __init__(self, run_dir: str | Path, every: float = 3.0) -> None:
-        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
         self.run_dir = Path(run_dir)
-        self._events = EventAccumulator(
-            str(self.run_dir), size_guidance={"scalars": 0, "images": 4}
-        )
+        self._events = EventReader(self.run_dir)
         self._every = every
         self._next = 0.0
         self.snapshot: dict[str, Any] = {"curves": {}, "images": {}, "run": self.run_dir.name}
@@ -255,23 +252,21 @@ class RunCurves:
             return self.snapshot
         self._next = now + self._every
         try:
-            self._events.Reload()
-            tags = self._events.Tags()
-        except Exception:
+            self._events.reload()
+        except Exception:  # an event file being written; next time
             return self.snapshot
         curves = {
-            tag: [[event.step, event.value] for event in self._events.Scalars(tag)][-self.POINTS :]
+            tag: [[step, value] for step, value, _ in points[-self.POINTS :]]
             for tag in self.SCALARS
-            if tag in tags.get("scalars", [])
+            if (points := self._events.scalars(tag))
         }
         images = {}
         for tag in self.IMAGES:
-            if tag in tags.get("images", []):
-                newest = self._events.Images(tag)[-1]
+            if kept := self._events.images(tag):
+                step, png = kept[-1]
                 images[tag] = {
-                    "step": newest.step,
-                    "src": "data:image/png;base64,"
-                    + base64.b64encode(newest.encoded_image_string).decode(),
+                    "step": step,
+                    "src": "data:image/png;base64," + base64.b64encode(png).decode(),
                 }
         self.snapshot = {"curves": curves, "images": images, "run": self.run_dir.name}
         return self.snapshot

@@ -1,4 +1,5 @@
-"""What every command's settings share: how a resumed run gets its settings back."""
+"""Resuming, for every command: the settings a resumed run continues with (saved ones, the
+flags given on its command line), and which flags a command line gave."""
 
 from __future__ import annotations
 
@@ -39,6 +40,11 @@ def settings_from_saved(
 RESUME_LOCATION = ("resume", "runs_dir", "preset")
 
 
+# The flags one trainer takes under the other's name: --steps and --total-steps are the same
+# setting in train-dqn and train-gan.
+FLAG_ALIASES = {"steps": "total_steps", "total_steps": "steps"}
+
+
 def given_fields(config_type: type, argv: Iterable[str]) -> frozenset[str]:
     """The fields of `config_type` whose flags appear in `argv` (`--total-steps 5`,
     `--total-steps=5`, `--progress` / `--no-progress`), whatever their values."""
@@ -50,6 +56,8 @@ def given_fields(config_type: type, argv: Iterable[str]) -> frozenset[str]:
         name = token[2:].partition("=")[0].replace("-", "_")
         if name not in known and name.startswith("no_") and name[3:] in known:
             name = name[3:]
+        if name not in known and FLAG_ALIASES.get(name) in known:
+            name = FLAG_ALIASES[name]
         if name in known:
             found.add(name)
     return frozenset(found)
