@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from agents.config import DQNConfig, env_options
-from agents.learning import build_learner
+from agents.learner import build_learner
 from agents.networks import build_q_network
 from agents.rollout import epsilon_greedy
 from agents.training import (

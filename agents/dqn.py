@@ -3,7 +3,7 @@ bottom like CleanRL's `dqn_atari.py`: act, learn, store, log, evaluate, save.
 
     train_dqn(DQNConfig(env_id="Playground/Catch-v0", total_steps=20_000))  # -> runs/dqn-.../
 
-The settings are `agents.config.DQNConfig`; the update is `agents.learner`; acting and
+The settings are `agents.config.DQNConfig`; the update is `agents.update`; acting and
 evaluation go through `agents.rollout`; the run folder, logger, stop signals and saves are
 `playground.lifecycle.Run`, shared with every trainer.
 """
@@ -22,8 +22,7 @@ import torch
 from agents import checkpoint as dqn_checkpoint
 from agents import presets
 from agents.config import RESUME_OVERRIDABLE, DQNConfig, env_options, validate
-from agents.learner import evaluating
-from agents.learning import build_learner
+from agents.learner import build_learner
 from agents.replay import ReplayBuffer
 from agents.rollout import epsilon_greedy
 from agents.training import (
@@ -36,6 +35,7 @@ from agents.training import (
     protocol_line,
     replay_device,
 )
+from agents.update import evaluating
 from envs import GameSpaces, check_env_id, game_spaces, make_vector_env
 from envs.builtin import game_symmetries
 from playground import tags
@@ -127,7 +127,7 @@ def _train(
     seed_everything(cfg.seed)
     envs = make_vector_env(cfg.env_id, cfg.num_envs, seed=cfg.seed, **env_options(cfg))
     num_actions = spaces.num_actions
-    # Networks, optimizer, replay buffer, the update and the counters (agents/learning.py).
+    # Networks, optimizer, replay buffer, the update and the counters (agents/learner.py).
     learner = build_learner(
         cfg,
         run,

@@ -1,331 +1,380 @@
-"""The DQN update as the training loop calls it: sample a batch, TD target, loss, backward,
-optimizer step; eager, compiled, or captured as one CUDA graph.
-
-Most of a DQN update on a GPU is launch and Python overhead: a Nature-CNN step on a batch of 32
-is a few hundred small kernels. `--compile` fuses them with torch.compile (on the CPU too);
-`--cuda-graph` records the whole update, replay sampling included, once and then replays it
-with one launch per update. Both do exactly the arithmetic of `dqn_update`, so they learn the
-same thing (the tests compare them with the plain path on the CPU).
-
-    rule = UpdateRule(double_dqn=True, loss="huber", max_grad_norm=10.0)
-    learner = DQNLearner(replay, q_network, target_network, optimizer, rule, 32, device)
-    loss, q_mean = learner.step()  # device tensors, valid until the next step()
-
-The pure pieces (`td_target`, `dqn_update`, `update_target`) are plain functions, so tests
-check them exactly.
+"""What a DQN learner holds, whoever acts for it: networks, optimizer, replay buffer, the update
+and the counters, built (or restored from a checkpoint) once, saved as one plain dict. The
+single-process loop (`agents.dqn`) and the Ape-X learner (`agents.apex`) both use it; each keeps
+its own loop.
 """
 
 from __future__ import annotations
 
-import contextlib
-import warnings
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
-from torch import nn
 
-from agents.networks import QNetwork, random_intensity, random_shift, random_symmetry
-from agents.replay import ReplayBuffer, ReplaySample
+from agents import checkpoint as dqn_checkpoint
+from agents.config import DQNConfig
+from agents.networks import QNetwork, build_q_network, count_parameters, multiply_adds
+from agents.replay import ReplayBuffer
+from agents.update import DQNUpdate, UpdateRule, update_target
+from envs import GameSpaces
+from envs.builtin import game_symmetries, transform_frame
+from playground import tags
+from playground.checkpoint import save_checkpoint
+from playground.device import use_bf16
+from playground.errors import UserError
+from playground.lifecycle import Run
 from playground.notes import note
+from playground.optim import make_optimizer
+from playground.schedules import linear_schedule, set_learning_rate
+from playground.seeding import rng_state, set_rng_state
 
-# Eager updates run before a CUDA graph is captured: they allocate the gradients and optimizer
-# state, pick the kernels (and compile them, with --compile) outside the capture.
-GRAPH_WARMUP_UPDATES = 3
-
-
-@dataclass(frozen=True)
-class UpdateRule:
-    """The choices that shape one DQN update (the `train-dqn` flags of the same names)."""
-
-    double_dqn: bool = True
-    """Pick the next action with the online network, value it with the target network."""
-    loss: str = "huber"
-    """huber (smooth L1) or mse."""
-    max_grad_norm: float = 10.0
-    """Clip the gradient norm to this value (0 disables)."""
-    stochastic_layers: bool = False
-    """The network has batch norm or dropout: the next-state pass of double DQN then runs in
-    eval mode, like the target network's, so only the learning pass uses batch statistics."""
-    target_is_online: bool = False
-    """The target network is a copy of the online one at every update (a hard copy after
-    each update, no batch norm or dropout; DrQ(eps)): double DQN's two next-state passes
-    would give the same values, so one is made."""
+POLICY = "policy.pt"  # the weights a viewer follows (--watch)
 
 
-@contextlib.contextmanager
-def evaluating(network: nn.Module, switch: bool = True) -> Iterator[None]:
-    """Run `network` in eval mode inside the block (batch norm's running statistics, no
-    dropout), restoring its mode after; does nothing when `switch` is False."""
-    if not switch or not network.training:
-        yield
-        return
-    network.eval()
-    try:
-        yield
-    finally:
-        network.train()
+@dataclass
+class Learner:
+    """The learner's state. `step` counts environment steps (all envs / actors together;
+    only `learn` and `advance` move it), `updates` gradient updates; `update_credit` is the
+    fraction of an update owed."""
+
+    cfg: DQNConfig
+    q_network: QNetwork
+    target_network: QNetwork
+    optimizer: torch.optim.Optimizer
+    replay: ReplayBuffer
+    update: DQNUpdate
+    rng: np.random.Generator
+    network_spec: dict[str, Any]
+    save_replay: bool
+    autocast: bool
+    stochastic_layers: bool
+    step: int = 0
+    updates: int = 0
+    best_eval: float = -math.inf
+    update_credit: float = 0.0
+    loss_sum: torch.Tensor = field(default_factory=lambda: torch.zeros(()))
+    q_sum: torch.Tensor = field(default_factory=lambda: torch.zeros(()))
+    loss_count: int = 0
+
+    # ------------------------------------------------------------------ learning
+
+    def learn(self, new_steps: int) -> None:
+        """Account for `new_steps` more environment steps: the updates they earn
+        (--gradient-steps per --train-frequency), the target network's refresh when a
+        --target-update-frequency boundary is passed, then the step count. The schedules read
+        the count before these steps, so a resumed run continues them exactly."""
+        self.update_credit += new_steps / self.cfg.train_frequency
+        if self.cfg.learning_rate_decay == "linear":  # to a tenth at --total-steps
+            scale = linear_schedule(1.0, 0.1, self.cfg.total_steps, self.step)
+            set_learning_rate(self.optimizer, self.cfg.learning_rate * scale)
+        while self.update_credit >= 1.0:
+            for _ in range(self.cfg.gradient_steps):
+                self.update_once()
+            self.update_credit -= 1.0
+        self.refresh_target(new_steps)
+        self.step += new_steps
+
+    def advance(self, new_steps: int) -> None:
+        """Count `new_steps` environment steps that earn no update here: before the buffer is
+        ready, or with Ape-X's free replay ratio, whose updates are made as fast as they go
+        (then the target is refreshed at any boundary passed; before the first update there
+        is nothing to copy)."""
+        if self.updates:
+            self.refresh_target(new_steps)
+        self.step += new_steps
+
+    def update_once(self) -> None:
+        """One gradient update (prioritized replay's beta annealed from the env step)."""
+        cfg = self.cfg
+        self.update.beta = linear_schedule(cfg.priority_beta, 1.0, cfg.total_steps, self.step)
+        loss, q_mean = self.update.step()
+        self.loss_sum += loss
+        self.q_sum += q_mean
+        self.loss_count += 1
+        self.updates += 1
+
+    def refresh_target(self, new_steps: int) -> None:
+        """Update the target network when `new_steps` more env steps pass a boundary."""
+        frequency = self.cfg.target_update_frequency
+        if (self.step + new_steps) // frequency != self.step // frequency:
+            update_target(self.target_network, self.q_network, self.cfg.tau)
+
+    def log_losses(self, run: Run, step: int) -> None:
+        """The mean loss and Q-value since the last call (one host read per log period)."""
+        if not self.loss_count:
+            return
+        run.check_finite([self.loss_sum, self.q_sum], "the TD loss or the Q-values", step)
+        run.logger.scalar(tags.TD_LOSS, (self.loss_sum / self.loss_count).item(), step)
+        run.logger.scalar(tags.Q_VALUES, (self.q_sum / self.loss_count).item(), step)
+        self.loss_sum.zero_()
+        self.q_sum.zero_()
+        self.loss_count = 0
+
+    # ------------------------------------------------------------------ saving
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {
+            "kind": dqn_checkpoint.CHECKPOINT_KIND,
+            "config": dataclasses.asdict(self.cfg),
+            "network": self.network_spec,
+            "q_network": self.q_network.state_dict(),
+            "target_network": self.target_network.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "updates": self.updates,
+            "best_eval": self.best_eval,
+            "rng": rng_state(self.rng),
+            "replay_step": self.step if self.save_replay else -1,
+            "update_credit": self.update_credit,  # a fraction of an update owed, at any step
+        }
+
+    def finite_values(self) -> list[torch.Tensor]:
+        return [self.loss_sum, self.q_sum, *self.q_network.parameters()]
+
+    def save_latest(self, run: Run) -> None:
+        """latest.pt (and replay.pt before it), once the numbers are checked finite."""
+        run.check_finite(self.finite_values(), "the TD loss or the Q-values", self.step)
+        if self.save_replay:
+            dqn_checkpoint.save_replay(run.dir, self.replay, self.step)
+        run.save_latest(self.checkpoint_state(), self.step)
+        dqn_checkpoint.replay_saved(run.dir)
+
+    def save_best(self, run: Run, score: float) -> None:
+        if score > self.best_eval:
+            self.best_eval = score
+            run.save_best(self.checkpoint_state(), self.step, self.finite_values(), "the Q-values")
+
+    def export_policy(self, run_dir: Path) -> None:
+        """The current weights as policy.pt, for a viewer that follows them."""
+        save_checkpoint(
+            run_dir / POLICY,
+            {
+                "kind": dqn_checkpoint.CHECKPOINT_KIND,
+                "config": dataclasses.asdict(self.cfg),
+                "network": self.network_spec,
+                "q_network": self.q_network.state_dict(),
+                "step": self.step,
+            },
+        )
 
 
-def td_target(
-    returns: torch.Tensor,
-    discounts: torch.Tensor,
-    dones: torch.Tensor,
-    next_q_target: torch.Tensor,
-    next_q_online: torch.Tensor | None,
-) -> torch.Tensor:
-    """r_t + ... + gamma^k * (1 - done) * Q_target(s_{t+k}, a*), where a* is the target network's
-    argmax (DQN) or, when `next_q_online` is given, the online network's argmax (double DQN)."""
-    if next_q_online is None:
-        next_value = next_q_target.max(dim=1).values
-    else:
-        next_actions = next_q_online.argmax(dim=1, keepdim=True)
-        next_value = next_q_target.gather(1, next_actions).squeeze(1)
-    return returns + discounts * (1.0 - dones) * next_value
+def symmetry_tables(
+    symmetries: list[tuple[bool, int, tuple[int, ...]]], side: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lookup tables for `random_symmetry`: for the identity and each (mirror, quarter_turns,
+    action map) of a game (`envs.builtin.game_symmetries`), where each pixel of a `side` x
+    `side` frame comes from (K, side * side) and which action each action becomes (K, A)."""
+    num_actions = len(symmetries[0][2])
+    pixels = [np.arange(side * side)]
+    actions = [tuple(range(num_actions))]
+    for mirror, turns, action_map in symmetries:
+        source = np.arange(side * side).reshape(side, side)
+        pixels.append(transform_frame(source, mirror, turns).reshape(-1))
+        actions.append(action_map)
+    return (
+        torch.as_tensor(np.stack(pixels), dtype=torch.long, device=device),
+        torch.as_tensor(actions, dtype=torch.long, device=device),
+    )
 
 
-def dqn_update(
-    batch: ReplaySample,
+def target_is_online(cfg: DQNConfig) -> bool:
+    """Whether the target network equals the online one at every update: a hard copy after
+    every update (each learn() call makes at most one update and then refreshes), one process,
+    and no batch norm or dropout (whose train-mode passes differ from the target's)."""
+    return (
+        cfg.tau >= 1.0
+        and cfg.gradient_steps == 1
+        and cfg.target_update_frequency <= cfg.train_frequency
+        and cfg.num_envs <= cfg.train_frequency
+        and cfg.actors == 0
+        and not cfg.batch_norm
+        and cfg.dropout == 0
+    )
+
+
+def build_learner(
+    cfg: DQNConfig,
+    run: Run,
+    device: torch.device,
+    previous: dict[str, Any] | None,
+    spaces: GameSpaces,
+    lanes: int,
+    replay_device: torch.device,
+) -> Learner:
+    """Networks, optimizer and a replay buffer of `lanes` env streams, restored from `previous`
+    (a checkpoint) when resuming; prints and logs the network's size."""
+    observation_shape, pixels, num_actions = (
+        spaces.observation_shape,
+        spaces.pixels,
+        spaces.num_actions,
+    )
+    q_network, target_network, encoder_name = _q_networks(
+        cfg, run, device, observation_shape, num_actions, pixels, fresh=previous is None
+    )
+    # Batch norm and dropout act only in the update's own forward pass: acting, the target
+    # network and evaluation use the running statistics and all features.
+    stochastic_layers = cfg.batch_norm or cfg.dropout > 0
+    optimizer = make_optimizer(
+        cfg.optimizer,
+        [p for p in q_network.parameters() if p.requires_grad],
+        cfg.learning_rate,
+        eps=cfg.adam_eps,
+        momentum=cfg.momentum,
+        nesterov=cfg.nesterov,
+        weight_decay=cfg.weight_decay,
+        capturable=cfg.cuda_graph and device.type == "cuda",
+    )
+    autocast = use_bf16(cfg.precision, device)
+    if cfg.cuda_graph and device.type != "cuda":
+        note(f"--cuda-graph applies on CUDA only; ignored on {device}")
+    replay = ReplayBuffer(
+        cfg.buffer_size,
+        lanes,
+        observation_shape,
+        cfg.frame_stack if pixels else 1,
+        observation_dtype=torch.uint8 if pixels else torch.float32,
+        n_step=cfg.n_step,
+        gamma=cfg.gamma,
+        device=replay_device,
+        num_actions=num_actions,
+        priority_alpha=cfg.priority_alpha if cfg.prioritized else None,
+    )
+    rng = np.random.default_rng(cfg.seed)
+    counters = {"step": 0, "updates": 0, "best_eval": -math.inf, "update_credit": 0.0}
+    if previous is not None:
+        counters = _restore(previous, q_network, target_network, optimizer, replay, rng, run.dir)
+    symmetries = None
+    if cfg.symmetry_augment:  # train_dqn has checked that the game declares some
+        symmetries = symmetry_tables(game_symmetries(cfg.env_id), observation_shape[-1], device)
+    # The update is made last: what it starts from is the restored state.
+    update = DQNUpdate(
+        replay,
+        q_network,
+        target_network,
+        optimizer,
+        UpdateRule(
+            cfg.double_dqn,
+            cfg.loss,
+            cfg.max_grad_norm,
+            stochastic_layers,
+            target_is_online=target_is_online(cfg),
+        ),
+        cfg.batch_size,
+        device,
+        augment=cfg.augment and pixels,
+        intensity=cfg.intensity_noise if pixels else 0.0,
+        symmetries=symmetries,
+        autocast=autocast,
+        compile=cfg.compile,
+        cuda_graph=cfg.cuda_graph,
+    )
+    learner = Learner(
+        cfg=cfg,
+        q_network=q_network,
+        target_network=target_network,
+        optimizer=optimizer,
+        replay=replay,
+        update=update,
+        rng=rng,
+        network_spec={
+            "observation_shape": list(observation_shape),
+            "num_actions": num_actions,
+            "encoder": encoder_name,
+            "dueling": cfg.dueling,
+            "width": cfg.encoder_width,
+            "batch_norm": cfg.batch_norm,
+            "dropout": cfg.dropout,
+        },
+        save_replay=dqn_checkpoint.should_save_replay(cfg.save_replay, replay),
+        autocast=autocast,
+        stochastic_layers=stochastic_layers,
+        loss_sum=torch.zeros((), device=device),
+        q_sum=torch.zeros((), device=device),
+        **counters,
+    )
+    if previous is None:
+        run.logger.hparams(
+            dataclasses.asdict(cfg), {tags.EVAL_RETURN: 0.0, tags.EPISODIC_RETURN: 0.0}
+        )
+    return learner
+
+
+def _q_networks(
+    cfg: DQNConfig,
+    run: Run,
+    device: torch.device,
+    observation_shape: tuple[int, ...],
+    num_actions: int,
+    pixels: bool,
+    fresh: bool,
+) -> tuple[QNetwork, QNetwork, str]:
+    """The online and target Q-networks (the online one's encoder from --init-from on a
+    fresh run, frozen with --freeze-encoder) and the encoder's name; notes their size, and
+    logs it on a fresh run."""
+
+    def build() -> QNetwork:
+        try:
+            return build_q_network(
+                observation_shape,
+                num_actions,
+                cfg.encoder,
+                cfg.dueling,
+                cfg.encoder_width,
+                batch_norm=cfg.batch_norm,
+                dropout=cfg.dropout,
+            ).to(device)
+        except ValueError as error:
+            raise UserError(str(error)) from None
+
+    q_network, target_network = build(), build()
+    encoder_name = cfg.encoder if cfg.encoder != "auto" else ("nature" if pixels else "mlp")
+    parameters, macs = count_parameters(q_network), multiply_adds(q_network, observation_shape)
+    size = (
+        f"Q-network: {encoder_name} encoder on {observation_shape}, {parameters:,} parameters, "
+        f"{macs / 1e6:,.2f}M multiply-adds per observation"
+    )
+    note(size)
+    if fresh:
+        run.logger.text(tags.MODEL_SUMMARY, size)
+        run.logger.scalar(tags.MODEL_PARAMETERS, parameters, 0)
+        run.logger.scalar(tags.MODEL_MULTIPLY_ADDS, macs, 0)
+        if cfg.init_from:
+            dqn_checkpoint.load_encoder(q_network, cfg.init_from, encoder_name, observation_shape)
+    if cfg.freeze_encoder:
+        q_network.encoder.requires_grad_(False)
+    target_network.load_state_dict(q_network.state_dict())
+    target_network.eval().requires_grad_(False)
+    return q_network, target_network, encoder_name
+
+
+def _restore(
+    previous: dict[str, Any],
     q_network: QNetwork,
     target_network: QNetwork,
     optimizer: torch.optim.Optimizer,
-    rule: UpdateRule,
-    *,
-    augment: bool = False,
-    intensity: float = 0.0,
-    symmetries: tuple[torch.Tensor, torch.Tensor] | None = None,
-    autocast: bool = False,
-    autocast_cache: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One gradient step on a batch: TD target, loss (weighted by the batch's importance
-    weights, all ones unless prioritized), backward, clipping, optimizer step. Returns the
-    loss, the mean Q-value of the taken actions and the TD errors (B,) as device tensors (no
-    sync): nothing in it reads a value back to the host, so it can be compiled and captured."""
-    observations, next_observations = batch.observations, batch.next_observations
-    actions = batch.actions
-    if symmetries is not None:
-        observations, next_observations, actions = random_symmetry(
-            observations, next_observations, actions, symmetries
-        )
-    if augment:
-        observations, next_observations = (
-            random_shift(observations),
-            random_shift(next_observations),
-        )
-    if intensity > 0:
-        observations, next_observations = (
-            random_intensity(observations, intensity),
-            random_intensity(next_observations, intensity),
-        )
-    device_type = observations.device.type
-    with torch.autocast(
-        device_type, dtype=torch.bfloat16, enabled=autocast, cache_enabled=autocast_cache
+    replay: ReplayBuffer,
+    rng: np.random.Generator,
+    run_dir: Path,
+) -> dict[str, Any]:
+    """Load a checkpoint's weights, optimizer, RNG and (when saved with it) replay buffer;
+    returns its counters."""
+    q_network.load_state_dict(previous["q_network"])
+    target_network.load_state_dict(previous["target_network"])
+    optimizer.load_state_dict(previous["optimizer"])
+    counters = {
+        "step": previous["step"],
+        "updates": previous["updates"],
+        "best_eval": previous["best_eval"],
+        "update_credit": float(previous.get("update_credit", 0.0)),
+    }
+    set_rng_state(previous["rng"], rng)
+    step = counters["step"]
+    if previous.get("replay_step") == step and not dqn_checkpoint.load_replay(
+        replay, run_dir, step
     ):
-        with torch.no_grad():
-            next_q_target = target_network(next_observations).float()
-            next_q_online = None
-            if rule.double_dqn and rule.target_is_online:
-                next_q_online = next_q_target
-            elif rule.double_dqn:
-                with evaluating(q_network, rule.stochastic_layers):
-                    next_q_online = q_network(next_observations).float()
-            targets = td_target(
-                batch.returns, batch.discounts, batch.dones, next_q_target, next_q_online
-            )
-        q_taken = q_network(observations).float().gather(1, actions.unsqueeze(1)).squeeze(1)
-    if rule.loss == "huber":
-        losses = nn.functional.smooth_l1_loss(q_taken, targets, reduction="none")
-    else:
-        losses = nn.functional.mse_loss(q_taken, targets, reduction="none")
-    loss = (batch.weights * losses).mean()
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if rule.max_grad_norm > 0:
-        nn.utils.clip_grad_norm_(
-            [p for p in q_network.parameters() if p.requires_grad], rule.max_grad_norm
-        )
-    optimizer.step()
-    return loss.detach(), q_taken.detach().mean(), (targets - q_taken).detach()
-
-
-@torch.no_grad()
-def update_target(target: nn.Module, online: nn.Module, tau: float) -> None:
-    """Hard copy (tau = 1) or Polyak averaging: target <- tau * online + (1 - tau) * target."""
-    target_params = list(target.parameters())
-    online_params = list(online.parameters())
-    if tau >= 1.0:
-        # One fused copy (load_state_dict took 4% of an update that copies after every step).
-        torch._foreach_copy_(target_params, online_params)
-    else:
-        torch._foreach_lerp_(target_params, online_params, tau)
-    for target_buffer, online_buffer in zip(target.buffers(), online.buffers(), strict=True):
-        target_buffer.copy_(online_buffer)  # batch norm's running statistics, as they are
-
-
-class DQNLearner:
-    """One DQN update per `step()` on batches drawn from `replay`.
-
-    The replay buffer may live on the training device (sampled there without host syncs) or
-    on the CPU (sampled there, copied over). `compile` wraps `dqn_update` in torch.compile;
-    `cuda_graph` captures sampling + update as one CUDA graph when the device is CUDA and is
-    ignored elsewhere. The optimizer must be one of `playground.optim.CAPTURABLE_OPTIMIZERS`,
-    built with `capturable=True`, for a graph.
-    """
-
-    def __init__(
-        self,
-        replay: ReplayBuffer,
-        q_network: QNetwork,
-        target_network: QNetwork,
-        optimizer: torch.optim.Optimizer,
-        rule: UpdateRule,
-        batch_size: int,
-        device: torch.device,
-        *,
-        augment: bool = False,
-        intensity: float = 0.0,
-        symmetries: tuple[torch.Tensor, torch.Tensor] | None = None,
-        autocast: bool = False,
-        compile: bool = False,
-        cuda_graph: bool = False,
-    ) -> None:
-        self.replay = replay
-        self.q_network = q_network
-        self.target_network = target_network
-        self.optimizer = optimizer
-        self.rule = rule
-        self.batch_size = batch_size
-        self.device = device
-        self.augment = augment
-        self.intensity = intensity
-        self.symmetries = symmetries
-        self.autocast = autocast
-        self.use_graph = cuda_graph and device.type == "cuda"
-        # On a GPU the buffer is sampled without reading anything back; on the CPU a host
-        # read costs nothing and the exact sampler is faster.
-        self.sync_free = replay.device.type == "cuda"
-        self._update: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = (
-            torch.compile(dqn_update, dynamic=False) if compile else dqn_update
-        )
-        self._graph: torch.cuda.CUDAGraph | None = None
-        self._graph_outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-        self.prioritized = replay.priorities is not None
-        self.beta = 0.4  # importance-sampling exponent, annealed by the training loop
-        self.priority_epsilon = 1e-6
-        self._static_batch: ReplaySample | None = None  # graph input when the replay is elsewhere
-        self._warmup_left = GRAPH_WARMUP_UPDATES
-
-    # ------------------------------------------------------------------ one update
-
-    def step(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """One update; returns the loss and mean Q of the taken actions as device tensors.
-        With a CUDA graph they are the graph's outputs, overwritten by the next step."""
-        self.replay.refresh_validity()  # host-side bookkeeping, never part of a graph
-        if self.prioritized:
-            return self._prioritized_update()
-        if not self.use_graph:
-            return self._sample_and_update()[:2]
-        if self._graph is None:
-            if self._warmup_left > 0:
-                self._warmup_left -= 1
-                return self._on_side_stream(self._sample_and_update)[:2]
-            self._capture()
-            if self._graph is None:  # capture failed: carry on eagerly
-                return self._sample_and_update()[:2]
-        if self._static_batch is not None:
-            self._copy_into_static_batch()
-        assert self._graph is not None and self._graph_outputs is not None
-        self._graph.replay()
-        return self._graph_outputs[:2]
-
-    def _prioritized_update(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw by priority, learn with importance weights, give the drawn transitions their
-        new priorities (|TD error|): all on the buffer's device, no host read."""
-        batch, slots = self.replay.sample_prioritized(self.batch_size, self.beta)
-        if self.replay.device != self.device:
-            batch = ReplaySample(*(tensor.to(self.device, non_blocking=True) for tensor in batch))
-        loss, q_mean, errors = self._run_update(batch)
-        self.replay.update_priorities(slots, errors.to(self.replay.device), self.priority_epsilon)
-        return loss, q_mean
-
-    def _sample(self) -> ReplaySample:
-        if self.sync_free:
-            return self.replay.sample_sync_free(self.batch_size)
-        return self.replay.sample(self.batch_size)
-
-    def _sample_and_update(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        batch = self._sample()
-        if self.replay.device != self.device:
-            batch = ReplaySample(*(tensor.to(self.device, non_blocking=True) for tensor in batch))
-        return self._run_update(batch)
-
-    def _run_update(self, batch: ReplaySample) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self._update(
-            batch,
-            self.q_network,
-            self.target_network,
-            self.optimizer,
-            self.rule,
-            augment=self.augment,
-            intensity=self.intensity,
-            symmetries=self.symmetries,
-            autocast=self.autocast,
-            # The autocast weight cache must not outlive a graph capture.
-            autocast_cache=not self.use_graph,
-        )
-
-    # ------------------------------------------------------------------ CUDA graph
-
-    def _on_side_stream(
-        self, work: Callable[[], tuple[torch.Tensor, ...]]
-    ) -> tuple[torch.Tensor, ...]:
-        """Run `work` on a side stream (the warm-up a later capture needs), ordered with the
-        current stream on both sides."""
-        current = torch.cuda.current_stream(self.device)
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(current)
-        with torch.cuda.stream(side), warnings.catch_warnings():
-            # A capturable optimizer warns when stepped outside a capture, as it is here.
-            warnings.filterwarnings("ignore", message=".*capturable=True.*")
-            outputs = work()
-        current.wait_stream(side)
-        return outputs
-
-    def _capture(self) -> None:
-        """Record sampling + update as one graph. The capture itself updates nothing; the
-        caller replays it once for this step. On failure, warn and stay eager."""
-        graph = torch.cuda.CUDAGraph()
-        if self.replay.device == self.device:
-            work = self._sample_and_update
-        else:
-            # Sampling stays on the host; the graph reads the batch from fixed device tensors,
-            # shaped by a draw from a private generator (the run's own stream is left alone).
-            shape_batch = self.replay.sample(self.batch_size, torch.Generator().manual_seed(0))
-            self._static_batch = ReplaySample(*(tensor.to(self.device) for tensor in shape_batch))
-            static_batch = self._static_batch
-
-            def work() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-                return self._run_update(static_batch)
-
-        try:
-            torch.cuda.synchronize(self.device)
-            with torch.cuda.graph(graph):
-                self._graph_outputs = work()
-        except RuntimeError as error:
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else "error"
-            note(
-                f"capturing the DQN update as a CUDA graph failed ({first_line}); "
-                "training goes on without --cuda-graph"
-            )
-            self.use_graph = False
-            self._static_batch = None
-            self._graph_outputs = None
-            self.optimizer.zero_grad(set_to_none=True)
-            return
-        self._graph = graph
-
-    def _copy_into_static_batch(self) -> None:
-        assert self._static_batch is not None
-        batch = self.replay.sample(self.batch_size)
-        for static, fresh in zip(self._static_batch, batch, strict=True):
-            static.copy_(fresh, non_blocking=True)
+        note(f"no replay buffer of step {step} in {run_dir}; it fills again")
+    return counters

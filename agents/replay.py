@@ -13,7 +13,7 @@ observation as a first frame and makes no transition of it.
 
 Everything lives in torch tensors on one device, so a buffer on the GPU samples there.
 `sample` is exact and cheapest on the CPU; `sample_sync_free` never waits for the device, so
-on a GPU it can run ahead of it and be captured in a CUDA graph (see agents/learner.py).
+on a GPU it can run ahead of it and be captured in a CUDA graph (see agents/update.py).
 
     replay = ReplayBuffer(capacity=100_000, num_envs=8, observation_shape=(4, 84, 84),
                           frame_stack=4, num_actions=envs.single_action_space.n, n_step=3)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from agents.config import DQNConfig, env_options
-from agents.learning import POLICY, Learner
+from agents.learner import POLICY, Learner
 from agents.replay import ReplayBuffer
 from agents.rollout import play_games, score_games
 from envs import game_fps, is_atari

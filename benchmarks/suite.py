@@ -240,8 +240,8 @@ def learner_variants(cfg: BenchConfig, device: torch.device) -> list[tuple[str, 
 
 def bench_learner(cfg: BenchConfig, device: torch.device) -> list[Row]:
     from agents.config import DQNConfig
-    from agents.learner import DQNLearner, UpdateRule
     from agents.networks import build_q_network
+    from agents.update import DQNUpdate, UpdateRule
     from playground.optim import make_optimizer
 
     replay = _filled_replay(device)
@@ -257,7 +257,7 @@ def bench_learner(cfg: BenchConfig, device: torch.device) -> list[Row]:
             capturable=options.get("cuda_graph", False) and device.type == "cuda",
         )
         rule = UpdateRule(dqn.double_dqn, dqn.loss, dqn.max_grad_norm)
-        learner = DQNLearner(
+        learner = DQNUpdate(
             replay, q_network, target_network, optimizer, rule, dqn.batch_size, device, **options
         )
         started = time.perf_counter()

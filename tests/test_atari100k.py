@@ -15,13 +15,13 @@ import torch
 
 from agents.config import DQNConfig, env_options, validate
 from agents.dqn import exploration_epsilon, train_dqn
-from agents.learner import UpdateRule, dqn_update
-from agents.learning import target_is_online
+from agents.learner import target_is_online
 from agents.networks import build_q_network, random_intensity
 from agents.presets import PRESETS
 from agents.replay import ReplaySample
 from agents.rollout import score_games
 from agents.training import FINAL_EVAL, protocol_line
+from agents.update import UpdateRule, dqn_update
 from benchmarks import atari100k
 from envs import make_env, make_vector_env
 from playground.errors import UserError

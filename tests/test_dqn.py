@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from agents.config import DQNConfig, validate
-from agents.learner import td_target, update_target
-from agents.learning import symmetry_tables
+from agents.learner import symmetry_tables
 from agents.networks import build_q_network, random_shift, random_symmetry
 from agents.rollout import epsilon_greedy
+from agents.update import td_target, update_target
 from envs.builtin import game_symmetries, transform_frame
 from playground.errors import UserError
 from playground.schedules import linear_schedule

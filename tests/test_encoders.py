@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from agents.learner import UpdateRule, dqn_update, evaluating, update_target
 from agents.networks import PIXEL_ENCODERS, build_q_network, count_parameters, multiply_adds
 from agents.replay import ReplaySample
+from agents.update import UpdateRule, dqn_update, evaluating, update_target
 from playground.optim import make_optimizer
 
 # Parameters for 4 x 84 x 84 and 6 actions; a change here is a change of the design.

@@ -15,9 +15,9 @@ import torch
 from agents.checkpoint import load_dqn_checkpoint
 from agents.config import DQNConfig, validate
 from agents.dqn import train_dqn
-from agents.learner import DQNLearner, UpdateRule
 from agents.networks import build_q_network
 from agents.replay import ReplayBuffer
+from agents.update import DQNUpdate, UpdateRule
 from playground.errors import UserError
 from playground.logger import NullLogger
 from playground.optim import make_optimizer
@@ -51,7 +51,7 @@ def filled_replay(device: torch.device | str = "cpu") -> ReplayBuffer:
 
 def make_learner(
     replay: ReplayBuffer, device: torch.device, cfg: DQNConfig, **options: bool
-) -> DQNLearner:
+) -> DQNUpdate:
     """A learner on freshly seeded networks (the same weights for every call)."""
     torch.manual_seed(0)
     q_network = build_q_network(OBSERVATION_SHAPE, NUM_ACTIONS, "nature", cfg.dueling).to(device)
@@ -66,12 +66,12 @@ def make_learner(
         capturable=options.get("cuda_graph", False) and device.type == "cuda",
     )
     rule = UpdateRule(cfg.double_dqn, cfg.loss, cfg.max_grad_norm)
-    return DQNLearner(
+    return DQNUpdate(
         replay, q_network, target_network, optimizer, rule, cfg.batch_size, device, **options
     )
 
 
-def run_updates(learner: DQNLearner, updates: int, seed: int = 1) -> list[tuple[float, float]]:
+def run_updates(learner: DQNUpdate, updates: int, seed: int = 1) -> list[tuple[float, float]]:
     """Loss and mean Q of each update (the replay is sampled with the global generator)."""
     torch.manual_seed(seed)
     if learner.device.type == "cuda":
@@ -213,9 +213,9 @@ def test_a_compiled_run_trains_and_resumes(tmp_path: Path, capsys) -> None:
 def test_the_update_uses_double_dqn_targets_only_when_asked(double_dqn: bool) -> None:
     """With weights set by hand the online and target networks disagree on the best next
     action; the loss the update returns is the one of the rule asked for."""
-    from agents.learner import dqn_update
     from agents.networks import QNetwork
     from agents.replay import ReplaySample
+    from agents.update import dqn_update
 
     def network(next_values: list[float]) -> QNetwork:
         # Q-values that do not depend on the observation: the head's bias only.

@@ -16,9 +16,9 @@ import torch
 from agents.config import DQNConfig, EvaluateConfig
 from agents.dqn import train_dqn
 from agents.evaluate import evaluate
-from agents.learner import UpdateRule, dqn_update
 from agents.networks import QNetwork
 from agents.replay import ReplayBuffer, ReplaySample
+from agents.update import UpdateRule, dqn_update
 from playground.checkpoint import resolve_checkpoint, save_checkpoint
 from tests.conftest import small_gan
 
@@ -164,7 +164,8 @@ def test_priority_updates_store_the_td_error_to_the_power_alpha() -> None:
 def test_the_target_is_refreshed_once_per_boundary(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import agents.learning as learning
+
+    import agents.learner as learning
 
     refreshes = []
     real_update_target = learning.update_target

@@ -119,12 +119,13 @@ def test_a_resumed_run_restores_networks_optimizer_and_rng_exactly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import agents.dqn as dqn
-    import agents.learning as learning
 
     first = train_dqn(tiny(tmp_path, total_steps=200, eval_every=0), logger=NullLogger())
     saved = load_dqn_checkpoint(first / "latest.pt")
     seen: dict[str, object] = {}
-    real_learner, real_epsilon_greedy = learning.DQNLearner, dqn.epsilon_greedy
+    import agents.learner as learning
+
+    real_learner, real_epsilon_greedy = learning.DQNUpdate, dqn.epsilon_greedy
 
     def spy_learner(replay, q_network, target_network, optimizer, *args, **kwargs):
         seen["q_network"] = {k: v.clone() for k, v in q_network.state_dict().items()}
@@ -138,7 +139,7 @@ def test_a_resumed_run_restores_networks_optimizer_and_rng_exactly(
             seen["torch_rng"] = torch.get_rng_state()
         return real_epsilon_greedy(q_values, epsilon, rng)
 
-    monkeypatch.setattr(learning, "DQNLearner", spy_learner)
+    monkeypatch.setattr(learning, "DQNUpdate", spy_learner)
     monkeypatch.setattr(dqn, "epsilon_greedy", spy_epsilon_greedy)
     saved["config"]["total_steps"] = 240
     save_checkpoint(first / "latest.pt", saved)
@@ -157,16 +158,16 @@ def test_a_resumed_run_restores_networks_optimizer_and_rng_exactly(
 
 
 def test_n_step_returns_reach_the_update(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import agents.learner
+    import agents.update
 
     discounts: list[torch.Tensor] = []
-    real_update = agents.learner.dqn_update
+    real_update = agents.update.dqn_update
 
     def recording_update(batch, *args, **kwargs):
         discounts.append(batch.discounts.clone())
         return real_update(batch, *args, **kwargs)
 
-    monkeypatch.setattr(agents.learner, "dqn_update", recording_update)
+    monkeypatch.setattr(agents.update, "dqn_update", recording_update)
     gamma = 0.9
     for n_step in (1, 3):
         discounts.clear()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import agents.learner
+import agents.update
 from agents.config import DQNConfig
 from agents.dqn import train_dqn
 from playground.checkpoint import load_checkpoint
@@ -84,6 +84,6 @@ def test_out_of_gpu_memory_is_one_line_saying_what_to_reduce(
     def out_of_memory(*args: object, **kwargs: object) -> None:
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
-    monkeypatch.setattr(agents.learner, "dqn_update", out_of_memory)
+    monkeypatch.setattr(agents.update, "dqn_update", out_of_memory)
     with pytest.raises(UserError, match="out of memory on cpu: lower --batch-size"):
         train_dqn(_config(tmp_path), Logger())
