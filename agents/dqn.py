@@ -191,7 +191,7 @@ def _train(
             step = learner.step
 
             # Store. A lost life ends the episode for learning only; the game goes on.
-            learning_done, finished = games.step(rewards, terminated, truncated, infos)
+            learning_done, finished = games.step(terminated, truncated, infos)
             learning_rewards = np.sign(rewards) if cfg.clip_rewards else rewards
             replay.add(
                 actions, learning_rewards, terminated, truncated, next_observations, learning_done

@@ -53,20 +53,18 @@ class Every:
 
 
 class EpisodeTracker:
-    """The games on the lanes of a vector env as it steps. Each game's true return and length
-    are counted until it ends (the step after an end is the autoreset step of the next game,
-    part of neither). With `life_loss`, a lane that loses a life ends its episode for learning
-    only while the game goes on (Mnih et al. 2015); `step` returns those lanes."""
+    """The games on the lanes of a vector env (from `envs.make_vector_env`) as it steps. Each
+    game's true return and length come from gymnasium's RecordEpisodeStatistics, which that
+    env carries (`info["episode"]`, in the step where a game really ends). With `life_loss`,
+    a lane that loses a life ends its episode for learning only while the game goes on (Mnih
+    et al. 2015); `step` returns those lanes."""
 
     def __init__(self, lanes: int, life_loss: bool, lives: np.ndarray | None) -> None:
         self.life_loss, self.lives = life_loss, lives
         self.ended = np.zeros(lanes, dtype=bool)  # lanes whose last step ended a game
-        self.returns = np.zeros(lanes, dtype=np.float64)
-        self.lengths = np.zeros(lanes, dtype=np.int64)
 
     def step(
         self,
-        rewards: np.ndarray,
         terminated: np.ndarray,
         truncated: np.ndarray,
         infos: dict[str, Any],
@@ -77,16 +75,14 @@ class EpisodeTracker:
         if self.life_loss and self.lives is not None and "lives" in infos:
             learning_done = (infos["lives"] < self.lives) & ~self.ended
             self.lives = infos["lives"]
-        playing = ~self.ended
-        self.returns[playing] += rewards[playing]
-        self.lengths[playing] += 1
         self.ended = np.logical_or(terminated, truncated)
-        finished = [
-            (float(self.returns[lane]), int(self.lengths[lane]))
-            for lane in np.flatnonzero(self.ended)
-        ]
-        self.returns[self.ended] = 0.0
-        self.lengths[self.ended] = 0
+        finished = []
+        if "_episode" in infos:
+            episode = infos["episode"]
+            finished = [
+                (float(episode["r"][lane]), int(episode["l"][lane]))
+                for lane in np.flatnonzero(infos["_episode"])
+            ]
         return learning_done, finished
 
 
