@@ -221,7 +221,9 @@ def train_apex(
     lanes = cfg.envs_per_actor
     learner = build_learner(
         cfg, run, device, previous, spaces, lanes=cfg.actors * lanes,
-        replay_device=replay_device(cfg, device, spaces.observation_shape),
+        replay_device=replay_device(
+            cfg.replay_device, device, cfg.buffer_size, spaces.observation_shape, cfg.frame_stack
+        ),
     )  # fmt: skip
 
     started_ray = not ray.is_initialized()
@@ -395,9 +397,12 @@ def _loop(cfg, run, device, learner, ray, lanes) -> None:
 
             if log.due(step):
                 now = time.perf_counter()
+                replay_ratio = (
+                    learner.updates * cfg.train_frequency / max(step - cfg.learning_starts, 1)
+                )
                 sps = _log_speeds(
-                    logger, cfg, learner, step, last_log, now, len(pending), wire / max(wire_steps, 1),
-                    chunks, lanes,
+                    logger, step, learner.updates, last_log, now, replay_ratio, len(pending),
+                    wire / max(wire_steps, 1), chunks, lanes,
                 )  # fmt: skip
                 last_log = (step, learner.updates, now)
                 learner.log_losses(run, step)
@@ -425,11 +430,11 @@ def _loop(cfg, run, device, learner, ray, lanes) -> None:
 
 def _log_speeds(
     logger: Any,
-    cfg: DQNConfig,
-    learner: Any,
     step: int,
+    updates: int,
     last_log: tuple[int, int, float],
     now: float,
+    replay_ratio: float,
     queue_depth: int,
     bytes_per_transition: float,
     chunks: list[dict[str, Any]],
@@ -440,9 +445,8 @@ def _log_speeds(
     seconds = max(now - last_log[2], 1e-9)
     sps = (step - last_log[0]) / seconds
     logger.scalar(tags.SPS, sps, step)
-    logger.scalar(tags.UPDATES_PER_SEC, (learner.updates - last_log[1]) / seconds, step)
-    ratio = learner.updates * cfg.train_frequency / max(step - cfg.learning_starts, 1)
-    logger.scalar(tags.REPLAY_RATIO, ratio, step)
+    logger.scalar(tags.UPDATES_PER_SEC, (updates - last_log[1]) / seconds, step)
+    logger.scalar(tags.REPLAY_RATIO, replay_ratio, step)
     logger.scalar(tags.QUEUE_DEPTH, queue_depth, step)
     logger.scalar(tags.BYTES_PER_TRANSITION, bytes_per_transition, step)
     for chunk in chunks:

@@ -135,7 +135,9 @@ def _train(
         previous,
         spaces,
         lanes=cfg.num_envs,
-        replay_device=replay_device(cfg, device, spaces.observation_shape),
+        replay_device=replay_device(
+            cfg.replay_device, device, cfg.buffer_size, spaces.observation_shape, cfg.frame_stack
+        ),
     )
     q_network, replay, rng = learner.q_network, learner.replay, learner.rng
     viewer = LiveViewer(cfg, learner, run.dir)  # with --watch, a viewer beside the run
@@ -267,7 +269,12 @@ def _async_stepping(envs: Any) -> tuple[Any, Any]:
 def _check_replay_fits(cfg: DQNConfig, device: torch.device, spaces: GameSpaces) -> None:
     """Refuse, before anything is written, a replay buffer bigger than the free RAM (its
     torch.zeros touches every page, so it would otherwise fail, or be killed, while filling)."""
-    if replay_device(cfg, device, spaces.observation_shape).type != "cpu":
+    if (
+        replay_device(
+            cfg.replay_device, device, cfg.buffer_size, spaces.observation_shape, cfg.frame_stack
+        ).type
+        != "cpu"
+    ):
         return
     per_transition = ReplayBuffer.bytes_per_transition(
         spaces.observation_shape,

@@ -211,18 +211,23 @@ def spawn_viewer(cfg: DQNConfig, run_dir: Path) -> subprocess.Popen:
 
 
 def replay_device(
-    cfg: DQNConfig, device: torch.device, observation_shape: tuple[int, ...]
+    choice: str,
+    device: torch.device,
+    buffer_size: int,
+    observation_shape: tuple[int, ...],
+    frame_stack: int,
 ) -> torch.device:
-    """Where the replay buffer lives: --replay-device cpu or same, or (auto) the project's one
-    rule for training data, `playground.device.memory_home`, on the buffer's own size."""
-    if cfg.replay_device == "cpu" or device.type == "cpu":
+    """Where a replay buffer of `buffer_size` transitions lives: `choice` (--replay-device) cpu
+    or same, or (auto) the project's one rule for training data,
+    `playground.device.memory_home`, on the buffer's own size."""
+    if choice == "cpu" or device.type == "cpu":
         return torch.device("cpu")
-    if cfg.replay_device == "same":
+    if choice == "same":
         return device
     pixels = len(observation_shape) == 3
-    needed = cfg.buffer_size * ReplayBuffer.bytes_per_transition(
+    needed = buffer_size * ReplayBuffer.bytes_per_transition(
         observation_shape,
-        cfg.frame_stack if pixels else 1,
+        frame_stack if pixels else 1,
         torch.uint8 if pixels else torch.float32,
     )
     return memory_home(needed, device)

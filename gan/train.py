@@ -284,8 +284,9 @@ def _train(
     return step
 
 
-def memory_format(cfg: GanConfig) -> torch.memory_format:
-    return torch.channels_last if cfg.channels_last else torch.contiguous_format
+def memory_format(channels_last: bool) -> torch.memory_format:
+    """How images and weights are laid out (--channels-last)."""
+    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 def build_state(
@@ -300,8 +301,8 @@ def build_state(
     if distributed.enabled and cfg.sync_batch_norm:
         generator = sync_batch_norm(generator, device)
         discriminator = sync_batch_norm(discriminator, device)
-    generator.to(device, memory_format=memory_format(cfg))
-    discriminator.to(device, memory_format=memory_format(cfg))
+    generator.to(device, memory_format=memory_format(cfg.channels_last))
+    discriminator.to(device, memory_format=memory_format(cfg.channels_last))
     ema_generator = (
         copy.deepcopy(generator).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
     )
@@ -367,7 +368,7 @@ class GanStep:
         augment_policy: tuple[str, ...],
     ) -> None:
         self.cfg, self.state, self.augment_policy = cfg, state, augment_policy
-        self.memory_format = memory_format(cfg)
+        self.memory_format = memory_format(cfg.channels_last)
         compiled = torch.compile if cfg.compile else (lambda module: module)
         self.generator = compiled(distributed.wrap(state.generator, device))
         self.discriminator = compiled(distributed.wrap(state.discriminator, device))
