@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from gan.models import Generator
+from gan.models import Generator, generator_of
 from playground.checkpoint import load_checkpoint
 from playground.errors import UserError
 from playground.seeding import rng_state, set_rng_state
@@ -126,14 +126,7 @@ def generator_from_checkpoint(state: dict[str, Any], use_ema: bool = True) -> Ge
         raise UserError(
             "this GAN checkpoint has no architecture record; it was not written by train-gan"
         )
-    generator = Generator(
-        int(arch["image_size"]),
-        int(arch["channels"]),
-        int(arch["latent_size"]),
-        int(arch["generator_width"]),
-        bool(arch.get("batch_norm", True)),
-        int(arch.get("num_classes", 0)),
-    )
+    generator = generator_of(arch)
     weights = (
         state["ema_generator"] if use_ema and state.get("ema_generator") else state["generator"]
     )

@@ -223,14 +223,6 @@ def build_models(
     arch: dict[str, int | bool], dropout: float = 0.0
 ) -> tuple[Generator, Discriminator]:
     """Generator and discriminator for an `architecture(...)` dict (`dropout` in D)."""
-    generator = Generator(
-        int(arch["image_size"]),
-        int(arch["channels"]),
-        int(arch["latent_size"]),
-        int(arch["generator_width"]),
-        bool(arch.get("batch_norm", True)),  # checkpoints from before the flag had it
-        int(arch.get("num_classes", 0)),  # and unconditional ones from before conditioning
-    )
     discriminator = Discriminator(
         int(arch["image_size"]),
         int(arch["channels"]),
@@ -240,7 +232,19 @@ def build_models(
         dropout,
         int(arch.get("num_classes", 0)),
     )
-    return generator, discriminator
+    return generator_of(arch), discriminator
+
+
+def generator_of(arch: dict[str, int | bool]) -> Generator:
+    """The generator an `architecture(...)` dict describes (a checkpoint's, too)."""
+    return Generator(
+        int(arch["image_size"]),
+        int(arch["channels"]),
+        int(arch["latent_size"]),
+        int(arch["generator_width"]),
+        bool(arch.get("batch_norm", True)),  # checkpoints from before the flag had it
+        int(arch.get("num_classes", 0)),  # and unconditional ones from before conditioning
+    )
 
 
 @torch.no_grad()
