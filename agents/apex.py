@@ -267,14 +267,12 @@ def _start_actors(cfg, run, ray, weights_ref, step: int, lanes: int) -> list[Any
     (their placements written to actors.json); one line when the cluster cannot hold them."""
     epsilons = epsilon_ladder(cfg.actors, cfg.actor_epsilon, cfg.actor_alpha)
     settings = {**vars(cfg)}
-    # Ray restarts a dead actor with its constructor's arguments: they must outlive the run.
-    constructor_weights = weights_ref
     options: dict[str, Any] = {"num_cpus": 1, "max_restarts": -1, "max_task_retries": 0}
     if cfg.actor_resource:
         options["resources"] = {cfg.actor_resource: 1}
     remote_actor = ray.remote(ActorWorker).options(**options)
     actors = [
-        remote_actor.remote(settings, index, epsilons[index], constructor_weights)
+        remote_actor.remote(settings, index, epsilons[index], weights_ref)
         for index in range(cfg.actors)
     ]
     for index, epsilon in enumerate(epsilons):
@@ -309,8 +307,12 @@ def _start_actors(cfg, run, ray, weights_ref, step: int, lanes: int) -> list[Any
 def _loop(cfg, run, device, learner, ray, lanes) -> None:
     logger, replay = run.logger, learner.replay
     version = 0
-    weights_ref = ray.put(_weights(learner, version))
-    actors = _start_actors(cfg, run, ray, weights_ref, learner.step, lanes)
+    # Ray restarts a dead actor with its constructor's arguments, which live in the object
+    # store only while a reference to them does: `first_weights` is held until the run ends
+    # (`weights_ref` moves on to each newer version).
+    first_weights = ray.put(_weights(learner, version))
+    weights_ref = first_weights
+    actors = _start_actors(cfg, run, ray, first_weights, learner.step, lanes)
     replay.start_frames(np.concatenate(ray.get([actor.first_frames.remote() for actor in actors])))
 
     step = learner.step

@@ -136,20 +136,26 @@ def cluster(tmp: Path) -> dict:
 def kill(tmp: Path) -> dict:
     cfg = catch(tmp, total_steps=6_000, eval_every=0, chunk_steps=50)
     run_dir = tmp / cfg.run_name
-    killed = {"done": False}
+    killed = {"done": False, "version": 0}
+    logger = MemoryLogger()
+    version_tag = "actors/weights_version_1"
 
     def killer() -> None:
+        # Killed once it acts with newer weights than its constructor's: Ray's restart must
+        # still find the constructor's (first) weights in the object store.
         deadline = time.monotonic() + 120
-        while not (run_dir / "actors.json").is_file() and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            versions = list(logger.values.get(version_tag, []))
+            if (run_dir / "actors.json").is_file() and versions and versions[-1][1] >= 1:
+                killed["version"] = versions[-1][1]
+                break
             time.sleep(0.2)
-        time.sleep(3)
         placements = json.loads((run_dir / "actors.json").read_text())
         os.kill(placements[1]["pid"], signal.SIGKILL)
         killed["done"] = True
 
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
-    logger = MemoryLogger()
     log = io.StringIO()
     with contextlib.redirect_stderr(log):
         train_dqn(cfg, logger=logger)
@@ -157,6 +163,7 @@ def kill(tmp: Path) -> dict:
     state = load_dqn_checkpoint(run_dir / "latest.pt")
     return {
         "killed": killed["done"],
+        "killed_at_version": killed["version"],
         "restarts": last(logger, "actors/restarts") if "actors/restarts" in logger.values else 0,
         "step": state["step"],
         "total_steps": cfg.total_steps,

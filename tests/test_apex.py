@@ -161,6 +161,8 @@ def test_a_two_node_cluster_learns_catch(tmp_path: Path) -> None:
 def test_an_actor_killed_mid_run_is_replaced_and_the_run_finishes(tmp_path: Path) -> None:
     result = run_scenario("kill", tmp_path, timeout=600)
     assert result["killed"] and result["restarts"] >= 1
+    # It died after a weight sync had replaced the weights it was built with.
+    assert result["killed_at_version"] >= 1
     # The run ends at its step count, to within one step of every lane (2 actors x 2 envs).
     assert result["total_steps"] <= result["step"] < result["total_steps"] + 4
     assert "died at step" in result["log"]
