@@ -32,9 +32,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.checkpoint import build_from_spec, spec_for
 from agents.config import DQNConfig, env_options
+from agents.heads import explore_with_noise
 from agents.learner import build_learner
-from agents.networks import build_q_network
 from agents.rollout import epsilon_greedy
 from agents.training import (
     EpisodeTracker,
@@ -76,15 +77,9 @@ class ActorWorker:
         self.envs = make_vector_env(cfg.env_id, cfg.envs_per_actor, seed=seed, **env_options(cfg))
         space = self.envs.single_observation_space
         self.pixels = is_pixel_space(space)
-        self.network = build_q_network(
-            tuple(space.shape),
-            int(self.envs.single_action_space.n),
-            cfg.encoder,
-            cfg.dueling,
-            cfg.encoder_width,
-            batch_norm=cfg.batch_norm,
-            dropout=cfg.dropout,
-        ).eval()
+        spec = spec_for(cfg, tuple(space.shape), int(self.envs.single_action_space.n))
+        self.network = build_from_spec(spec).eval()
+        explore_with_noise(self.network)  # --noisy: the actors explore through the noise
         self.network.load_state_dict(weights["q_network"])
         self.version = int(weights["version"])
         self.rng = np.random.default_rng(seed)
@@ -266,6 +261,8 @@ def _start_actors(cfg, run, ray, weights_ref, step: int, lanes: int) -> list[Any
     """The actors on Ray, each with its epsilon of the ladder, once every one has started
     (their placements written to actors.json); one line when the cluster cannot hold them."""
     epsilons = epsilon_ladder(cfg.actors, cfg.actor_epsilon, cfg.actor_alpha)
+    if cfg.noisy:  # the noise explores: no epsilon
+        epsilons = [0.0] * cfg.actors
     settings = {**vars(cfg)}
     options: dict[str, Any] = {"num_cpus": 1, "max_restarts": -1, "max_task_retries": 0}
     if cfg.actor_resource:

@@ -49,8 +49,34 @@ def network_spec(checkpoint: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
+HEAD_KINDS = {"none": "expected", "c51": "c51", "qr": "qr"}  # --distributional -> head kind
+
+
+def spec_for(
+    cfg: DQNConfig, observation_shape: tuple[int, ...], num_actions: int
+) -> dict[str, Any]:
+    """The network a run with these settings trains, as its checkpoints describe it: the one
+    description the learner, the Ape-X actors, `evaluate`, `watch` and the viewer build from."""
+    pixels = len(observation_shape) == 3
+    return {
+        "observation_shape": list(observation_shape),
+        "num_actions": num_actions,
+        "encoder": cfg.encoder if cfg.encoder != "auto" else ("nature" if pixels else "mlp"),
+        "dueling": cfg.dueling,
+        "width": cfg.encoder_width,
+        "batch_norm": cfg.batch_norm,
+        "dropout": cfg.dropout,
+        "head": HEAD_KINDS[cfg.distributional],
+        "atoms": cfg.atoms,
+        "v_min": cfg.v_min,
+        "v_max": cfg.v_max,
+        "noisy": cfg.noisy,
+    }
+
+
 def build_from_spec(spec: dict[str, Any]) -> QNetwork:
-    """A fresh Q-network of the shape `spec` (a checkpoint's `network` entry) describes."""
+    """A fresh Q-network of the shape `spec` (a checkpoint's `network` entry) describes
+    (entries a checkpoint from before them lacks take their defaults)."""
     return build_q_network(
         tuple(spec["observation_shape"]),
         spec["num_actions"],
@@ -59,6 +85,11 @@ def build_from_spec(spec: dict[str, Any]) -> QNetwork:
         spec.get("width", 0),
         batch_norm=spec.get("batch_norm", False),
         dropout=spec.get("dropout", 0.0),
+        head=spec.get("head", "expected"),
+        atoms=spec.get("atoms", 0),
+        noisy=spec.get("noisy", False),
+        v_min=spec.get("v_min", -10.0),
+        v_max=spec.get("v_max", 10.0),
     )
 
 

@@ -42,6 +42,7 @@ ResumeFolder = Annotated[str, tyro.conf.arg(help=resume_help(RESUME_OVERRIDABLE)
 Fraction = between(float, 0, 1, high_open=True)  # dropout, momentum: [0, 1)
 Rate = between(float, 0, 1, low_open=True)  # tau, the Ape-X epsilon base: (0, 1]
 Noise = between(float, 0, 0.5, high_open=True)  # --intensity-noise: [0, 0.5)
+Support = between(float, -1e6, 1e6)  # --v-min, --v-max: finite returns
 
 EncoderName = Literal["auto", "nature", "resnet", "impala", "vgg", "inception", "densenet", "mlp"]
 ENCODERS: tuple[str, ...] = get_args(EncoderName)
@@ -87,6 +88,22 @@ class DQNConfig:
     """Weight decay; with adam it is decoupled (AdamW), with the others added to the gradient."""
     dueling: bool = False
     """Use a dueling head (V + A - mean A)."""
+    distributional: Literal["none", "c51", "qr"] = "none"
+    """Learn each action's distribution of returns instead of its mean: c51 (Bellemare et al.
+    2017: probabilities on --atoms fixed values from --v-min to --v-max, a cross-entropy loss)
+    or qr (QR-DQN, Dabney et al. 2018: --atoms quantiles, the quantile Huber loss). Acting, the
+    evaluation and the viewer use the distribution's mean; --loss applies to none only."""
+    atoms: NonNegativeInt = 0
+    """Atoms of the distribution (0: the paper's, 51 for c51, 200 for qr)."""
+    v_min: Support = -10.0
+    """With --distributional c51: the lowest return of the support (clipped rewards: -10)."""
+    v_max: Support = 10.0
+    """With --distributional c51: the highest return of the support."""
+    noisy: bool = False
+    """Noisy nets (Fortunato et al. 2018): the head's layers and the encoder's last linear layer
+    get learned factorised Gaussian noise, drawn afresh at every step and update; it does the
+    exploring, so epsilon is 0 from --learning-starts on (the warm-up before it plays at
+    random). Evaluation and `watch` play the noise's mean."""
     frame_stack: PositiveInt = 4
     """Frames stacked into one observation for pixel games."""
     frame_size: PositiveInt = 84
@@ -117,6 +134,22 @@ class DQNConfig:
     """Discount factor."""
     n_step: PositiveInt = 1
     """Steps of reward summed into the TD target (n-step returns)."""
+    n_step_end: NonNegativeInt = 0
+    """Anneal n from --n-step to this over --schedule-updates updates (BBF: 10 -> 3), again
+    after every reset; 0: n stays --n-step."""
+    gamma_end: UnitFloat = 0.0
+    """Anneal the discount from --gamma to this over --schedule-updates updates (BBF: 0.97 ->
+    0.997; 1 - gamma moves geometrically), again after every reset; 0: gamma stays."""
+    schedule_updates: PositiveInt = 10_000
+    """Updates over which --n-step-end and --gamma-end are reached (n and 1 - gamma move
+    geometrically, as in BBF)."""
+    reset_every: NonNegativeInt = 0
+    """Shrink-and-perturb resets every this many updates (Nikishin et al. 2022, D'Oro et al.
+    2023, BBF): the head is re-initialised, the encoder moved to --reset-shrink x itself +
+    (1 - --reset-shrink) x a fresh initialisation, the optimizer's state cleared; 0: never."""
+    reset_shrink: UnitFloat = 0.5
+    """With --reset-every: how much of the encoder's weights a reset keeps (BBF: 0.5; 0 resets
+    it fully, 1 leaves it)."""
     double_dqn: bool = True
     """Pick the next action with the online network, evaluate it with the target (van Hasselt 2016)."""
     loss: Literal["huber", "mse"] = "huber"
@@ -147,7 +180,8 @@ class DQNConfig:
     target_update_frequency: PositiveInt = 1_000
     """Environment steps between target network updates."""
     tau: Rate = 1.0
-    """Target update rate: 1.0 copies the weights, < 1 is Polyak averaging."""
+    """Target update rate: 1.0 copies the weights, < 1 is Polyak averaging (an EMA target: with
+    --target-update-frequency 1 and --train-frequency 1, BBF's is --tau 0.005)."""
     start_epsilon: UnitFloat = 1.0
     """Exploration epsilon at the start."""
     end_epsilon: UnitFloat = 0.01
@@ -268,6 +302,27 @@ def validate(cfg: DQNConfig) -> None:
     check(cfg.encoder in ENCODERS, f"--encoder {cfg.encoder!r} is not one of {', '.join(ENCODERS)}")
     check_optimizer(cfg.optimizer)
     check(not cfg.freeze_encoder or bool(cfg.init_from), "--freeze-encoder needs --init-from CKPT")
+    check(
+        not cfg.n_step_end or cfg.n_step_end != cfg.n_step,
+        f"--n-step-end {cfg.n_step_end} equals --n-step: leave it out (0) for a fixed n",
+    )
+    check(
+        cfg.gamma_end < 1.0,
+        "--gamma-end 1 cannot be reached geometrically; use at most 0.9999",
+    )
+    check(
+        cfg.distributional != "c51" or cfg.v_min < cfg.v_max,
+        f"--v-min ({cfg.v_min:g}) must be below --v-max ({cfg.v_max:g})",
+    )
+    check(
+        cfg.distributional == "none" or cfg.atoms != 1,
+        "--atoms 1 is no distribution: use at least 2, or 0 for the paper's",
+    )
+    check(
+        not (cfg.cuda_graph and cfg.reset_every),
+        "--cuda-graph keeps the optimizer state it captured, which a reset clears; "
+        "leave out one of --cuda-graph and --reset-every",
+    )
     check(
         not (cfg.cuda_graph and cfg.learning_rate_decay != "none"),
         "--cuda-graph keeps the learning rate it captured; leave out --learning-rate-decay",

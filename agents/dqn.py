@@ -22,6 +22,7 @@ import torch
 from agents import checkpoint as dqn_checkpoint
 from agents import presets
 from agents.config import RESUME_OVERRIDABLE, DQNConfig, env_options, validate
+from agents.heads import explore_with_noise
 from agents.learner import build_learner
 from agents.replay import ReplayBuffer
 from agents.rollout import epsilon_greedy
@@ -169,6 +170,7 @@ def _train(
                     torch.autocast(device.type, dtype=torch.bfloat16, enabled=learner.autocast),
                     evaluating(q_network, learner.stochastic_layers),
                 ):
+                    explore_with_noise(q_network)  # --noisy with batch norm or dropout
                     q_values = q_network(torch.as_tensor(observations, device=device))
                 actions = epsilon_greedy(q_values, epsilon, rng)
             if step_async is not None:
@@ -234,7 +236,10 @@ def _train(
 def exploration_epsilon(cfg: DQNConfig, step: int) -> float:
     """Epsilon at env step `step`: --start-epsilon decayed linearly to --end-epsilon over
     --exploration-steps (or --exploration-fraction of the run), from step 0 (Nature DQN,
-    CleanRL) or, with --exploration-after-warmup, from --learning-starts (Dopamine)."""
+    CleanRL) or, with --exploration-after-warmup, from --learning-starts (Dopamine). With
+    --noisy the noise explores: random play before --learning-starts, then epsilon 0."""
+    if cfg.noisy:
+        return 1.0 if step < cfg.learning_starts else 0.0
     decay_steps = cfg.exploration_steps or cfg.exploration_fraction * cfg.total_steps
     decay_start = cfg.learning_starts if cfg.exploration_after_warmup else 0
     return linear_schedule(

@@ -17,7 +17,8 @@ import torch
 
 from agents import checkpoint as dqn_checkpoint
 from agents.config import DQNConfig
-from agents.networks import QNetwork, build_q_network, count_parameters, multiply_adds
+from agents.heads import shrink_and_perturb
+from agents.networks import QNetwork, count_parameters, multiply_adds
 from agents.replay import ReplayBuffer
 from agents.update import DQNUpdate, UpdateRule, update_target
 from envs import GameSpaces
@@ -91,11 +92,30 @@ class Learner:
         """One gradient update (prioritized replay's beta annealed from the env step)."""
         cfg = self.cfg
         self.update.beta = linear_schedule(cfg.priority_beta, 1.0, cfg.total_steps, self.step)
+        if cfg.n_step_end or cfg.gamma_end:
+            self.replay.set_horizon(*horizon(cfg, self.updates))
         loss, q_mean = self.update.step()
         self.loss_sum += loss
         self.q_sum += q_mean
         self.loss_count += 1
         self.updates += 1
+        if cfg.reset_every and self.updates % cfg.reset_every == 0:
+            self.reset()
+
+    def reset(self) -> None:
+        """Shrink and perturb (`agents.heads.shrink_and_perturb`) towards a fresh network of
+        the same shape, with the optimizer's state cleared (its moments belong to the old
+        weights); the target network follows by its own rule."""
+        fresh = dqn_checkpoint.build_from_spec(self.network_spec).to(self.q_network_device())
+        shrink_and_perturb(self.q_network, fresh, self.cfg.reset_shrink)
+        self.optimizer.state.clear()
+        note(
+            f"reset at update {self.updates:,} (step {self.step:,}): head re-initialised, "
+            f"encoder kept at {self.cfg.reset_shrink:g}"
+        )
+
+    def q_network_device(self) -> torch.device:
+        return next(self.q_network.parameters()).device
 
     def refresh_target(self, new_steps: int) -> None:
         """Update the target network when `new_steps` more env steps pass a boundary."""
@@ -181,6 +201,21 @@ def symmetry_tables(
     )
 
 
+def horizon(cfg: DQNConfig, updates: int) -> tuple[int, float]:
+    """The n-step and discount of the next update: --n-step and --gamma moved geometrically
+    towards --n-step-end and --gamma-end (1 - gamma moving, so the horizon 1 / (1 - gamma)
+    grows steadily) over --schedule-updates updates since the last reset (BBF's schedules)."""
+    since = updates % cfg.reset_every if cfg.reset_every else updates
+    progress = min(since / cfg.schedule_updates, 1.0)
+    n_step = cfg.n_step
+    if cfg.n_step_end:
+        n_step = round(cfg.n_step * (cfg.n_step_end / cfg.n_step) ** progress)
+    gamma = cfg.gamma
+    if cfg.gamma_end and cfg.gamma < 1.0:
+        gamma = 1.0 - (1.0 - cfg.gamma) * ((1.0 - cfg.gamma_end) / (1.0 - cfg.gamma)) ** progress
+    return n_step, gamma
+
+
 def target_is_online(cfg: DQNConfig) -> bool:
     """Whether the target network equals the online one at every update: a hard copy after
     every update (each learn() call makes at most one update and then refreshes), one process,
@@ -237,7 +272,7 @@ def build_learner(
         observation_shape,
         cfg.frame_stack if pixels else 1,
         observation_dtype=torch.uint8 if pixels else torch.float32,
-        n_step=cfg.n_step,
+        n_step=max(cfg.n_step, cfg.n_step_end),  # a schedule sums the first n of them
         gamma=cfg.gamma,
         device=replay_device,
         num_actions=num_actions,
@@ -262,6 +297,7 @@ def build_learner(
             cfg.max_grad_norm,
             stochastic_layers,
             target_is_online=target_is_online(cfg),
+            head=dqn_checkpoint.HEAD_KINDS[cfg.distributional],
         ),
         cfg.batch_size,
         device,
@@ -280,15 +316,7 @@ def build_learner(
         replay=replay,
         update=update,
         rng=rng,
-        network_spec={
-            "observation_shape": list(observation_shape),
-            "num_actions": num_actions,
-            "encoder": encoder_name,
-            "dueling": cfg.dueling,
-            "width": cfg.encoder_width,
-            "batch_norm": cfg.batch_norm,
-            "dropout": cfg.dropout,
-        },
+        network_spec=dqn_checkpoint.spec_for(cfg, observation_shape, num_actions),
         save_replay=dqn_checkpoint.should_save_replay(cfg.save_replay, replay),
         autocast=autocast,
         stochastic_layers=stochastic_layers,
@@ -316,22 +344,16 @@ def _q_networks(
     fresh run, frozen with --freeze-encoder) and the encoder's name; notes their size, and
     logs it on a fresh run."""
 
+    spec = dqn_checkpoint.spec_for(cfg, observation_shape, num_actions)
+
     def build() -> QNetwork:
         try:
-            return build_q_network(
-                observation_shape,
-                num_actions,
-                cfg.encoder,
-                cfg.dueling,
-                cfg.encoder_width,
-                batch_norm=cfg.batch_norm,
-                dropout=cfg.dropout,
-            ).to(device)
+            return dqn_checkpoint.build_from_spec(spec).to(device)
         except ValueError as error:
             raise UserError(str(error)) from None
 
     q_network, target_network = build(), build()
-    encoder_name = cfg.encoder if cfg.encoder != "auto" else ("nature" if pixels else "mlp")
+    encoder_name = spec["encoder"]
     parameters, macs = count_parameters(q_network), multiply_adds(q_network, observation_shape)
     size = (
         f"Q-network: {encoder_name} encoder on {observation_shape}, {parameters:,} parameters, "

@@ -1,4 +1,4 @@
-"""Q-networks: an encoder and a head (linear or dueling). The encoders are the classic CNN
+"""Q-networks: an encoder and a head (linear, dueling, noisy or distributional: agents/heads.py). The encoders are the classic CNN
 designs, each small enough for a laptop: `nature` (Mnih et al. 2015), `resnet` (residual
 stacks, as IMPALA's), `vgg` (stacks of 3x3), `inception` (parallel 1x1 / 3x3 / 5x5 / pool
 branches), `densenet` (dense blocks with transitions), and `mlp` for vector observations.
@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from agents.config import ENCODERS
+from agents.heads import DEFAULT_ATOMS, HeadKind, NoisyLinear, ValueHead
 
 
 def _norm(channels: int, batch_norm: bool) -> nn.Module:
@@ -268,33 +269,63 @@ class MLPEncoder(nn.Module):
         return self.layers(observations.float())
 
 
-class DuelingHead(nn.Module):
-    """Q = V + A - mean(A) (Wang et al., 2016)."""
-
-    def __init__(self, features: int, num_actions: int) -> None:
-        super().__init__()
-        self.value = nn.Linear(features, 1)
-        self.advantage = nn.Linear(features, num_actions)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        advantage = self.advantage(features)  # (N, A)
-        return self.value(features) + advantage - advantage.mean(dim=1, keepdim=True)
-
-
 class QNetwork(nn.Module):
-    """encoder -> head; `q(observations)` gives (N, num_actions) action values."""
+    """encoder -> head; `q(observations)` gives (N, num_actions) action values.
 
-    def __init__(self, encoder: nn.Module, num_actions: int, dueling: bool = False) -> None:
+    The head is one linear layer (a Q-value per action) unless it is dueling, noisy or
+    distributional: then an `agents.heads.ValueHead`, whose `outputs` (N, A, K) are C51's
+    logits or QR's quantiles, and whose Q-value is their mean."""
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        num_actions: int,
+        dueling: bool = False,
+        kind: HeadKind = "expected",
+        atoms: int = 0,
+        noisy: bool = False,
+        v_min: float = -10.0,
+        v_max: float = 10.0,
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         features = encoder.output_size
-        self.head = (
-            DuelingHead(features, num_actions) if dueling else nn.Linear(features, num_actions)
-        )
+        self.kind = kind
+        self.atoms = atoms or DEFAULT_ATOMS[kind]
+        if kind == "expected" and not dueling and not noisy:
+            self.head: nn.Module = nn.Linear(features, num_actions)
+        else:
+            self.head = ValueHead(
+                features, num_actions, kind, self.atoms, dueling, noisy, v_min, v_max
+            )
         self.num_actions = num_actions
 
+    def outputs(self, observations: torch.Tensor) -> torch.Tensor:
+        """The head's outputs (N, A, K): K = 1 for a Q-value, else logits or quantiles."""
+        features = self.encoder(observations)
+        if isinstance(self.head, ValueHead):
+            return self.head(features)
+        return self.head(features).unsqueeze(-1)
+
+    def expected(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Q-values (N, A) from `outputs`."""
+        if isinstance(self.head, ValueHead):
+            return self.head.expected(outputs)
+        return outputs.squeeze(-1)
+
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(observations))
+        features = self.encoder(observations)
+        if isinstance(self.head, ValueHead):
+            return self.head.expected(self.head(features))
+        return self.head(features)
+
+    def distribution(self, observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """For a distributional head, (support or fractions (K,), probabilities or quantiles
+        (N, A, K)); None for a Q-value head."""
+        if self.kind == "expected":
+            return None
+        assert isinstance(self.head, ValueHead)
+        return self.head.distribution(self.head(self.encoder(observations)))
 
 
 PIXEL_ENCODERS: dict[str, type[ConvEncoder]] = {
@@ -315,11 +346,18 @@ def build_q_network(
     width: int = 0,
     batch_norm: bool = False,
     dropout: float = 0.0,
+    head: HeadKind = "expected",
+    atoms: int = 0,
+    noisy: bool = False,
+    v_min: float = -10.0,
+    v_max: float = 10.0,
 ) -> QNetwork:
     """The Q-network for an observation shape: 3-D (stacked frames) gets a CNN, 1-D an MLP.
     `width` sets the channels of a CNN's first layer (0: the encoder's published width);
     `batch_norm` puts batch norm after every convolution, `dropout` drops features before the
-    head."""
+    head. `head` is expected (Q-values), c51 or qr with `atoms` (0: 51 or 200) on
+    [v_min, v_max] for c51; `noisy` makes the head's layers and the encoder's last linear
+    layer NoisyLinear (Rainbow's fully connected layers)."""
     if encoder == "auto":
         encoder = "nature" if len(observation_shape) == 3 else "mlp"
     if encoder in PIXEL_ENCODERS and len(observation_shape) != 3:
@@ -339,11 +377,25 @@ def build_q_network(
         module = MLPEncoder(observation_shape, hidden=hidden, dropout=dropout)
     else:
         raise ValueError(f"unknown encoder {encoder!r}; choose from {', '.join(ENCODERS)}")
-    network = QNetwork(module, num_actions, dueling=dueling)
+    if noisy:
+        _make_last_linear_noisy(module)
+    network = QNetwork(module, num_actions, dueling, head, atoms, noisy, v_min, v_max)
     if len(observation_shape) == 3:
         # NHWC convolutions are ~10% faster on the CPU (oneDNN) and what tensor cores want.
         network = network.to(memory_format=torch.channels_last)
     return network
+
+
+def _make_last_linear_noisy(module: nn.Module) -> None:
+    """Swap the encoder's last nn.Linear (its features layer) for a NoisyLinear of that shape."""
+    last: tuple[nn.Module, str, nn.Linear] | None = None
+    for candidate in module.modules():
+        for child_name, child in candidate.named_children():
+            if isinstance(child, nn.Linear):
+                last = (candidate, child_name, child)
+    if last is not None:
+        parent, name, layer = last
+        setattr(parent, name, NoisyLinear(layer.in_features, layer.out_features))
 
 
 def count_parameters(network: nn.Module) -> int:

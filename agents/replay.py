@@ -165,6 +165,9 @@ class ReplayBuffer:
         self._discount_powers = torch.tensor(
             [gamma**k for k in range(n_step + 1)], dtype=torch.float32, device=self.device
         )
+        # The steps a sampled return sums: the first `horizon` of the n (see `set_horizon`).
+        self.horizon = n_step
+        self._summed_steps = torch.ones(n_step, dtype=torch.bool, device=self.device)
         # Prioritized replay: a sum tree of priority ** alpha per slot (0 for a slot that
         # cannot be sampled); a transition enters with the largest priority seen so far.
         self.priority_alpha = priority_alpha
@@ -335,6 +338,18 @@ class ReplayBuffer:
 
     # ---------------------------------------------------------------- validity
 
+    def set_horizon(self, n_step: int, gamma: float) -> None:
+        """Sample `n_step`-step returns (at most the buffer's n) discounted by `gamma` from now
+        on: the n-step and discount schedules. Changed in place, so a captured CUDA graph
+        follows; a transition still needs all n of the buffer's steps recorded to be drawn."""
+        n_step = max(1, min(n_step, self.n_step))
+        if n_step == self.horizon and gamma == self.gamma:
+            return
+        self.horizon, self.gamma = n_step, gamma
+        self._summed_steps.copy_(self._step_numbers < n_step)
+        powers = [gamma**k for k in range(self.n_step + 1)]
+        self._discount_powers.copy_(torch.tensor(powers, dtype=torch.float32))
+
     def refresh_validity(self) -> None:
         """Bring the sampling state up to date with the frames written so far (both samplers
         do this first; a caller replaying a captured sampler must call it before each replay)."""
@@ -472,7 +487,7 @@ class ReplayBuffer:
         base = envs * size
         steps = positions[:, None] + self._step_numbers  # (B, n)
         flags = self._step_flags(base, steps)
-        summed = self._summed(flags)
+        summed = self._summed(flags) & self._summed_steps
         rewards = self.rewards.index_select(0, (base[:, None] + steps % size).reshape(-1))
         discounted = rewards.view(steps.shape) * self._discount_powers[: self.n_step]
         returns = torch.where(summed, discounted, 0.0).sum(dim=1)

@@ -23,6 +23,31 @@ from agents.networks import QNetwork
 from envs import make_env, make_vector_env
 
 
+@dataclass(frozen=True)
+class ReturnDistribution:
+    """What a distributional head says of each action's return: for c51, probabilities
+    `weights` (A, K) on the fixed returns `values` (K,); for qr, the returns `weights` (A, K) at
+    the quantile fractions `values` (K,). Either way each action's mean is its Q-value."""
+
+    kind: str
+    values: np.ndarray
+    weights: np.ndarray
+
+    def histogram(self, action: int, bins: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(returns (K,), probability mass (K,)) of one action, on a shared picture: c51's own
+        atoms, or qr's quantiles binned into `bins` (0: as many as there are quantiles, at
+        most 51) equal bins between the lowest and the highest, each quantile 1 / K of mass."""
+        if self.kind == "c51":
+            return self.values, self.weights[action]
+        quantiles = self.weights[action]
+        bins = bins or min(len(quantiles), 51)
+        low, high = float(quantiles.min()), float(quantiles.max())
+        if high - low < 1e-6:
+            return np.array([low]), np.array([1.0])
+        mass, edges = np.histogram(quantiles, bins=bins, range=(low, high))
+        return (edges[:-1] + edges[1:]) / 2, mass / len(quantiles)
+
+
 def epsilon_greedy(q_values: torch.Tensor, epsilon: float, rng: np.random.Generator) -> np.ndarray:
     """Greedy actions from (E, A) Q-values, each replaced by a uniform random one with
     probability epsilon."""
@@ -69,6 +94,9 @@ class Rollout:
         self.observation, _ = env.reset()
         self.frame = env.render() if render else None
         self.q_values = np.zeros(self.num_actions, dtype=np.float32)
+        # A distributional network's return distribution of each action: (kind, values (K,),
+        # weights (A, K)); see `ReturnDistribution`. None for a Q-value head.
+        self.distribution: ReturnDistribution | None = None
         self.action = 0
         self.think()
 
@@ -78,7 +106,16 @@ class Rollout:
         if self.network is not None:
             with torch.no_grad():
                 observation = torch.as_tensor(self.observation, device=self.device)[None]
-                q_values = self.network(observation).float()
+                kind = getattr(self.network, "kind", "expected")
+                if kind == "expected":
+                    q_values = self.network(observation).float()
+                else:
+                    outputs = self.network.outputs(observation)
+                    q_values = self.network.expected(outputs).float()
+                    values, weights = self.network.head.distribution(outputs)
+                    self.distribution = ReturnDistribution(
+                        kind, values.cpu().numpy(), weights[0].cpu().numpy()
+                    )
             self.q_values = q_values[0].cpu().numpy()
             self.action = int(epsilon_greedy(q_values, self.epsilon, self.rng)[0])
         else:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from agents.heads import HeadKind, c51_projection, quantile_huber_loss
 from agents.networks import QNetwork, random_intensity, random_shift, random_symmetry
 from agents.replay import ReplayBuffer, ReplaySample
 from playground.notes import note
@@ -51,6 +52,9 @@ class UpdateRule:
     """The target network is a copy of the online one at every update (a hard copy after
     each update, no batch norm or dropout; DrQ(eps)): double DQN's two next-state passes
     would give the same values, so one is made."""
+    head: HeadKind = "expected"
+    """expected (a Q-value per action), c51 or qr: the network's head, whose loss this is
+    (`loss` applies to Q-values only)."""
 
 
 @contextlib.contextmanager
@@ -121,22 +125,10 @@ def dqn_update(
     with torch.autocast(
         device_type, dtype=torch.bfloat16, enabled=autocast, cache_enabled=autocast_cache
     ):
-        with torch.no_grad():
-            next_q_target = target_network(next_observations).float()
-            next_q_online = None
-            if rule.double_dqn and rule.target_is_online:
-                next_q_online = next_q_target
-            elif rule.double_dqn:
-                with evaluating(q_network, rule.stochastic_layers):
-                    next_q_online = q_network(next_observations).float()
-            targets = td_target(
-                batch.returns, batch.discounts, batch.dones, next_q_target, next_q_online
-            )
-        q_taken = q_network(observations).float().gather(1, actions.unsqueeze(1)).squeeze(1)
-    if rule.loss == "huber":
-        losses = nn.functional.smooth_l1_loss(q_taken, targets, reduction="none")
-    else:
-        losses = nn.functional.mse_loss(q_taken, targets, reduction="none")
+        predictions, targets = _predictions_and_targets(
+            batch, observations, next_observations, actions, q_network, target_network, rule
+        )
+    losses, q_taken, errors = _losses(predictions, targets, q_network, rule)
     loss = (batch.weights * losses).mean()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -145,7 +137,81 @@ def dqn_update(
             [p for p in q_network.parameters() if p.requires_grad], rule.max_grad_norm
         )
     optimizer.step()
-    return loss.detach(), q_taken.detach().mean(), (targets - q_taken).detach()
+    return loss.detach(), q_taken.detach().mean(), errors
+
+
+def _next_actions(
+    next_observations: torch.Tensor,
+    next_q_target: torch.Tensor,
+    q_network: QNetwork,
+    rule: UpdateRule,
+) -> torch.Tensor | None:
+    """The online network's next-state Q-values for double DQN (None without it)."""
+    if not rule.double_dqn:
+        return None
+    if rule.target_is_online:
+        return next_q_target
+    with evaluating(q_network, rule.stochastic_layers):
+        return q_network(next_observations).float()
+
+
+def _predictions_and_targets(
+    batch: ReplaySample,
+    observations: torch.Tensor,
+    next_observations: torch.Tensor,
+    actions: torch.Tensor,
+    q_network: QNetwork,
+    target_network: QNetwork,
+    rule: UpdateRule,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the taken actions' values are and what they should be: Q-values (B,) and TD
+    targets (B,) for a Q-value head; for a distributional one, the taken action's outputs
+    (B, K) and C51's projected target distribution or QR's target quantiles (B, K)."""
+    with torch.no_grad():
+        next_outputs = target_network.outputs(next_observations).float()  # (B, A, K)
+        next_q_target = target_network.expected(next_outputs)
+        next_q_online = _next_actions(next_observations, next_q_target, q_network, rule)
+        if rule.head == "expected":
+            targets = td_target(
+                batch.returns, batch.discounts, batch.dones, next_q_target, next_q_online
+            )
+        else:
+            chooser = next_q_target if next_q_online is None else next_q_online
+            index = chooser.argmax(dim=1)[:, None, None].expand(-1, 1, next_outputs.shape[2])
+            next_chosen = next_outputs.gather(1, index).squeeze(1)  # (B, K)
+            if rule.head == "c51":
+                targets = c51_projection(
+                    next_chosen.softmax(dim=-1), batch.returns, batch.discounts, batch.dones,
+                    q_network.head.support,
+                )  # fmt: skip
+            else:
+                scale = (batch.discounts * (1.0 - batch.dones))[:, None]
+                targets = batch.returns[:, None] + scale * next_chosen
+    outputs = q_network.outputs(observations).float()
+    taken = outputs.gather(1, actions[:, None, None].expand(-1, 1, outputs.shape[2])).squeeze(1)
+    if rule.head == "expected":
+        taken = taken.squeeze(1)
+    return taken, targets
+
+
+def _losses(
+    predictions: torch.Tensor, targets: torch.Tensor, q_network: QNetwork, rule: UpdateRule
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The loss of each transition (B,), the taken actions' Q-values (B,) and the errors the
+    priorities follow: the TD errors of a Q-value head; a distributional head's own losses
+    (Rainbow prioritises by the distributional loss)."""
+    if rule.head == "c51":
+        losses = -(targets * predictions.log_softmax(dim=-1)).sum(dim=-1)
+        q_taken = (predictions.softmax(dim=-1) * q_network.head.support).sum(dim=-1)
+        return losses, q_taken, losses.detach()
+    if rule.head == "qr":
+        losses = quantile_huber_loss(predictions, targets, q_network.head.fractions)
+        return losses, predictions.mean(dim=-1), losses.detach()
+    if rule.loss == "huber":
+        losses = nn.functional.smooth_l1_loss(predictions, targets, reduction="none")
+    else:
+        losses = nn.functional.mse_loss(predictions, targets, reduction="none")
+    return losses, predictions, (targets - predictions).detach()
 
 
 @torch.no_grad()

@@ -217,3 +217,28 @@ def test_a_malformed_ray_address_is_refused_before_ray_starts(address: str, caps
     code = run.main(["train-dqn", "--actors", "2", "--ray-address", address])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: --ray-address") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--distributional", "c51", "--v-min", "5", "--v-max", "1"], "--v-min (5) must be below"),
+        (["--distributional", "qr", "--atoms", "1"], "--atoms 1 is no distribution"),
+        (["--gamma-end", "1"], "--gamma-end 1 cannot be reached"),
+        (["--n-step", "3", "--n-step-end", "3"], "--n-step-end 3 equals --n-step"),
+        (
+            ["--reset-every", "100", "--cuda-graph"],
+            "leave out one of --cuda-graph and --reset-every",
+        ),
+        (["--reset-shrink", "1.5"], "--reset-shrink must lie in [0, 1]"),
+        (["--v-max", "inf"], "--v-max must lie in"),
+    ],
+)
+def test_a_wrong_head_or_schedule_setting_is_one_line(
+    flags: list[str], message: str, tmp_path: Path, capsys
+) -> None:
+    argv = ["train-dqn", "--env-id", "Playground/Catch-v0", "--runs-dir", str(tmp_path), *flags]
+    code = run.main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert list(tmp_path.iterdir()) == []

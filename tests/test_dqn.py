@@ -92,7 +92,7 @@ def test_cnn_q_networks_size_themselves(encoder: str, dueling: bool) -> None:
 def test_dueling_head_mean_advantage_is_zero_centered() -> None:
     network = build_q_network((3,), 4, "mlp", dueling=True)
     features = network.encoder(torch.randn(7, 3))
-    q_values = network.head(features)
+    q_values = network.head.expected(network.head(features))  # (N, A): one atom each
     value = network.head.value(features)
     assert torch.allclose(q_values.mean(dim=1, keepdim=True), value, atol=1e-6)
 

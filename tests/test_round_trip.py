@@ -34,7 +34,15 @@ DQN_KNOBS = {
     "inception-dueling": dict(encoder="inception", frame_size=16, dueling=True),
     "mlp-width": dict(encoder="mlp", frame_size=8, encoder_width=32),
     "frame-stack-2": dict(encoder="vgg", frame_size=12, frame_stack=2, encoder_width=8),
-}
+    "c51-dueling-noisy": dict(
+        encoder="vgg", frame_size=12, encoder_width=8, distributional="c51", atoms=21,
+        v_min=-2.0, v_max=2.0, dueling=True, noisy=True,
+    ),
+    "qr-schedules-resets": dict(
+        encoder="mlp", frame_size=8, distributional="qr", atoms=16, n_step=4, n_step_end=2,
+        gamma_end=0.995, schedule_updates=10, reset_every=15,
+    ),
+}  # fmt: skip
 
 
 def small_run(tmp_path: Path, name: str, **knobs: object) -> DQNConfig:
@@ -53,9 +61,11 @@ def test_a_dqn_knob_survives_evaluate_watch_init_from_and_resume(knob: str, tmp_
     knobs = DQN_KNOBS[knob]
     run_dir = train_dqn(small_run(tmp_path, "first", **knobs))
     checkpoint = load_dqn_checkpoint(run_dir / "latest.pt")
-    for setting in ("batch_norm", "dropout", "dueling"):
+    for setting in ("batch_norm", "dropout", "dueling", "noisy", "atoms", "v_min", "v_max"):
         expected = knobs.get(setting, DQNConfig.__dataclass_fields__[setting].default)
         assert checkpoint["network"][setting] == expected
+    head = {"none": "expected", "c51": "c51", "qr": "qr"}[knobs.get("distributional", "none")]
+    assert checkpoint["network"]["head"] == head
     # The rebuilt network is the trained one: same weights, same outputs.
     network = network_from_checkpoint(checkpoint)
     assert not network.training

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+from typing import Any
 
 import imageio.v3 as iio
 import numpy as np
@@ -34,14 +35,15 @@ CATCH = "Playground/Catch-v0"
 
 
 def save_untrained_checkpoint(
-    path: Path, env_id: str = CATCH, step: int = 1234, seed: int = 0
+    path: Path, env_id: str = CATCH, step: int = 1234, seed: int = 0, **head: Any
 ) -> Path:
-    """A DQN checkpoint in the trainer's format holding an untrained network for `env_id`."""
+    """A DQN checkpoint in the trainer's format holding an untrained network for `env_id`
+    (`head`: build_q_network's head options, e.g. head="c51", atoms=11)."""
     env = make_env(env_id)
     shape, actions = tuple(env.observation_space.shape), int(env.action_space.n)
     env.close()
     torch.manual_seed(seed)
-    network = build_q_network(shape, actions)
+    network = build_q_network(shape, actions, **head)
     encoder = "nature" if len(shape) == 3 else "mlp"
     return save_checkpoint(
         path,
@@ -53,6 +55,7 @@ def save_untrained_checkpoint(
                 "num_actions": actions,
                 "encoder": encoder,
                 "dueling": False,
+                **head,
             },
             "q_network": network.state_dict(),
             "step": step,
@@ -392,3 +395,41 @@ def test_training_starts_the_viewer_as_a_module_following_the_file(
         True, str(tmp_path.resolve()), "127.0.0.1", 9999,
     )  # fmt: skip
     assert started["cwd"] == repo_root and started["env"]["OMP_NUM_THREADS"] == "1"
+
+
+@pytest.mark.parametrize("kind", ["c51", "qr"])
+def test_a_distributional_head_shows_its_mean_and_the_chosen_actions_returns(
+    kind: str, tmp_path: Path
+) -> None:
+    """The bars are the distributions' means, and the panel draws the chosen action's
+    distribution under them (in the space it was given)."""
+    checkpoint = save_untrained_checkpoint(tmp_path / "policy.pt", head=kind, atoms=11)
+    png = tmp_path / "shot.png"
+    viewer = Viewer(WatchConfig(checkpoint=str(checkpoint), headless=True, screenshot=str(png)))
+    try:
+        # The window has room for the panel with the distribution in it.
+        needed = 330 + 3 * viewer.row_height + watch_module.DISTRIBUTION_HEIGHT
+        assert viewer.size[1] >= needed
+        distribution = viewer.distribution
+        assert distribution is not None and distribution.kind == kind
+        assert distribution.weights.shape == (3, 11)
+        with torch.no_grad():
+            observation = torch.as_tensor(viewer.observation)[None]
+            outputs = viewer.network.outputs(observation)[0]
+        if kind == "c51":
+            means = (outputs.softmax(-1) * torch.linspace(-10, 10, 11)).sum(-1)
+        else:
+            means = outputs.mean(-1)
+        assert viewer.q_values == pytest.approx(means.tolist(), abs=1e-5)
+        returns, mass = distribution.histogram(viewer.action)
+        assert mass.sum() == pytest.approx(1.0)
+        assert float((returns * mass).sum()) == pytest.approx(
+            float(viewer.q_values[viewer.action]), abs=0.5 if kind == "qr" else 1e-5
+        )
+        viewer.draw()
+        pixels = pygame.surfarray.array3d(viewer.surface)
+        left = viewer.game_size[0]
+        accent = np.all(pixels[left:] == watch_module.ACCENT, axis=-1)
+        assert accent.any()  # the mean's marker (and the chosen action's bar)
+    finally:
+        viewer.close()

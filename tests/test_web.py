@@ -191,8 +191,9 @@ def browser():
 
 
 @pytest.fixture
-def viewer(tmp_path: Path) -> Iterator[WebViewer]:
-    checkpoint = save_untrained_checkpoint(tmp_path / "policy.pt", step=4321)
+def viewer(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[WebViewer]:
+    head = getattr(request, "param", {})  # build_q_network's head options
+    checkpoint = save_untrained_checkpoint(tmp_path / "policy.pt", step=4321, **head)
     cfg = WatchConfig(checkpoint=str(checkpoint), web=True, port=free_port(), fps=30)
     running = WebViewer(cfg)
     stop = threading.Event()
@@ -245,6 +246,7 @@ def test_the_page_shows_the_game_the_values_and_the_controls_act(browser, viewer
     labels = page.eval_on_selector_all("#q-values .q", "rows => rows.map(r => r.dataset.action)")
     assert labels == ["NOOP", "LEFT", "RIGHT"]
     assert page.eval_on_selector_all("#q-values .q.chosen", "rows => rows.length") == 1
+    assert not page.is_visible("#distribution")  # a Q-value head has no distribution
 
     # Pause from the page; then the values it received are the network's own.
     page.click("button[data-command=pause]")
@@ -282,6 +284,30 @@ def test_the_page_shows_the_game_the_values_and_the_controls_act(browser, viewer
     with page.expect_download() as download:
         page.click("#screenshot")
     assert download.value.suggested_filename.endswith(".png")
+    page.close()
+
+
+@needs_browser
+@pytest.mark.parametrize("viewer", [{"head": "c51", "atoms": 21}], indirect=True)
+def test_the_page_draws_a_distributional_heads_returns(browser, viewer) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"http://127.0.0.1:{viewer.server.port}/")
+    _wait(page, "window.viewerState() && window.viewerState().frames > 3")
+    page.click("button[data-command=pause]")
+    _wait(page, "window.viewerState().paused === true")
+    time.sleep(0.5)
+    state = _state(page)
+    shown = state["distribution"]
+    assert shown["kind"] == "c51" and len(shown["mass"]) == 21
+    assert shown["mean"] == pytest.approx(state["q_values"][state["action"]], abs=1e-3)
+    assert sum(shown["mass"]) == pytest.approx(1.0, abs=1e-3)
+    assert page.is_visible("#distribution")
+    title = page.inner_text("#distribution-title")
+    assert title == f"RETURNS OF {state['actions'][state['action']]} (C51)"
+    assert page.eval_on_selector_all("#histogram .mass", "bars => bars.length") == 21
+    assert (
+        page.inner_text("#returns-low") == "-10.00" and page.inner_text("#returns-high") == "10.00"
+    )
     page.close()
 
 

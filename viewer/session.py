@@ -23,7 +23,7 @@ from agents.checkpoint import (
 )
 from agents.config import env_options
 from agents.networks import build_q_network
-from agents.rollout import Rollout
+from agents.rollout import ReturnDistribution, Rollout
 from agents.saliency import saliency_map
 from envs import action_names, check_env_id, game_fps, make_env
 from playground.checkpoint import resolve_checkpoint
@@ -157,6 +157,11 @@ class ViewerSession:
     @property
     def q_values(self) -> np.ndarray:
         return self.rollout.q_values
+
+    @property
+    def distribution(self) -> ReturnDistribution | None:
+        """The return distributions of a distributional network (None for a Q-value head)."""
+        return self.rollout.distribution
 
     @property
     def action(self) -> int:

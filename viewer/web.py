@@ -272,6 +272,21 @@ class RunCurves:
         return self.snapshot
 
 
+def _distribution(session: Any) -> dict[str, Any] | None:
+    """The chosen action's return distribution, as the pygame panel draws it (None unless the
+    network is distributional)."""
+    distribution = session.distribution
+    if distribution is None:
+        return None
+    returns, mass = distribution.histogram(int(session.action))
+    return {
+        "kind": distribution.kind,
+        "returns": [round(float(value), 4) for value in returns],
+        "mass": [round(float(value), 5) for value in mass],
+        "mean": round(float(session.q_values[int(session.action)]), 4),
+    }
+
+
 def session_state(session: Any, frame_url: Callable[[], str | None]) -> dict[str, Any]:
     """What the page draws of a `ViewerSession` (the pygame panel's content)."""
     scores = session.scores
@@ -286,6 +301,7 @@ def session_state(session: Any, frame_url: Callable[[], str | None]) -> dict[str
         "actions": session.action_labels,
         "q_values": [round(float(value), 4) for value in session.q_values],
         "action": int(session.action),
+        "distribution": _distribution(session),
         "score": session.episode_score,
         "game": session.episode_count + (0 if session.episode_over else 1),
         "game_step": session.episode_steps,

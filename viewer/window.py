@@ -49,6 +49,7 @@ GOOD = (112, 204, 140)
 PANEL_WIDTH = 320
 PADDING = 16
 MAX_GAME_HEIGHT = 640  # the automatic --scale fits the game into this many pixels
+DISTRIBUTION_HEIGHT = 104  # the chosen action's return distribution, under the Q-values
 
 
 GAME_KEY_NAMES = {
@@ -101,6 +102,8 @@ class Viewer(ViewerSession):
         self.compact = len(self.action_labels) > 9
         self.row_height = 20 if self.compact else 26
         panel_height = 330 + len(self.action_labels) * self.row_height  # with a one-line key legend
+        if self.distribution is not None:
+            panel_height += DISTRIBUTION_HEIGHT
         width = self.game_size[0] + PANEL_WIDTH
         height = max(self.game_size[1], panel_height)
         self.size = (width + width % 2, height + height % 2)
@@ -277,6 +280,8 @@ class Viewer(ViewerSession):
         x, y = position
         if align == "right":
             x -= image.get_width()
+        elif align == "center":
+            x -= image.get_width() // 2
         surface.blit(image, (x, y))
         return image.get_width()
 
@@ -345,6 +350,9 @@ class Viewer(ViewerSession):
             self._text(surface, f"{value:.2f}", (right, y), font, color, align="right")
             y += self.row_height
         y = self._divider(surface, left, y + 2)
+        if self.distribution is not None:
+            y = self._draw_distribution(surface, x, y, inner)
+            y = self._divider(surface, left, y + 2)
 
         # Score and speed.
         mean = f"{np.mean(self.scores):.2f}   (last {self.scores[-1]:g})" if self.scores else "-"
@@ -413,6 +421,39 @@ class Viewer(ViewerSession):
                 width = self._text(surface, key, (key_x, y), "small", ACCENT)
                 self._text(surface, action, (key_x + width + 6, y), "small", MUTED)
             y += 20
+
+    def _draw_distribution(self, surface: pygame.Surface, x: int, y: int, width: int) -> int:
+        """The chosen action's distribution of returns (a distributional head: its Q-value is
+        this distribution's mean, marked): probability mass over returns, from the lowest to
+        the highest drawn. Returns the y below it."""
+        assert self.distribution is not None
+        name = self.action_labels[self.action]
+        kind = "C51" if self.distribution.kind == "c51" else "QUANTILES"
+        self._text(surface, self._fit(f"RETURNS OF {name.upper()} ({kind})", "small", width),
+                   (x, y), "small", MUTED)  # fmt: skip
+        y += 20
+        returns, mass = self.distribution.histogram(self.action)
+        height = DISTRIBUTION_HEIGHT - 46
+        pygame.draw.rect(surface, BACKGROUND, (x, y, width, height), border_radius=3)
+        low, high = float(returns.min()), float(returns.max())
+        span = max(high - low, 1e-6)
+        peak = max(float(mass.max()), 1e-6)
+        bar = max(1, width // max(len(returns), 1) - 1)
+        for value, weight in zip(returns, mass, strict=True):
+            left = x + round((float(value) - low) / span * (width - bar))
+            tall = round(float(weight) / peak * (height - 4))
+            if tall > 0:
+                pygame.draw.rect(surface, BAR, (left, y + height - 2 - tall, bar, tall))
+        mean = float(self.q_values[self.action])
+        mean_x = x + round(min(max((mean - low) / span, 0.0), 1.0) * (width - 1))
+        pygame.draw.line(surface, ACCENT, (mean_x, y), (mean_x, y + height - 1), 2)
+        y += height + 4
+        self._text(surface, f"{low:.2f}", (x, y), "small", MUTED)
+        self._text(
+            surface, f"mean {mean:.2f}", (x + width // 2, y), "small", ACCENT, align="center"
+        )
+        self._text(surface, f"{high:.2f}", (x + width, y), "small", MUTED, align="right")
+        return y + 18
 
     def _draw_help(self, surface: pygame.Surface) -> None:
         rows = [

@@ -1,0 +1,156 @@
+"""What each learning flag costs per update on this CPU, beside the DrQ(eps) preset's update
+(Nature CNN, batch 32, 10-step double-DQN targets, dueling, random shifts and intensity noise,
+the target copied every update), from one replay buffer of random frames. The variants are
+timed in alternating rounds, so the machine's drift hits all of them alike; the table gives
+milliseconds per update and the ratio to the DrQ(eps) update of the same rounds.
+
+    python -m benchmarks.update_cost                 # all variants, 6 rounds of 30 updates
+    python -m benchmarks.update_cost --rounds 3 --json-path cost.json
+
+A reset is paid once per --reset-every updates: its row is the reset's own cost spread over
+BBF's 20,000 updates, on top of the DrQ(eps) update (it shows the reset, timed alone, too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from agents.heads import shrink_and_perturb
+from agents.networks import build_q_network
+from agents.replay import ReplayBuffer
+from agents.update import DQNUpdate, UpdateRule, update_target
+
+SHAPE = (4, 84, 84)
+ACTIONS = 6
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    head: str = "expected"
+    noisy: bool = False
+    schedule: bool = False  # set the n-step horizon and discount before every update
+    ema_target: bool = False  # a separate target network, Polyak-averaged after every update
+    network: dict = field(default_factory=dict)
+
+
+VARIANTS = [
+    Variant("DrQ(eps)"),
+    Variant("+ c51 (51 atoms)", head="c51"),
+    Variant("+ qr (200 quantiles)", head="qr"),
+    Variant("+ noisy", noisy=True),
+    Variant("+ n-step / discount schedule", schedule=True),
+    Variant("+ EMA target (tau 0.005)", ema_target=True),
+    Variant("c51 + noisy + schedule + EMA", head="c51", noisy=True, schedule=True, ema_target=True),
+]
+
+
+def filled_replay(steps: int, seed: int = 0) -> ReplayBuffer:
+    rng = np.random.default_rng(seed)
+    replay = ReplayBuffer(steps + 64, 1, SHAPE, 4, n_step=10, gamma=0.99, num_actions=ACTIONS)
+    first = np.zeros((1, *SHAPE), dtype=np.uint8)  # a new episode's stack: zero-padded
+    first[:, -1] = rng.integers(0, 256, SHAPE[1:], dtype=np.uint8)
+    replay.start(first)
+    no = np.zeros(1, dtype=bool)
+    stack = first
+    for _ in range(steps):
+        frame = rng.integers(0, 256, (1, 1, *SHAPE[1:]), dtype=np.uint8)
+        stack = np.concatenate([stack[:, 1:], frame], axis=1)
+        replay.add(
+            rng.integers(0, ACTIONS, 1), rng.normal(size=1).astype(np.float32), no, no, stack
+        )
+    return replay
+
+
+def make_update(variant: Variant, replay: ReplayBuffer) -> Callable[[], None]:
+    """One update of this variant, as the learner makes it."""
+    torch.manual_seed(0)
+    options = {"dueling": True, "head": variant.head, "noisy": variant.noisy}
+    online = build_q_network(SHAPE, ACTIONS, **options)
+    target = build_q_network(SHAPE, ACTIONS, **options)
+    target.load_state_dict(online.state_dict())
+    target.eval().requires_grad_(False)
+    optimizer = torch.optim.Adam(online.parameters(), lr=1e-4, eps=1.5e-4)
+    rule = UpdateRule(True, "huber", 10.0, target_is_online=not variant.ema_target)
+    rule = replace(rule, head=variant.head)
+    update = DQNUpdate(
+        replay, online, online if rule.target_is_online else target, optimizer, rule, 32,
+        torch.device("cpu"), augment=True, intensity=0.05,
+    )  # fmt: skip
+    count = [0]
+
+    def step() -> None:
+        if variant.schedule:
+            count[0] += 1
+            replay.set_horizon(10 - count[0] % 7, 0.97 + 0.027 * (count[0] % 2))
+        update.step()
+        if variant.ema_target:
+            update_target(target, online, 0.005)
+
+    return step
+
+
+def reset_seconds(repeats: int = 5) -> float:
+    """Seconds of one shrink-and-perturb reset (a fresh network built, mixed in, Adam cleared)."""
+    network = build_q_network(SHAPE, ACTIONS, dueling=True)
+    optimizer = torch.optim.Adam(network.parameters())
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fresh = build_q_network(SHAPE, ACTIONS, dueling=True)
+        shrink_and_perturb(network, fresh, 0.5)
+        optimizer.state.clear()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--updates", type=int, default=30, help="updates per variant per round")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json-path", default="")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    replay = filled_replay(2_000)
+    steps = {variant.name: make_update(variant, replay) for variant in VARIANTS}
+    for step in steps.values():  # warm-up: allocations, kernels
+        for _ in range(3):
+            step()
+    timings: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(args.rounds):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            for _ in range(args.updates):
+                step()
+            timings[name].append((time.perf_counter() - start) / args.updates)
+    base = statistics.median(timings["DrQ(eps)"])
+    reset = reset_seconds()
+    rows = [
+        {"variant": name, "ms": 1e3 * statistics.median(values),
+         "ratio": statistics.median(values) / base}
+        for name, values in timings.items()
+    ]  # fmt: skip
+    rows.append({"variant": "+ reset every 20,000 updates", "ms": 1e3 * (base + reset / 20_000),
+                 "ratio": (base + reset / 20_000) / base, "reset_ms": 1e3 * reset})  # fmt: skip
+    print(f"{'variant':34s} {'ms / update':>12s} {'x DrQ(eps)':>11s}")
+    for row in rows:
+        print(f"{row['variant']:34s} {row['ms']:12.1f} {row['ratio']:11.2f}")
+    print(f"(one reset alone: {1e3 * reset:.1f} ms; {args.rounds} rounds of {args.updates} "
+          f"updates, {args.threads} thread(s), batch 32, {SHAPE})")  # fmt: skip
+    if args.json_path:
+        with open(args.json_path, "w") as handle:
+            json.dump({"rows": rows, "rounds": args.rounds, "updates": args.updates,
+                       "threads": args.threads}, handle, indent=1)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
