@@ -71,6 +71,7 @@ def spec_for(
         "v_min": cfg.v_min,
         "v_max": cfg.v_max,
         "noisy": cfg.noisy,
+        "spr": cfg.spr_weight > 0,
     }
 
 
@@ -90,6 +91,7 @@ def build_from_spec(spec: dict[str, Any]) -> QNetwork:
         noisy=spec.get("noisy", False),
         v_min=spec.get("v_min", -10.0),
         v_max=spec.get("v_max", 10.0),
+        spr=spec.get("spr", False),
     )
 
 

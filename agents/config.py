@@ -147,6 +147,13 @@ class DQNConfig:
     """Shrink-and-perturb resets every this many updates (Nikishin et al. 2022, D'Oro et al.
     2023, BBF): the head is re-initialised, the encoder moved to --reset-shrink x itself +
     (1 - --reset-shrink) x a fresh initialisation, the optimizer's state cleared; 0: never."""
+    spr_weight: NonNegativeFloat = 0.0
+    """SPR's self-predictive loss (Schwarzer et al. 2021) beside the TD loss, with this weight
+    (SPR: 2, BBF: 5; 0 off): a transition model predicts the encoder's latents --spr-steps
+    ahead from the actions taken, matched (cosine) to the target network's projections of the
+    frames seen then. Pixel encoders only."""
+    spr_steps: PositiveInt = 5
+    """With --spr-weight: steps predicted ahead (SPR and BBF: 5)."""
     reset_shrink: UnitFloat = 0.5
     """With --reset-every: how much of the encoder's weights a reset keeps (BBF: 0.5; 0 resets
     it fully, 1 leaves it)."""
@@ -292,7 +299,8 @@ def validate(cfg: DQNConfig) -> None:
     )
     check(
         cfg.buffer_size
-        >= (cfg.actors * cfg.envs_per_actor or cfg.num_envs) * (cfg.frame_stack + cfg.n_step + 2),
+        >= (cfg.actors * cfg.envs_per_actor or cfg.num_envs)
+        * (cfg.frame_stack + max(cfg.n_step, cfg.n_step_end, cfg.spr_steps) + 2),
         "--buffer-size is too small for --num-envs",
     )
     check(

@@ -83,6 +83,7 @@ def train_dqn(
             "Playground/Snake-v0 does); leave the flag out"
         )
     spaces = _spaces(cfg)  # the game is made here first: one it cannot be is refused now
+    _check_network(cfg, spaces)
     if (line := describe(presets, cfg)) is not None:
         note(line)
     if (line := protocol_line(cfg)) is not None:
@@ -245,6 +246,16 @@ def exploration_epsilon(cfg: DQNConfig, step: int) -> float:
     return linear_schedule(
         cfg.start_epsilon, cfg.end_epsilon, decay_steps, max(step - decay_start, 0)
     )
+
+
+def _check_network(cfg: DQNConfig, spaces: GameSpaces) -> None:
+    """Build the network once on the CPU, so one these settings cannot make (frames too small
+    for the encoder, SPR without a pixel encoder) is one line before anything is written."""
+    spec = dqn_checkpoint.spec_for(cfg, spaces.observation_shape, spaces.num_actions)
+    try:
+        dqn_checkpoint.build_from_spec(spec)
+    except ValueError as error:
+        raise UserError(str(error)) from None
 
 
 def _spaces(cfg: DQNConfig) -> GameSpaces:

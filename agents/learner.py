@@ -59,6 +59,7 @@ class Learner:
     update_credit: float = 0.0
     loss_sum: torch.Tensor = field(default_factory=lambda: torch.zeros(()))
     q_sum: torch.Tensor = field(default_factory=lambda: torch.zeros(()))
+    spr_sum: torch.Tensor = field(default_factory=lambda: torch.zeros(()))
     loss_count: int = 0
 
     # ------------------------------------------------------------------ learning
@@ -94,9 +95,11 @@ class Learner:
         self.update.beta = linear_schedule(cfg.priority_beta, 1.0, cfg.total_steps, self.step)
         if cfg.n_step_end or cfg.gamma_end:
             self.replay.set_horizon(*horizon(cfg, self.updates))
-        loss, q_mean = self.update.step()
-        self.loss_sum += loss
-        self.q_sum += q_mean
+        result = self.update.step()
+        self.loss_sum += result.loss
+        self.q_sum += result.q_mean
+        if cfg.spr_weight > 0:
+            self.spr_sum += result.spr_loss
         self.loss_count += 1
         self.updates += 1
         if cfg.reset_every and self.updates % cfg.reset_every == 0:
@@ -130,6 +133,9 @@ class Learner:
         run.check_finite([self.loss_sum, self.q_sum], "the TD loss or the Q-values", step)
         run.logger.scalar(tags.TD_LOSS, (self.loss_sum / self.loss_count).item(), step)
         run.logger.scalar(tags.Q_VALUES, (self.q_sum / self.loss_count).item(), step)
+        if self.cfg.spr_weight > 0:
+            run.logger.scalar(tags.SPR_LOSS, (self.spr_sum / self.loss_count).item(), step)
+            self.spr_sum.zero_()
         self.loss_sum.zero_()
         self.q_sum.zero_()
         self.loss_count = 0
@@ -266,18 +272,22 @@ def build_learner(
     autocast = use_bf16(cfg.precision, device)
     if cfg.cuda_graph and device.type != "cuda":
         note(f"--cuda-graph applies on CUDA only; ignored on {device}")
+    future_steps = cfg.spr_steps if cfg.spr_weight > 0 else 0
     replay = ReplayBuffer(
         cfg.buffer_size,
         lanes,
         observation_shape,
         cfg.frame_stack if pixels else 1,
         observation_dtype=torch.uint8 if pixels else torch.float32,
-        n_step=max(cfg.n_step, cfg.n_step_end),  # a schedule sums the first n of them
+        # The most steps any part looks ahead: a schedule's or SPR's, of which n are summed.
+        n_step=max(cfg.n_step, cfg.n_step_end, future_steps),
         gamma=cfg.gamma,
         device=replay_device,
         num_actions=num_actions,
         priority_alpha=cfg.priority_alpha if cfg.prioritized else None,
+        future_steps=future_steps,
     )
+    replay.set_horizon(*horizon(cfg, 0))
     rng = np.random.default_rng(cfg.seed)
     counters = {"step": 0, "updates": 0, "best_eval": -math.inf, "update_credit": 0.0}
     if previous is not None:
@@ -298,6 +308,7 @@ def build_learner(
             stochastic_layers,
             target_is_online=target_is_online(cfg),
             head=dqn_checkpoint.HEAD_KINDS[cfg.distributional],
+            spr_weight=cfg.spr_weight,
         ),
         cfg.batch_size,
         device,
@@ -322,6 +333,7 @@ def build_learner(
         stochastic_layers=stochastic_layers,
         loss_sum=torch.zeros((), device=device),
         q_sum=torch.zeros((), device=device),
+        spr_sum=torch.zeros((), device=device),
         **counters,
     )
     if previous is None:

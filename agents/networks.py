@@ -12,6 +12,7 @@ from torch import nn
 
 from agents.config import ENCODERS
 from agents.heads import DEFAULT_ATOMS, HeadKind, NoisyLinear, ValueHead
+from agents.spr import SelfPredictive
 
 
 def _norm(channels: int, batch_norm: bool) -> nn.Module:
@@ -286,6 +287,7 @@ class QNetwork(nn.Module):
         noisy: bool = False,
         v_min: float = -10.0,
         v_max: float = 10.0,
+        spr_shape: tuple[int, ...] | None = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -299,13 +301,26 @@ class QNetwork(nn.Module):
                 features, num_actions, kind, self.atoms, dueling, noisy, v_min, v_max
             )
         self.num_actions = num_actions
+        if spr_shape is not None:  # SPR's transition model and predictor (agents/spr.py)
+            channels, height, width = _latent_shape(encoder, spr_shape)
+            self.spr = SelfPredictive((channels, height, width), num_actions, features)
 
     def outputs(self, observations: torch.Tensor) -> torch.Tensor:
         """The head's outputs (N, A, K): K = 1 for a Q-value, else logits or quantiles."""
-        features = self.encoder(observations)
+        return self.head_outputs(self.encoder(observations))
+
+    def head_outputs(self, features: torch.Tensor) -> torch.Tensor:
         if isinstance(self.head, ValueHead):
             return self.head(features)
         return self.head(features).unsqueeze(-1)
+
+    def latent(self, observations: torch.Tensor) -> torch.Tensor:
+        """A pixel encoder's spatial latent (N, C, H, W): its convolutions, before flattening."""
+        return self.encoder.convolutions[:-1](_scaled_channels_last(observations))
+
+    def outputs_from_latent(self, latent: torch.Tensor) -> torch.Tensor:
+        """`outputs` from a `latent` (the same numbers as from the observations)."""
+        return self.head_outputs(self.encoder.linear(latent.flatten(1)))
 
     def expected(self, outputs: torch.Tensor) -> torch.Tensor:
         """Q-values (N, A) from `outputs`."""
@@ -351,13 +366,15 @@ def build_q_network(
     noisy: bool = False,
     v_min: float = -10.0,
     v_max: float = 10.0,
+    spr: bool = False,
 ) -> QNetwork:
     """The Q-network for an observation shape: 3-D (stacked frames) gets a CNN, 1-D an MLP.
     `width` sets the channels of a CNN's first layer (0: the encoder's published width);
     `batch_norm` puts batch norm after every convolution, `dropout` drops features before the
     head. `head` is expected (Q-values), c51 or qr with `atoms` (0: 51 or 200) on
     [v_min, v_max] for c51; `noisy` makes the head's layers and the encoder's last linear
-    layer NoisyLinear (Rainbow's fully connected layers)."""
+    layer NoisyLinear (Rainbow's fully connected layers); `spr` adds SPR's transition model
+    and predictor (`QNetwork.spr`)."""
     if encoder == "auto":
         encoder = "nature" if len(observation_shape) == 3 else "mlp"
     if encoder in PIXEL_ENCODERS and len(observation_shape) != 3:
@@ -379,11 +396,27 @@ def build_q_network(
         raise ValueError(f"unknown encoder {encoder!r}; choose from {', '.join(ENCODERS)}")
     if noisy:
         _make_last_linear_noisy(module)
-    network = QNetwork(module, num_actions, dueling, head, atoms, noisy, v_min, v_max)
+    spr_shape = tuple(observation_shape) if spr else None
+    network = QNetwork(module, num_actions, dueling, head, atoms, noisy, v_min, v_max, spr_shape)
     if len(observation_shape) == 3:
         # NHWC convolutions are ~10% faster on the CPU (oneDNN) and what tensor cores want.
         network = network.to(memory_format=torch.channels_last)
     return network
+
+
+def _latent_shape(encoder: nn.Module, observation_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    if not isinstance(encoder, ConvEncoder):
+        raise ValueError(
+            "--spr-weight needs a pixel encoder (nature, resnet, vgg, inception, densenet)"
+        )
+    encoder.eval()
+    try:
+        with torch.no_grad():
+            frames = torch.zeros(1, *observation_shape, dtype=torch.uint8)
+            shape = encoder.convolutions[:-1](_scaled_channels_last(frames)).shape[1:]
+    finally:
+        encoder.train()
+    return int(shape[0]), int(shape[1]), int(shape[2])
 
 
 def _make_last_linear_noisy(module: nn.Module) -> None:

@@ -59,6 +59,16 @@ class ReplaySample(NamedTuple):
     dones: torch.Tensor  # (B,) float32: 1 when a terminal (not a truncation) ends the sum
     discounts: torch.Tensor  # (B,) float32: gamma ** (number of rewards summed)
     weights: torch.Tensor  # (B,) float32: importance weights (ones unless prioritized)
+    # With `future_steps` K (SPR's self-predictive loss), what follows each transition:
+    future_observations: torch.Tensor | None = None  # (B, K, ...): 1, ..., K steps on
+    future_actions: torch.Tensor | None = None  # (B, K) int64: the actions of steps 0..K-1
+    future_mask: torch.Tensor | None = None  # (B, K) float32: 1 while the episode goes on
+
+    def to(self, device: torch.device) -> ReplaySample:
+        """The batch on `device` (its absent fields stay None)."""
+        return ReplaySample(
+            *(None if tensor is None else tensor.to(device, non_blocking=True) for tensor in self)
+        )
 
 
 def _action_dtype(num_actions: int) -> torch.dtype:
@@ -104,12 +114,17 @@ class ReplayBuffer:
         device: torch.device | str = "cpu",
         num_actions: int = 256,
         priority_alpha: float | None = None,
+        future_steps: int = 0,
     ) -> None:
         check(num_envs >= 1, f"num_envs must be at least 1, got {num_envs}")
         check(1 <= frame_stack <= OFFSET_CAP, f"frame stack must be 1..{OFFSET_CAP}")
         check(n_step >= 1, f"--n-step must be at least 1, got {n_step}")
         check(0.0 <= gamma <= 1.0, f"--gamma must be in [0, 1], got {gamma}")
         check(num_actions >= 1, f"num_actions must be at least 1, got {num_actions}")
+        check(
+            0 <= future_steps <= n_step,
+            f"future steps ({future_steps}) must lie in [0, n_step = {n_step}]",
+        )
         observation_shape = tuple(int(size) for size in observation_shape)
         if frame_stack > 1 and (len(observation_shape) < 2 or observation_shape[0] != frame_stack):
             raise ValueError(
@@ -131,6 +146,7 @@ class ReplayBuffer:
         self.observation_dtype = observation_dtype
         self.n_step = n_step
         self.gamma = gamma
+        self.future_steps = future_steps
         self.num_actions = num_actions
         self.device = torch.device(device)
 
@@ -493,6 +509,9 @@ class ReplayBuffer:
         returns = torch.where(summed, discounted, 0.0).sum(dim=1)
         dones = (summed & ((flags & TERMINAL) != 0)).any(dim=1)
         step_count = summed.sum(dim=1)
+        future = (
+            self._future(envs, positions, steps, flags) if self.future_steps else (None, None, None)
+        )
         return ReplaySample(
             observations=self._stacks(envs, positions),
             actions=self.actions.index_select(0, slots).to(torch.int64),
@@ -501,7 +520,28 @@ class ReplayBuffer:
             dones=dones.to(torch.float32),
             discounts=self._discount_powers[step_count],
             weights=torch.ones(len(slots), dtype=torch.float32, device=self.device),
+            future_observations=future[0],
+            future_actions=future[1],
+            future_mask=future[2],
         )
+
+    def _future(
+        self, envs: torch.Tensor, positions: torch.Tensor, steps: torch.Tensor, flags: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The K observations after each transition's (B, K, ...), the actions of its first K
+        steps (B, K) and which of those observations still belong to its episode (B, K): after
+        the observation that a terminal, a life loss or an episode's end leads to, the rest are
+        masked (their frames are the next episode's, or not written yet)."""
+        k, size = self.future_steps, self.slots_per_env
+        ahead = positions[:, None] + torch.arange(1, k + 1, device=self.device)  # (B, K)
+        observations = self._stacks(envs.repeat_interleave(k), ahead.reshape(-1))
+        observations = observations.view(len(positions), k, *observations.shape[1:])
+        slots = (envs * size)[:, None] + steps[:, :k] % size
+        actions = self.actions.index_select(0, slots.reshape(-1)).view(slots.shape).to(torch.int64)
+        # The observation after the step that ends a life or the episode is still its own
+        # (the last one seen); the ones after it are not.
+        mask = self._summed(flags[:, :k]).to(torch.float32)
+        return observations, actions, mask
 
     def sample_prioritized(
         self, batch_size: int, beta: float, generator: torch.Generator | None = None

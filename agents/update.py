@@ -9,7 +9,7 @@ same thing (the tests compare them with the plain path on the CPU).
 
     rule = UpdateRule(double_dqn=True, loss="huber", max_grad_norm=10.0)
     update = DQNUpdate(replay, q_network, target_network, optimizer, rule, 32, device)
-    loss, q_mean = update.step()  # device tensors, valid until the next step()
+    result = update.step()  # device tensors (loss, q_mean, ...), valid until the next step()
 
 The pure pieces (`td_target`, `dqn_update`, `update_target`) are plain functions, so tests
 check them exactly.
@@ -21,6 +21,7 @@ import contextlib
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -28,11 +29,21 @@ from torch import nn
 from agents.heads import HeadKind, c51_projection, quantile_huber_loss
 from agents.networks import QNetwork, random_intensity, random_shift, random_symmetry
 from agents.replay import ReplayBuffer, ReplaySample
+from agents.spr import spr_losses
 from playground.notes import note
 
 # Eager updates run before a CUDA graph is captured: they allocate the gradients and optimizer
 # state, pick the kernels (and compile them, with --compile) outside the capture.
 GRAPH_WARMUP_UPDATES = 3
+
+
+class UpdateResult(NamedTuple):
+    """What one update gives back, as device tensors (nothing read back to the host)."""
+
+    loss: torch.Tensor  # the TD (or distributional) loss; SPR's is added to it for the gradient
+    q_mean: torch.Tensor  # the mean Q-value of the taken actions
+    errors: torch.Tensor  # (B,) what the priorities follow: TD errors, or distributional losses
+    spr_loss: torch.Tensor  # SPR's mean loss (0 when off)
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,9 @@ class UpdateRule:
     head: HeadKind = "expected"
     """expected (a Q-value per action), c51 or qr: the network's head, whose loss this is
     (`loss` applies to Q-values only)."""
+    spr_weight: float = 0.0
+    """The weight of SPR's self-predictive loss beside the TD loss (0: none); the batch then
+    carries its future observations, actions and mask."""
 
 
 @contextlib.contextmanager
@@ -100,11 +114,12 @@ def dqn_update(
     symmetries: tuple[torch.Tensor, torch.Tensor] | None = None,
     autocast: bool = False,
     autocast_cache: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> UpdateResult:
     """One gradient step on a batch: TD target, loss (weighted by the batch's importance
     weights, all ones unless prioritized), backward, clipping, optimizer step. Returns the
-    loss, the mean Q-value of the taken actions and the TD errors (B,) as device tensors (no
-    sync): nothing in it reads a value back to the host, so it can be compiled and captured."""
+    loss, the mean Q-value of the taken actions, the TD errors (B,) and SPR's loss as device
+    tensors (no sync): nothing in it reads a value back to the host, so it can be compiled and
+    captured."""
     observations, next_observations = batch.observations, batch.next_observations
     actions = batch.actions
     if symmetries is not None:
@@ -125,19 +140,30 @@ def dqn_update(
     with torch.autocast(
         device_type, dtype=torch.bfloat16, enabled=autocast, cache_enabled=autocast_cache
     ):
+        latent = q_network.latent(observations) if rule.spr_weight > 0 else None
         predictions, targets = _predictions_and_targets(
-            batch, observations, next_observations, actions, q_network, target_network, rule
-        )
+            batch, observations, next_observations, actions, q_network, target_network, rule,
+            latent,
+        )  # fmt: skip
+        if latent is not None:
+            self_predictive = _spr_losses(
+                batch, latent, q_network, target_network, augment, intensity
+            )
     losses, q_taken, errors = _losses(predictions, targets, q_network, rule)
     loss = (batch.weights * losses).mean()
+    spr_loss = torch.zeros((), device=losses.device)
+    total = loss
+    if latent is not None:
+        total = loss + rule.spr_weight * (batch.weights * self_predictive).mean()
+        spr_loss = self_predictive.detach().mean()
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    total.backward()
     if rule.max_grad_norm > 0:
         nn.utils.clip_grad_norm_(
             [p for p in q_network.parameters() if p.requires_grad], rule.max_grad_norm
         )
     optimizer.step()
-    return loss.detach(), q_taken.detach().mean(), errors
+    return UpdateResult(loss.detach(), q_taken.detach().mean(), errors, spr_loss)
 
 
 def _next_actions(
@@ -163,6 +189,7 @@ def _predictions_and_targets(
     q_network: QNetwork,
     target_network: QNetwork,
     rule: UpdateRule,
+    latent: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """What the taken actions' values are and what they should be: Q-values (B,) and TD
     targets (B,) for a Q-value head; for a distributional one, the taken action's outputs
@@ -187,11 +214,39 @@ def _predictions_and_targets(
             else:
                 scale = (batch.discounts * (1.0 - batch.dones))[:, None]
                 targets = batch.returns[:, None] + scale * next_chosen
-    outputs = q_network.outputs(observations).float()
+    if latent is None:
+        outputs = q_network.outputs(observations).float()
+    else:  # SPR's pass made the latent already
+        outputs = q_network.outputs_from_latent(latent).float()
     taken = outputs.gather(1, actions[:, None, None].expand(-1, 1, outputs.shape[2])).squeeze(1)
     if rule.head == "expected":
         taken = taken.squeeze(1)
     return taken, targets
+
+
+def _spr_losses(
+    batch: ReplaySample,
+    latent: torch.Tensor,
+    q_network: QNetwork,
+    target_network: QNetwork,
+    augment: bool,
+    intensity: float,
+) -> torch.Tensor:
+    """SPR's loss per transition (B,), on the batch's future observations augmented as its
+    observations are (each frame stack on its own draw)."""
+    assert batch.future_observations is not None and batch.future_actions is not None
+    assert batch.future_mask is not None
+    future = batch.future_observations
+    shape = future.shape
+    flat = future.flatten(0, 1)
+    if augment:
+        flat = random_shift(flat)
+    if intensity > 0:
+        flat = random_intensity(flat, intensity)
+    return spr_losses(
+        q_network, target_network, latent, flat.view(shape), batch.future_actions,
+        batch.future_mask,
+    )  # fmt: skip
 
 
 def _losses(
@@ -270,11 +325,11 @@ class DQNUpdate:
         # On a GPU the buffer is sampled without reading anything back; on the CPU a host
         # read costs nothing and the exact sampler is faster.
         self.sync_free = replay.device.type == "cuda"
-        self._update: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = (
+        self._update: Callable[..., UpdateResult] = (
             torch.compile(dqn_update, dynamic=False) if compile else dqn_update
         )
         self._graph: torch.cuda.CUDAGraph | None = None
-        self._graph_outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._graph_outputs: UpdateResult | None = None
         self.prioritized = replay.priorities is not None
         self.beta = 0.4  # importance-sampling exponent, annealed by the training loop
         self.priority_epsilon = 1e-6
@@ -283,49 +338,52 @@ class DQNUpdate:
 
     # ------------------------------------------------------------------ one update
 
-    def step(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """One update; returns the loss and mean Q of the taken actions as device tensors.
-        With a CUDA graph they are the graph's outputs, overwritten by the next step."""
+    def step(self) -> UpdateResult:
+        """One update; returns its loss, mean Q of the taken actions, errors and SPR loss as
+        device tensors. With a CUDA graph they are the graph's outputs, overwritten by the
+        next step."""
         self.replay.refresh_validity()  # host-side bookkeeping, never part of a graph
         if self.prioritized:
             return self._prioritized_update()
         if not self.use_graph:
-            return self._sample_and_update()[:2]
+            return self._sample_and_update()
         if self._graph is None:
             if self._warmup_left > 0:
                 self._warmup_left -= 1
-                return self._on_side_stream(self._sample_and_update)[:2]
+                return self._on_side_stream(self._sample_and_update)  # type: ignore[return-value]
             self._capture()
             if self._graph is None:  # capture failed: carry on eagerly
-                return self._sample_and_update()[:2]
+                return self._sample_and_update()
         if self._static_batch is not None:
             self._copy_into_static_batch()
         assert self._graph is not None and self._graph_outputs is not None
         self._graph.replay()
-        return self._graph_outputs[:2]
+        return self._graph_outputs
 
-    def _prioritized_update(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _prioritized_update(self) -> UpdateResult:
         """Draw by priority, learn with importance weights, give the drawn transitions their
         new priorities (|TD error|): all on the buffer's device, no host read."""
         batch, slots = self.replay.sample_prioritized(self.batch_size, self.beta)
         if self.replay.device != self.device:
-            batch = ReplaySample(*(tensor.to(self.device, non_blocking=True) for tensor in batch))
-        loss, q_mean, errors = self._run_update(batch)
-        self.replay.update_priorities(slots, errors.to(self.replay.device), self.priority_epsilon)
-        return loss, q_mean
+            batch = batch.to(self.device)
+        result = self._run_update(batch)
+        self.replay.update_priorities(
+            slots, result.errors.to(self.replay.device), self.priority_epsilon
+        )
+        return result
 
     def _sample(self) -> ReplaySample:
         if self.sync_free:
             return self.replay.sample_sync_free(self.batch_size)
         return self.replay.sample(self.batch_size)
 
-    def _sample_and_update(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _sample_and_update(self) -> UpdateResult:
         batch = self._sample()
         if self.replay.device != self.device:
-            batch = ReplaySample(*(tensor.to(self.device, non_blocking=True) for tensor in batch))
+            batch = batch.to(self.device)
         return self._run_update(batch)
 
-    def _run_update(self, batch: ReplaySample) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _run_update(self, batch: ReplaySample) -> UpdateResult:
         return self._update(
             batch,
             self.q_network,
@@ -367,10 +425,10 @@ class DQNUpdate:
             # Sampling stays on the host; the graph reads the batch from fixed device tensors,
             # shaped by a draw from a private generator (the run's own stream is left alone).
             shape_batch = self.replay.sample(self.batch_size, torch.Generator().manual_seed(0))
-            self._static_batch = ReplaySample(*(tensor.to(self.device) for tensor in shape_batch))
+            self._static_batch = shape_batch.to(self.device)
             static_batch = self._static_batch
 
-            def work() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            def work() -> UpdateResult:
                 return self._run_update(static_batch)
 
         try:
@@ -394,4 +452,5 @@ class DQNUpdate:
         assert self._static_batch is not None
         batch = self.replay.sample(self.batch_size)
         for static, fresh in zip(self._static_batch, batch, strict=True):
-            static.copy_(fresh, non_blocking=True)
+            if static is not None:
+                static.copy_(fresh, non_blocking=True)

@@ -39,6 +39,7 @@ class Variant:
     noisy: bool = False
     schedule: bool = False  # set the n-step horizon and discount before every update
     ema_target: bool = False  # a separate target network, Polyak-averaged after every update
+    spr: bool = False  # SPR's loss, 5 steps ahead, weight 2 (its batch carries 5 more stacks)
     network: dict = field(default_factory=dict)
 
 
@@ -49,13 +50,18 @@ VARIANTS = [
     Variant("+ noisy", noisy=True),
     Variant("+ n-step / discount schedule", schedule=True),
     Variant("+ EMA target (tau 0.005)", ema_target=True),
+    Variant("+ SPR (5 steps ahead)", spr=True),
     Variant("c51 + noisy + schedule + EMA", head="c51", noisy=True, schedule=True, ema_target=True),
+    Variant("c51 + SPR + schedule + EMA", head="c51", spr=True, schedule=True, ema_target=True),
 ]
 
 
-def filled_replay(steps: int, seed: int = 0) -> ReplayBuffer:
+def filled_replay(steps: int, future_steps: int = 0, seed: int = 0) -> ReplayBuffer:
     rng = np.random.default_rng(seed)
-    replay = ReplayBuffer(steps + 64, 1, SHAPE, 4, n_step=10, gamma=0.99, num_actions=ACTIONS)
+    replay = ReplayBuffer(
+        steps + 64, 1, SHAPE, 4, n_step=10, gamma=0.99, num_actions=ACTIONS,
+        future_steps=future_steps,
+    )  # fmt: skip
     first = np.zeros((1, *SHAPE), dtype=np.uint8)  # a new episode's stack: zero-padded
     first[:, -1] = rng.integers(0, 256, SHAPE[1:], dtype=np.uint8)
     replay.start(first)
@@ -73,14 +79,14 @@ def filled_replay(steps: int, seed: int = 0) -> ReplayBuffer:
 def make_update(variant: Variant, replay: ReplayBuffer) -> Callable[[], None]:
     """One update of this variant, as the learner makes it."""
     torch.manual_seed(0)
-    options = {"dueling": True, "head": variant.head, "noisy": variant.noisy}
+    options = {"dueling": True, "head": variant.head, "noisy": variant.noisy, "spr": variant.spr}
     online = build_q_network(SHAPE, ACTIONS, **options)
     target = build_q_network(SHAPE, ACTIONS, **options)
     target.load_state_dict(online.state_dict())
     target.eval().requires_grad_(False)
     optimizer = torch.optim.Adam(online.parameters(), lr=1e-4, eps=1.5e-4)
     rule = UpdateRule(True, "huber", 10.0, target_is_online=not variant.ema_target)
-    rule = replace(rule, head=variant.head)
+    rule = replace(rule, head=variant.head, spr_weight=2.0 if variant.spr else 0.0)
     update = DQNUpdate(
         replay, online, online if rule.target_is_online else target, optimizer, rule, 32,
         torch.device("cpu"), augment=True, intensity=0.05,
@@ -120,8 +126,8 @@ def main() -> None:
     parser.add_argument("--json-path", default="")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    replay = filled_replay(2_000)
-    steps = {variant.name: make_update(variant, replay) for variant in VARIANTS}
+    replays = {False: filled_replay(2_000), True: filled_replay(2_000, future_steps=5)}
+    steps = {variant.name: make_update(variant, replays[variant.spr]) for variant in VARIANTS}
     for step in steps.values():  # warm-up: allocations, kernels
         for _ in range(3):
             step()

@@ -29,6 +29,7 @@ ACTOR_SPS = "actors/sps_"  # + the index: that actor's environment steps per sec
 ACTOR_WEIGHTS_VERSION = "actors/weights_version_"  # + the index: the weights it acts with
 TD_LOSS = "losses/td_loss"
 Q_VALUES = "losses/q_values"  # the mean Q-value of the sampled actions
+SPR_LOSS = "losses/spr_loss"  # SPR's self-predictive loss (minus the summed cosine similarity)
 EVAL_RETURN = "eval/episodic_return"  # the mean score of an evaluation's full games
 EVAL_RETURN_STD = "eval/episodic_return_std"
 FINAL_RETURN = "eval/final_return"  # the final evaluation (--final-eval-episodes)
@@ -62,6 +63,7 @@ WEB_CHARTS = {
     EPISODIC_RETURN: "episodic return",
     EVAL_RETURN: "evaluation return",
     TD_LOSS: "TD loss",
+    SPR_LOSS: "SPR loss",
     EPSILON: "epsilon",
     SPS: "steps / s",
     D_LOSS: "D loss",

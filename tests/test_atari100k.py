@@ -146,7 +146,7 @@ def test_one_next_state_pass_gives_the_update_of_two_when_the_target_is_the_onli
         target = copy.deepcopy(online).requires_grad_(False)
         optimizer = torch.optim.SGD(network.parameters(), lr=0.1)
         rule = UpdateRule(double_dqn=True, max_grad_norm=0.0, target_is_online=shared)
-        loss, _, errors = dqn_update(batch, network, target, optimizer, rule)
+        loss, _, errors, _ = dqn_update(batch, network, target, optimizer, rule)
         results.append((loss, errors, [p.detach().clone() for p in network.parameters()]))
     (loss_a, errors_a, weights_a), (loss_b, errors_b, weights_b) = results
     assert torch.equal(loss_a, loss_b) and torch.equal(errors_a, errors_b)

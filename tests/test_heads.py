@@ -193,7 +193,7 @@ def test_a_distributional_update_moves_the_taken_action_towards_its_target(kind:
     )
     rule = UpdateRule(head=kind)
     for _ in range(300):
-        loss, q_mean, errors = dqn_update(batch, network, target, optimizer, rule)
+        loss, q_mean, errors, _ = dqn_update(batch, network, target, optimizer, rule)
     assert errors.shape == (8,) and (errors >= 0).all()
     assert q_mean.item() == pytest.approx(1.0, abs=0.1)
     with torch.no_grad():

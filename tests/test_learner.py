@@ -78,7 +78,7 @@ def run_updates(learner: DQNUpdate, updates: int, seed: int = 1) -> list[tuple[f
         torch.cuda.manual_seed(seed)
     results = []
     for _ in range(updates):
-        loss, q_mean = learner.step()
+        loss, q_mean = learner.step()[:2]
         results.append((float(loss), float(q_mean)))
     return results
 
@@ -150,7 +150,7 @@ def test_a_graph_sampling_on_the_gpu_updates_every_step_without_host_reads() -> 
         outputs = [learner.step() for _ in range(5)]
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    assert all(torch.isfinite(loss) and torch.isfinite(q) for loss, q in outputs)
+    assert all(torch.isfinite(out.loss) and torch.isfinite(out.q_mean) for out in outputs)
     steps = {float(state["step"]) for state in learner.optimizer.state.values()}
     assert steps == {10.0}  # every call, replays included, stepped the optimizer once
     after = list(learner.q_network.parameters())
@@ -240,7 +240,7 @@ def test_the_update_uses_double_dqn_targets_only_when_asked(double_dqn: bool) ->
     )
     optimizer = torch.optim.SGD(online.parameters(), lr=0.0)
     rule = UpdateRule(double_dqn=double_dqn, loss="mse", max_grad_norm=0.0)
-    loss, q_mean, errors = dqn_update(batch, online, target, optimizer, rule)
+    loss, q_mean, errors, _ = dqn_update(batch, online, target, optimizer, rule)
     next_value = 0.5 if double_dqn else 4.0  # target's value of online's choice / target's max
     targets = torch.tensor([1.0, 0.0]) + 0.5 * next_value
     taken = torch.tensor([1.0, 2.0])  # online's values of actions 0 and 2

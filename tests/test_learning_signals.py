@@ -122,11 +122,11 @@ def test_the_loss_is_huber_weighted_by_the_importance_weights() -> None:
     # Errors 0.5 (quadratic part: 0.125) and 3 (linear part: 2.5), weighted 2 and 0.5.
     batch = batch_of(returns=[1.5, 4.0], weights=[2.0, 0.5], actions=[0, 0])
     optimizer = torch.optim.SGD(online.parameters(), lr=0.0)
-    loss, _, errors = dqn_update(batch, online, target, optimizer, UpdateRule(max_grad_norm=0))
+    loss, _, errors, _ = dqn_update(batch, online, target, optimizer, UpdateRule(max_grad_norm=0))
     assert loss.item() == pytest.approx((2.0 * 0.125 + 0.5 * 2.5) / 2)
     assert errors.tolist() == pytest.approx([0.5, 3.0])
     mse = UpdateRule(loss="mse", max_grad_norm=0)
-    loss, _, _ = dqn_update(batch, online, target, optimizer, mse)
+    loss, _, _, _ = dqn_update(batch, online, target, optimizer, mse)
     assert loss.item() == pytest.approx((2.0 * 0.25 + 0.5 * 9.0) / 2)
 
 

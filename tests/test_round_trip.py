@@ -38,6 +38,10 @@ DQN_KNOBS = {
         encoder="vgg", frame_size=12, encoder_width=8, distributional="c51", atoms=21,
         v_min=-2.0, v_max=2.0, dueling=True, noisy=True,
     ),
+    "spr-c51-augment": dict(
+        encoder="vgg", frame_size=12, encoder_width=8, spr_weight=2.0, spr_steps=3,
+        distributional="c51", augment=True, prioritized=True,
+    ),
     "qr-schedules-resets": dict(
         encoder="mlp", frame_size=8, distributional="qr", atoms=16, n_step=4, n_step_end=2,
         gamma_end=0.995, schedule_updates=10, reset_every=15,
@@ -66,6 +70,7 @@ def test_a_dqn_knob_survives_evaluate_watch_init_from_and_resume(knob: str, tmp_
         assert checkpoint["network"][setting] == expected
     head = {"none": "expected", "c51": "c51", "qr": "qr"}[knobs.get("distributional", "none")]
     assert checkpoint["network"]["head"] == head
+    assert checkpoint["network"]["spr"] == (knobs.get("spr_weight", 0) > 0)
     # The rebuilt network is the trained one: same weights, same outputs.
     network = network_from_checkpoint(checkpoint)
     assert not network.training

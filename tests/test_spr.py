@@ -1,0 +1,109 @@
+"""SPR's self-predictive loss on hand-worked cases: the cosine loss, a rollout through a
+transition model that keeps the latent as it is, and the replay buffer's future steps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from agents.networks import build_q_network
+from agents.replay import ReplayBuffer
+from agents.spr import cosine_losses, spr_losses
+from agents.update import UpdateRule, dqn_update
+
+
+def test_the_cosine_loss_counts_the_unmasked_steps() -> None:
+    same = torch.tensor([[[1.0, 2.0], [3.0, 0.0], [0.0, 1.0]]])  # (1, 3, 2)
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    assert cosine_losses(same, 5 * same, mask).item() == pytest.approx(-2.0)  # scale-free
+    opposite = -same
+    assert cosine_losses(same, opposite, mask).item() == pytest.approx(2.0)
+    orthogonal = torch.tensor([[[2.0, -1.0], [0.0, 3.0], [1.0, 0.0]]])
+    assert cosine_losses(same, orthogonal, mask).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def _identity_transition(network) -> None:
+    """Transition model = ReLU(latent) (the actions ignored), predictor = identity."""
+    first, second = network.spr.transition[0], network.spr.transition[2]
+    channels = second.out_channels
+    with torch.no_grad():
+        for conv in (first, second):
+            conv.weight.zero_()
+            conv.bias.zero_()
+            for channel in range(channels):
+                conv.weight[channel, channel, 1, 1] = 1.0
+        network.spr.predictor.weight.copy_(torch.eye(network.spr.predictor.in_features))
+        network.spr.predictor.bias.zero_()
+
+
+def test_a_rollout_that_keeps_the_latent_predicts_a_frame_that_stays_perfectly() -> None:
+    """With the latent kept as it is and the frames unchanged, each prediction is the target's
+    projection: the loss is minus the number of steps within the episode. A future frame that
+    differs costs more."""
+    torch.manual_seed(0)
+    network = build_q_network((2, 12, 12), 3, encoder="vgg", width=8, spr=True).eval()
+    _identity_transition(network)
+    frames = torch.randint(0, 256, (4, 2, 12, 12), dtype=torch.uint8)
+    latent = network.latent(frames)
+    future = frames[:, None].expand(-1, 3, -1, -1, -1)  # (B, K=3, 2, 12, 12): the same frames
+    actions = torch.randint(0, 3, (4, 3))
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    with torch.no_grad():
+        losses = spr_losses(network, network, latent, future, actions, mask)
+    assert losses.tolist() == pytest.approx([-3.0, -2.0, -1.0, -3.0], abs=1e-5)
+    other = torch.randint(0, 256, future.shape, dtype=torch.uint8)
+    with torch.no_grad():
+        worse = spr_losses(network, network, latent, other, actions, mask)
+    assert (worse > losses + 1e-3).all()
+
+
+def test_the_buffer_hands_out_the_next_k_frames_actions_and_the_episode_mask() -> None:
+    buffer = ReplayBuffer(
+        64, 1, (2,), 1, observation_dtype=torch.float32, n_step=3, gamma=0.9, future_steps=3
+    )
+    buffer.start(np.zeros((1, 2), dtype=np.float32))
+    for t in range(12):
+        done = np.array([t == 5])  # the step from position 5 ends the episode
+        buffer.add(
+            np.array([t % 3]), np.ones(1), done, np.zeros(1, dtype=bool),
+            np.array([[t + 1.0, 0.0]], dtype=np.float32),
+        )  # fmt: skip
+    sample = buffer._transitions(torch.tensor([1]), buffer.position)
+    assert sample.future_observations[0, :, 0].tolist() == [2.0, 3.0, 4.0]
+    assert sample.future_actions[0].tolist() == [1, 2, 0]  # steps 1, 2, 3
+    assert sample.future_mask[0].tolist() == [1.0, 1.0, 1.0]
+    ending = buffer._transitions(torch.tensor([4]), buffer.position)
+    # The step from 5 ends the episode: 1 and 2 steps on (positions 5, 6: the observation it
+    # ended on) are the episode's; 3 steps on is the next episode's first frame.
+    assert ending.future_mask[0].tolist() == [1.0, 1.0, 0.0]
+    plain = ReplayBuffer(64, 1, (2,), 1, observation_dtype=torch.float32, n_step=3)
+    plain.start(np.zeros((1, 2), dtype=np.float32))
+    plain.add(np.zeros(1), np.ones(1), np.zeros(1, dtype=bool), np.zeros(1, dtype=bool),
+              np.ones((1, 2), dtype=np.float32))  # fmt: skip
+    assert plain._transitions(torch.tensor([0]), plain.position).future_observations is None
+
+
+def test_an_spr_update_trains_the_transition_model_and_reports_its_loss() -> None:
+    torch.manual_seed(0)
+    network = build_q_network((2, 12, 12), 3, encoder="vgg", width=8, spr=True)
+    target = build_q_network((2, 12, 12), 3, encoder="vgg", width=8, spr=True)
+    target.load_state_dict(network.state_dict())
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
+    from agents.replay import ReplaySample
+
+    frames = torch.randint(0, 256, (8, 2, 12, 12), dtype=torch.uint8)
+    batch = ReplaySample(
+        frames, torch.zeros(8, dtype=torch.int64), torch.zeros(8), frames, torch.zeros(8),
+        torch.full((8,), 0.99), torch.ones(8),
+        future_observations=frames[:, None].expand(-1, 2, -1, -1, -1).contiguous(),
+        future_actions=torch.zeros(8, 2, dtype=torch.int64), future_mask=torch.ones(8, 2),
+    )  # fmt: skip
+    before = network.spr.transition[0].weight.detach().clone()
+    first = dqn_update(batch, network, target, optimizer, UpdateRule(spr_weight=2.0))
+    for _ in range(30):
+        last = dqn_update(batch, network, target, optimizer, UpdateRule(spr_weight=2.0))
+    assert not torch.equal(before, network.spr.transition[0].weight)
+    assert -2.0 <= last.spr_loss.item() < first.spr_loss.item()  # two steps, towards -2
+    off = dqn_update(batch, network, target, optimizer, UpdateRule())
+    assert off.spr_loss.item() == 0.0
