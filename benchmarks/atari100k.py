@@ -227,7 +227,9 @@ def aggregates(scores: np.ndarray, reps: int = 50_000) -> dict[str, tuple[float,
     }
 
 
-def plot_curves(records: list[dict[str, Any]], games: list[str], path: Path) -> None:
+def plot_curves(
+    records: list[dict[str, Any]], games: list[str], path: Path, preset: str = "atari-100k"
+) -> None:
     """One panel per game: each seed's training returns (full games, smoothed over 10) against
     agent steps, DrQ(eps)'s and SPR's final means and the random score as lines."""
     import matplotlib
@@ -253,7 +255,7 @@ def plot_curves(records: list[dict[str, Any]], games: list[str], path: Path) -> 
             if agent in PUBLISHED.get(game, {}):
                 axis.axhline(PUBLISHED[game][agent], ls=style, color="black", lw=1, label=agent)
         axis.axhline(RANDOM_HUMAN[game][0], color="grey", lw=0.8, label="random")
-        axis.set_title(f"{game} (atari-100k preset)")
+        axis.set_title(f"{game} ({preset} preset)")
         axis.set_xlabel("agent steps")
         axis.set_ylabel("return of full games")
         axis.grid(alpha=0.3)
@@ -388,7 +390,7 @@ def main() -> None:
     print(table)
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(table)
-    plot_curves(records, args.games, args.plot)
+    plot_curves(records, args.games, args.plot, args.preset)
     (args.runs_dir / "atari100k.json").write_text(json.dumps(records, indent=1) + "\n")
     print(f"wrote {args.report}, {args.plot}, {args.runs_dir / 'atari100k.json'}")
 

@@ -39,7 +39,8 @@ class Variant:
     noisy: bool = False
     schedule: bool = False  # set the n-step horizon and discount before every update
     ema_target: bool = False  # a separate target network, Polyak-averaged after every update
-    spr: bool = False  # SPR's loss, 5 steps ahead, weight 2 (its batch carries 5 more stacks)
+    spr: int = 0  # SPR's loss this many steps ahead, weight 2 (the batch carries as many stacks)
+    bf16: bool = False  # bf16 autocast (AMX / AVX-512 BF16)
     network: dict = field(default_factory=dict)
 
 
@@ -50,9 +51,13 @@ VARIANTS = [
     Variant("+ noisy", noisy=True),
     Variant("+ n-step / discount schedule", schedule=True),
     Variant("+ EMA target (tau 0.005)", ema_target=True),
-    Variant("+ SPR (5 steps ahead)", spr=True),
+    Variant("+ SPR (5 steps ahead)", spr=5),
     Variant("c51 + noisy + schedule + EMA", head="c51", noisy=True, schedule=True, ema_target=True),
-    Variant("c51 + SPR + schedule + EMA", head="c51", spr=True, schedule=True, ema_target=True),
+    Variant("c51 + SPR + schedule + EMA", head="c51", spr=5, schedule=True, ema_target=True),
+    Variant("c51 + SPR + schedule", head="c51", spr=5, schedule=True),
+    Variant("c51 + SPR 3 steps + schedule", head="c51", spr=3, schedule=True),
+    Variant("c51 + SPR + schedule, bf16", head="c51", spr=5, schedule=True, bf16=True),
+    Variant("DrQ(eps), bf16", bf16=True),
 ]
 
 
@@ -76,10 +81,22 @@ def filled_replay(steps: int, future_steps: int = 0, seed: int = 0) -> ReplayBuf
     return replay
 
 
+_REPLAYS: dict[int, ReplayBuffer] = {}
+
+
+def replay_for(future_steps: int) -> ReplayBuffer:
+    """One filled buffer per number of future steps, shared by the variants that use it."""
+    if future_steps not in _REPLAYS:
+        _REPLAYS[future_steps] = filled_replay(2_000, future_steps=future_steps)
+    return _REPLAYS[future_steps]
+
+
 def make_update(variant: Variant, replay: ReplayBuffer) -> Callable[[], None]:
     """One update of this variant, as the learner makes it."""
     torch.manual_seed(0)
-    options = {"dueling": True, "head": variant.head, "noisy": variant.noisy, "spr": variant.spr}
+    options = {
+        "dueling": True, "head": variant.head, "noisy": variant.noisy, "spr": variant.spr > 0
+    }  # fmt: skip
     online = build_q_network(SHAPE, ACTIONS, **options)
     target = build_q_network(SHAPE, ACTIONS, **options)
     target.load_state_dict(online.state_dict())
@@ -87,9 +104,11 @@ def make_update(variant: Variant, replay: ReplayBuffer) -> Callable[[], None]:
     optimizer = torch.optim.Adam(online.parameters(), lr=1e-4, eps=1.5e-4)
     rule = UpdateRule(True, "huber", 10.0, target_is_online=not variant.ema_target)
     rule = replace(rule, head=variant.head, spr_weight=2.0 if variant.spr else 0.0)
+    if variant.spr:
+        replay = replay_for(variant.spr)
     update = DQNUpdate(
         replay, online, online if rule.target_is_online else target, optimizer, rule, 32,
-        torch.device("cpu"), augment=True, intensity=0.05,
+        torch.device("cpu"), augment=True, intensity=0.05, autocast=variant.bf16,
     )  # fmt: skip
     count = [0]
 
@@ -124,10 +143,13 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=30, help="updates per variant per round")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json-path", default="")
+    parser.add_argument(
+        "--only", nargs="*", default=[], help="variants to time (their names; DrQ(eps) always)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    replays = {False: filled_replay(2_000), True: filled_replay(2_000, future_steps=5)}
-    steps = {variant.name: make_update(variant, replays[variant.spr]) for variant in VARIANTS}
+    chosen = [v for v in VARIANTS if not args.only or v.name in args.only or v.name == "DrQ(eps)"]
+    steps = {variant.name: make_update(variant, replay_for(0)) for variant in chosen}
     for step in steps.values():  # warm-up: allocations, kernels
         for _ in range(3):
             step()
