@@ -334,14 +334,6 @@ class QNetwork(nn.Module):
             return self.head.expected(self.head(features))
         return self.head(features)
 
-    def distribution(self, observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """For a distributional head, (support or fractions (K,), probabilities or quantiles
-        (N, A, K)); None for a Q-value head."""
-        if self.kind == "expected":
-            return None
-        assert isinstance(self.head, ValueHead)
-        return self.head.distribution(self.head(self.encoder(observations)))
-
 
 PIXEL_ENCODERS: dict[str, type[ConvEncoder]] = {
     "nature": NatureCNN,

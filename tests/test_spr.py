@@ -107,3 +107,13 @@ def test_an_spr_update_trains_the_transition_model_and_reports_its_loss() -> Non
     assert -2.0 <= last.spr_loss.item() < first.spr_loss.item()  # two steps, towards -2
     off = dqn_update(batch, network, target, optimizer, UpdateRule())
     assert off.spr_loss.item() == 0.0
+
+
+def test_the_latent_path_gives_the_networks_own_outputs() -> None:
+    """The update reads the Q-values through SPR's latent: the same numbers as the network."""
+    torch.manual_seed(0)
+    network = build_q_network((4, 84, 84), 6, encoder="nature", spr=True, head="c51").eval()
+    frames = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8)
+    latent = network.latent(frames)
+    assert latent.shape == (3, 64, 7, 7)
+    assert torch.equal(network.outputs_from_latent(latent), network.outputs(frames))
