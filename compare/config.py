@@ -3,6 +3,7 @@ them on the command line: `run.py compare [these flags] train-dqn [its flags]`."
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -23,6 +24,10 @@ class CompareConfig:
     vary: tuple[str, ...] = ()
     """FLAG=VALUE,VALUE,... (repeatable): a flag of the trainer and the values to try; the grid
     is every combination, e.g. --vary optimizer=adam,sgd encoder=nature,vgg."""
+    variant: tuple[str, ...] = ()
+    """NAME="FLAGS" (repeatable): a named arm run beside the command as given, e.g. --variant
+    c51="--distributional c51" spr="--spr-weight 2": an ablation, one ingredient per arm (with
+    --vary, every arm runs the whole grid)."""
     seeds: PositiveInt = 3
     """Seeds per variant (1, 2, ...); the table shows the mean and a 95% confidence interval."""
     parallel: NonNegativeInt = 0
@@ -45,6 +50,13 @@ def validate(cfg: CompareConfig) -> None:
     )
     require_positive(seeds=cfg.seeds)
     check(cfg.parallel >= 0, f"--parallel must be >= 0, got {cfg.parallel}")
+    for item in cfg.variant:
+        name, equals, flags = item.partition("=")
+        check(
+            bool(equals and re.fullmatch(r"[A-Za-z0-9_.+-]+", name) and flags.strip()),
+            f'--variant {item!r}: write NAME="FLAGS" (e.g. c51="--distributional c51"; '
+            "the name in letters, digits, _ . + -)",
+        )
     for item in cfg.vary:
         flag, equals, values = item.partition("=")
         check(

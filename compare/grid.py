@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -50,8 +51,28 @@ class Variant:
     flags: tuple[str, ...]
 
 
-def grid(vary: tuple[str, ...]) -> list[Variant]:
-    """Every combination of the `--vary FLAG=A,B` values (one plain variant without any)."""
+def grid(vary: tuple[str, ...], arms: tuple[str, ...] = ()) -> list[Variant]:
+    """Every combination of the `--vary FLAG=A,B` values (one plain variant without any), and
+    with `--variant NAME="FLAGS"` arms, that grid as given and again under each arm's flags."""
+    variants = _combinations(vary)
+    if not arms:
+        return variants
+    result = list(variants)
+    for arm in arms:
+        name, _, flags = arm.partition("=")
+        for variant in variants:
+            plain = variant.label == "as given"
+            result.append(
+                Variant(
+                    name if plain else f"{name} {variant.label}",
+                    name if plain else f"{name}_{variant.slug}",
+                    (*shlex.split(flags), *variant.flags),
+                )
+            )
+    return result
+
+
+def _combinations(vary: tuple[str, ...]) -> list[Variant]:
     axes = []
     for item in vary:
         flag, _, values = item.partition("=")
@@ -96,7 +117,7 @@ def commands(cfg: CompareConfig) -> list[list[str]]:
     parent = parent_dir(cfg)
     return [
         command(cfg, variant, seed, parent)
-        for variant in grid(cfg.vary)
+        for variant in grid(cfg.vary, cfg.variant)
         for seed in range(1, cfg.seeds + 1)
     ]
 
@@ -111,7 +132,11 @@ def run_compare(cfg: CompareConfig) -> Path:
     cores = os.cpu_count() or 1
     parallel = cfg.parallel or max(1, cores // 2)
     threads = max(1, cores // parallel)
-    jobs = [(variant, seed) for variant in grid(cfg.vary) for seed in range(1, cfg.seeds + 1)]
+    jobs = [
+        (variant, seed)
+        for variant in grid(cfg.vary, cfg.variant)
+        for seed in range(1, cfg.seeds + 1)
+    ]
     pending = [
         (variant, seed)
         for variant, seed in jobs
@@ -148,7 +173,7 @@ def run_compare(cfg: CompareConfig) -> Path:
     if stop.requested:
         say(f"compare: stopped; run the same command again to continue ({parent})")
         return parent
-    results = summarise(trainer, parent, grid(cfg.vary), cfg.seeds)
+    results = summarise(trainer, parent, grid(cfg.vary, cfg.variant), cfg.seeds)
     if failed:
         raise UserError(
             f"{len(failed)} run(s) failed: {', '.join(failed)}; the others are in {parent}"

@@ -37,6 +37,20 @@ def test_the_grid_is_every_combination() -> None:
     assert [variant.label for variant in grid(())] == ["as given"]
 
 
+def test_named_arms_run_beside_the_command_as_given() -> None:
+    arms = ("c51=--distributional c51", "spr=--spr-weight 2 --spr-steps 3")
+    assert [(v.label, v.flags) for v in grid((), arms)] == [
+        ("as given", ()),
+        ("c51", ("--distributional", "c51")),
+        ("spr", ("--spr-weight", "2", "--spr-steps", "3")),
+    ]
+    with_grid = grid(("seed-offset=1,2",), arms[:1])
+    assert [v.slug for v in with_grid] == [
+        "seed-offset-1", "seed-offset-2", "c51_seed-offset-1", "c51_seed-offset-2",
+    ]  # fmt: skip
+    assert with_grid[2].flags == ("--distributional", "c51", "--seed-offset", "1")
+
+
 def test_mean_and_confidence_interval() -> None:
     assert mean_interval([2.0]) == (2.0, 0.0)
     mean, half = mean_interval([1.0, 3.0])
@@ -105,9 +119,10 @@ def test_bad_comparisons_are_one_line(tmp_path: Path) -> None:
     for argv, message in [
         (["compare", "--vary", "optimizer"], "write FLAG=VALUE"),
         (["compare", "--seeds", "2"], "needs a trainer command at the end"),
+        (["compare", "--variant", "no flags"], "write NAME="),
     ]:
         result = subprocess.run(
-            [sys.executable, str(ROOT / "run.py"), *argv, *(BASE if "--vary" in argv else [])],
+            [sys.executable, str(ROOT / "run.py"), *argv, *(BASE if argv[1] in ("--vary", "--variant") else [])],
             cwd=ROOT, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert result.returncode == 2 and message in result.stderr, result.stderr
