@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import tyro
 
@@ -13,6 +13,14 @@ from playground.errors import check, require_positive
 from playground.settings import NonNegativeInt, OutputFolder, PositiveInt
 
 TRAINERS = ("train-dqn", "train-gan")
+# A flag that may be given more than once, each time with one value or more: every value
+# counts (`--vary a=1,2 --vary b=3` and `--vary a=1,2 b=3` are the same grid).
+Repeatable = Annotated[tuple[tuple[str, ...], ...], tyro.conf.UseAppendAction]
+
+
+def flat(values: tuple[Any, ...]) -> tuple[str, ...]:
+    """The values of a Repeatable flag, in order (plain strings are taken as they are)."""
+    return tuple(value for item in values for value in ((item,) if isinstance(item, str) else item))
 
 
 @dataclass(frozen=True)
@@ -21,10 +29,10 @@ class CompareConfig:
     values), then tabulate and plot them. Put the trainer and its flags last:
     run.py compare --vary optimizer=adam,sgd --seeds 2 train-dqn --env-id Playground/Catch-v0"""
 
-    vary: tuple[str, ...] = ()
+    vary: Repeatable = ()
     """FLAG=VALUE,VALUE,... (repeatable): a flag of the trainer and the values to try; the grid
     is every combination, e.g. --vary optimizer=adam,sgd encoder=nature,vgg."""
-    variant: tuple[str, ...] = ()
+    variant: Repeatable = ()
     """NAME="FLAGS" (repeatable): a named arm run beside the command as given, e.g. --variant
     c51="--distributional c51" spr="--spr-weight 2": an ablation, one ingredient per arm (with
     --vary, every arm runs the whole grid)."""
@@ -50,14 +58,14 @@ def validate(cfg: CompareConfig) -> None:
     )
     require_positive(seeds=cfg.seeds)
     check(cfg.parallel >= 0, f"--parallel must be >= 0, got {cfg.parallel}")
-    for item in cfg.variant:
+    for item in flat(cfg.variant):
         name, equals, flags = item.partition("=")
         check(
             bool(equals and re.fullmatch(r"[A-Za-z0-9_.+-]+", name) and flags.strip()),
             f'--variant {item!r}: write NAME="FLAGS" (e.g. c51="--distributional c51"; '
             "the name in letters, digits, _ . + -)",
         )
-    for item in cfg.vary:
+    for item in flat(cfg.vary):
         flag, equals, values = item.partition("=")
         check(
             bool(equals and flag and values and all(values.split(","))),

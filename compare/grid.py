@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from compare.config import CompareConfig, validate
+from compare.config import CompareConfig, flat, validate
 from playground import tags
 from playground.errors import UserError
 from playground.lifecycle import StopSignals
@@ -117,7 +117,7 @@ def commands(cfg: CompareConfig) -> list[list[str]]:
     parent = parent_dir(cfg)
     return [
         command(cfg, variant, seed, parent)
-        for variant in grid(cfg.vary, cfg.variant)
+        for variant in grid(flat(cfg.vary), flat(cfg.variant))
         for seed in range(1, cfg.seeds + 1)
     ]
 
@@ -134,7 +134,7 @@ def run_compare(cfg: CompareConfig) -> Path:
     threads = max(1, cores // parallel)
     jobs = [
         (variant, seed)
-        for variant in grid(cfg.vary, cfg.variant)
+        for variant in grid(flat(cfg.vary), flat(cfg.variant))
         for seed in range(1, cfg.seeds + 1)
     ]
     pending = [
@@ -173,7 +173,7 @@ def run_compare(cfg: CompareConfig) -> Path:
     if stop.requested:
         say(f"compare: stopped; run the same command again to continue ({parent})")
         return parent
-    results = summarise(trainer, parent, grid(cfg.vary, cfg.variant), cfg.seeds)
+    results = summarise(trainer, parent, grid(flat(cfg.vary), flat(cfg.variant)), cfg.seeds)
     if failed:
         raise UserError(
             f"{len(failed)} run(s) failed: {', '.join(failed)}; the others are in {parent}"

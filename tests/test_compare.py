@@ -37,6 +37,19 @@ def test_the_grid_is_every_combination() -> None:
     assert [variant.label for variant in grid(())] == ["as given"]
 
 
+def test_a_flag_given_twice_keeps_both(tmp_path: Path) -> None:
+    """`--vary A --vary B` (the README's form) and `--vary A B` make the same grid."""
+    import tyro
+
+    from compare.config import flat
+
+    twice = tyro.cli(CompareConfig, args=["--vary", "optimizer=adam,sgd", "--vary", "dueling=true"])
+    once = tyro.cli(CompareConfig, args=["--vary", "optimizer=adam,sgd", "dueling=true"])
+    assert flat(twice.vary) == flat(once.vary) == ("optimizer=adam,sgd", "dueling=true")
+    arms = tyro.cli(CompareConfig, args=["--variant", "a=--noisy", "--variant", "b=--dueling"])
+    assert [v.label for v in grid(flat(arms.vary), flat(arms.variant))] == ["as given", "a", "b"]
+
+
 def test_named_arms_run_beside_the_command_as_given() -> None:
     arms = ("c51=--distributional c51", "spr=--spr-weight 2 --spr-steps 3")
     assert [(v.label, v.flags) for v in grid((), arms)] == [
