@@ -235,8 +235,11 @@ def train_apex(
                 ) from None
         else:
             # A local Ray, on loopback only. Each actor asks for one CPU: with more actors than
-            # cores they share the cores (rather than wait forever for a free one).
+            # cores they share the cores (rather than wait forever for a free one). "local":
+            # a Ray of its own even when `ray start` left a cluster on this machine (plain
+            # ray.init() would join that one, and refuse num_cpus with a traceback).
             ray.init(
+                address="local",
                 num_cpus=max(os.cpu_count() or 1, cfg.actors),
                 _node_ip_address="127.0.0.1",
                 include_dashboard=False,

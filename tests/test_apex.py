@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -106,8 +107,9 @@ def _ray_available() -> str | None:
     return None
 
 
-def run_scenario(name: str, tmp_path: Path, timeout: float) -> dict:
-    """A Ray scenario in its own private network namespace, where only loopback exists."""
+def run_scenario(name: str, tmp_path: Path, timeout: float, env: dict | None = None) -> dict:
+    """A Ray scenario in its own private network namespace, where only loopback exists
+    (`env`: variables to set for it)."""
     reason = _ray_available()
     if reason:
         pytest.skip(reason)
@@ -123,6 +125,7 @@ def run_scenario(name: str, tmp_path: Path, timeout: float) -> dict:
         capture_output=True,
         text=True,
         timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     # Only this scenario's own Ray processes count (another Ray on the machine is not ours).
@@ -139,7 +142,9 @@ def _ray_processes() -> set[int]:
 
 @pytest.mark.slow
 def test_two_local_actors_get_weights_and_keep_the_replay_ratio(tmp_path: Path) -> None:
-    result = run_scenario("local", tmp_path, timeout=600)
+    # A cluster address in the environment (as `ray start` leaves one on the machine) is not
+    # joined: a run without --ray-address starts a Ray of its own.
+    result = run_scenario("local", tmp_path, timeout=600, env={"RAY_ADDRESS": "127.0.0.1:9"})
     assert result["step"] == result["total_steps"]
     # One update per 4 env steps from the round learning started in, to the end.
     assert result["updates"] == (result["total_steps"] - result["first_learning_step"]) // 4
