@@ -215,7 +215,7 @@ LEARNS_CATCH = {
     "noisy": dict(noisy=True),
     "schedules": dict(n_step=5, n_step_end=1, gamma_end=0.995, schedule_updates=2_000),
     "resets": dict(reset_every=2_000),
-    "spr": dict(spr_weight=2.0, augment=True),
+    "spr": dict(spr_weight=2.0),  # (random shifts alone, 4 pixels of a 12-pixel frame, fail here)
 }
 
 
