@@ -50,6 +50,16 @@ def logical_lines(path: Path) -> list[str]:
     return re.sub(r"\\\n\s*", " ", path.read_text()).splitlines()
 
 
+VARIANT_VALUE = re.compile(r"""(--variant(?:\s+|=)[\w.+-]+=)(["'])(.*?)\2""")
+
+
+def _variant_flags(text: str) -> tuple[str, list[str]]:
+    """`compare --variant NAME="FLAGS"`: the text without the quoted FLAGS, and the flags in
+    them (they are the trainer's, not compare's)."""
+    inner = [flag for match in VARIANT_VALUE.finditer(text) for flag in FLAG.findall(match[3])]
+    return VARIANT_VALUE.sub(r"\1", text), inner
+
+
 def documented_flags(path: Path) -> list[tuple[str, str, str]]:
     """(command, flag, line) for each flag shown with a command: on a `run.py COMMAND` line,
     the flags after the command; in the README section of a command, every flag."""
@@ -73,9 +83,16 @@ def documented_flags(path: Path) -> list[tuple[str, str, str]]:
                     (trainer.group(1), flag, line) for flag in FLAG.findall(rest[trainer.end() :])
                 ]
                 rest = rest[: trainer.start()]
+            if command == "compare":
+                rest, inner = _variant_flags(rest)
+                found += [(trainer.group(1) if trainer else "train-dqn", f, line) for f in inner]
             found += [(command, flag, line) for flag in FLAG.findall(rest)]
         if not invocations and section is not None and path.name == "README.md":
-            found += [(section, flag, line) for flag in FLAG.findall(line)]
+            text = line
+            if section == "compare":
+                text, inner = _variant_flags(line)
+                found += [("train-dqn", flag, line) for flag in inner]
+            found += [(section, flag, line) for flag in FLAG.findall(text)]
     return found
 
 
