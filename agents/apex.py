@@ -129,7 +129,7 @@ class ActorWorker:
                 q_values = self.network(torch.as_tensor(self.observations))
             chosen = epsilon_greedy(q_values, self.epsilon, self.rng)
             observations, reward, term, trunc, infos = self.envs.step(chosen)
-            lost_life, finished = self.games.step(term, trunc, infos)
+            lost_life, finished = self.games.step(reward, term, trunc, infos)
             if lost_life is not None:
                 learning_done[t] = lost_life
             frames[t], actions[t], rewards[t] = self._frames(observations), chosen, reward

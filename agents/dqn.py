@@ -196,7 +196,7 @@ def _train(
             step = learner.step
 
             # Store. A lost life ends the episode for learning only; the game goes on.
-            learning_done, finished = games.step(terminated, truncated, infos)
+            learning_done, finished = games.step(rewards, terminated, truncated, infos)
             learning_rewards = np.sign(rewards) if cfg.clip_rewards else rewards
             replay.add(
                 actions, learning_rewards, terminated, truncated, next_observations, learning_done
@@ -273,7 +273,7 @@ def _spaces(cfg: DQNConfig) -> GameSpaces:
 def _async_stepping(envs: Any) -> tuple[Any, Any]:
     """The vector env's split step (send actions / receive results) when it has one, so the
     learner can run while the envs step; (None, None) otherwise. It bypasses the vector
-    episode-statistics wrapper, which is why the training loop keeps its own statistics."""
+    episode-statistics wrapper, which is why `EpisodeTracker` sums the games itself."""
     base = envs.unwrapped
     if hasattr(base, "send") and hasattr(base, "recv"):  # ale-py's AtariVectorEnv
         return base.send, base.recv

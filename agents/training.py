@@ -53,36 +53,45 @@ class Every:
 
 
 class EpisodeTracker:
-    """The games on the lanes of a vector env (from `envs.make_vector_env`) as it steps. Each
-    game's true return and length come from gymnasium's RecordEpisodeStatistics, which that
-    env carries (`info["episode"]`, in the step where a game really ends). With `life_loss`,
-    a lane that loses a life ends its episode for learning only while the game goes on (Mnih
-    et al. 2015); `step` returns those lanes."""
+    """The games on the lanes of a vector env (from `envs.make_vector_env`, autoreset
+    NEXT_STEP) as it steps: each game's true return and length, summed here from the rewards
+    (the training loop steps ALE's and gymnasium's async vector envs through their split
+    step, which bypasses gymnasium's RecordEpisodeStatistics wrapper). The step after a game
+    ends is its lane's reset step and counts for nothing. With `life_loss`, a lane that loses
+    a life ends its episode for learning only while the game goes on (Mnih et al. 2015);
+    `step` returns those lanes."""
 
     def __init__(self, lanes: int, life_loss: bool, lives: np.ndarray | None) -> None:
         self.life_loss, self.lives = life_loss, lives
         self.ended = np.zeros(lanes, dtype=bool)  # lanes whose last step ended a game
+        self.returns = np.zeros(lanes, dtype=np.float64)
+        self.lengths = np.zeros(lanes, dtype=np.int64)
 
     def step(
         self,
+        rewards: np.ndarray,
         terminated: np.ndarray,
         truncated: np.ndarray,
         infos: dict[str, Any],
     ) -> tuple[np.ndarray | None, list[tuple[float, int]]]:
-        """Record one step of every lane. Returns (the lanes whose episode ends for learning
-        only, or None without life loss; (return, length) of each game that ended)."""
+        """Record one step of every lane (its true, unclipped rewards). Returns (the lanes
+        whose episode ends for learning only, or None without life loss; (return, length) of
+        each game that ended)."""
         learning_done = None
         if self.life_loss and self.lives is not None and "lives" in infos:
             learning_done = (infos["lives"] < self.lives) & ~self.ended
             self.lives = infos["lives"]
-        self.ended = np.logical_or(terminated, truncated)
-        finished = []
-        if "_episode" in infos:
-            episode = infos["episode"]
-            finished = [
-                (float(episode["r"][lane]), int(episode["l"][lane]))
-                for lane in np.flatnonzero(infos["_episode"])
-            ]
+        played = ~self.ended  # the others were reset by this step
+        self.returns[played] += np.asarray(rewards, dtype=np.float64)[played]
+        self.lengths[played] += 1
+        ends = np.logical_or(terminated, truncated)
+        finished = [
+            (float(self.returns[lane]), int(self.lengths[lane]))
+            for lane in np.flatnonzero(ends & played)
+        ]
+        self.returns[ends] = 0.0
+        self.lengths[ends] = 0
+        self.ended = ends
         return learning_done, finished
 
 
