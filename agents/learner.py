@@ -109,16 +109,13 @@ class Learner:
         """Shrink and perturb (`agents.heads.shrink_and_perturb`) towards a fresh network of
         the same shape, with the optimizer's state cleared (its moments belong to the old
         weights); the target network follows by its own rule."""
-        fresh = dqn_checkpoint.build_from_spec(self.network_spec).to(self.q_network_device())
+        fresh = dqn_checkpoint.build_from_spec(self.network_spec).to(self.update.device)
         shrink_and_perturb(self.q_network, fresh, self.cfg.reset_shrink)
         self.optimizer.state.clear()
         note(
             f"reset at update {self.updates:,} (step {self.step:,}): head re-initialised, "
             f"encoder kept at {self.cfg.reset_shrink:g}"
         )
-
-    def q_network_device(self) -> torch.device:
-        return next(self.q_network.parameters()).device
 
     def refresh_target(self, new_steps: int) -> None:
         """Update the target network when `new_steps` more env steps pass a boundary."""
