@@ -34,17 +34,18 @@ GAMES = {
     "cartpole": "CartPole-v1",
     "acrobot": "Acrobot-v1",
     "mountaincar": "MountainCar-v0",
+    "lunarlander": "LunarLander-v3",  # needs Box2D: apt install swig, then pip install box2d-py
 }
 # What each game's bar is: every built-in game learned on a 2-core CPU; the vector games at
 # RL Zoo's published DQN level (its benchmark.md: CartPole-v1 500 in 50k steps, Acrobot-v1
-# -76.6 in 100k, MountainCar-v0 -100.8 in 120k).
+# -76.6 in 100k, MountainCar-v0 -100.8 in 120k, LunarLander-v2 154.4 in 100k).
 BARS = {
     "catch": 0.9, "pong": 4.0, "breakout": 30.0, "snake": 10.0,
-    "cartpole": 500.0, "acrobot": -76.6, "mountaincar": -100.8,
+    "cartpole": 500.0, "acrobot": -76.6, "mountaincar": -100.8, "lunarlander": 154.4,
 }  # fmt: skip
 RANDOM_PLAY = {
     "catch": -0.67, "pong": -4.7, "breakout": 1.4, "snake": 0.1,
-    "cartpole": 22.0, "acrobot": -500.0, "mountaincar": -200.0,
+    "cartpole": 22.0, "acrobot": -500.0, "mountaincar": -200.0, "lunarlander": -182.4,
 }  # fmt: skip
 
 
