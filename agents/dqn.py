@@ -88,6 +88,8 @@ def train_dqn(
         note(line)
     if (line := protocol_line(cfg)) is not None:
         note(line)
+    if previous is not None:
+        note(f"resuming {run_dir} at step {int(previous['step']):,} of {cfg.total_steps:,}")
     device = resolve_device(cfg.device)
     _check_replay_fits(cfg, device, spaces)
     if previous is None:

@@ -35,7 +35,9 @@ from typing import Any
 import numpy as np
 
 from playground import tags
+from playground.errors import UserError
 from playground.logger import read_scalars
+from playground.rundir import RunLock
 
 ROOT = Path(__file__).resolve().parents[1]
 FINAL_EVAL = "final_eval.json"  # agents.training.FINAL_EVAL; not imported, to stay light
@@ -99,6 +101,7 @@ def train(game: str, seed: int, runs_dir: Path, preset: str, extra: list[str], t
     name = f"{game}-s{seed}"
     if command is None:
         return f"{name}: done before"
+    wait_until_free(runs_dir / name)
     environment = dict(os.environ)
     if threads:
         environment["OMP_NUM_THREADS"] = str(threads)
@@ -112,6 +115,21 @@ def train(game: str, seed: int, runs_dir: Path, preset: str, extra: list[str], t
     if result.returncode != 0:
         raise RuntimeError(f"{name} exited {result.returncode}; see {runs_dir / name}.log")
     return f"{name}: {minutes:.1f} min this time"
+
+
+def wait_until_free(run_dir: Path, timeout: float = 900.0) -> None:
+    """Return once no process holds the run folder's lock: the retry of a run lost with its
+    node waits here for the old trainer to be gone (killed with its worker, or, sent SIGTERM,
+    saving its last step) instead of failing on a folder in use."""
+    deadline = time.monotonic() + timeout
+    while (run_dir / ".lock").is_file():
+        try:
+            with RunLock(run_dir):
+                return
+        except UserError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{run_dir} is still in use after {timeout:.0f} s") from None
+            time.sleep(1.0)
 
 
 def _train_task(*arguments: Any) -> tuple[str, str]:

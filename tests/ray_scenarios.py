@@ -100,6 +100,66 @@ def atari100k(tmp: Path) -> dict:
         nodes.shutdown()
 
 
+def atari100k_node_loss(tmp: Path) -> dict:
+    """A run lost with its node: Ray retries its task once another node offers the resource,
+    and the retry resumes the run from the step the lost trainer saved as it stopped."""
+    import argparse
+
+    from ray.cluster_utils import Cluster
+
+    from benchmarks import atari100k as benchmark
+
+    nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    first = nodes.add_node(num_cpus=1, resources={"runner": 1})
+    run_dir = tmp / "runs" / "Pong-s1"
+    latest = run_dir / "latest.pt"
+    args = argparse.Namespace(
+        ray_address=nodes.address, cpus_per_run=1.0, gpus_per_run=0.0, resource="runner",
+        runs_dir=tmp / "runs", preset="atari-100k", threads=1,
+        extra=[
+            "--total-steps", "1000", "--learning-starts", "500", "--checkpoint-every", "200",
+            "--eval-every", "0", "--final-eval-episodes", "2", "--eval-envs", "2",
+            "--max-episode-frames", "2000", "--buffer-size", "1000",
+        ],
+    )  # fmt: skip
+    placed: dict = {}
+
+    def drive() -> None:  # the benchmark's driver; the cluster is changed from the main thread
+        try:
+            placed.update(benchmark.train_on_ray([("Pong", 1)], args))
+        except BaseException as error:  # seen in the result instead of a hang
+            placed["error"] = repr(error)
+
+    driver = threading.Thread(target=drive, daemon=True)
+    try:
+        driver.start()
+        deadline = time.monotonic() + 300
+        while not (latest.is_file() and load_dqn_checkpoint(latest)["step"] >= 400):
+            if time.monotonic() > deadline or not driver.is_alive():
+                raise RuntimeError(f"the run did not reach step 400: {placed}")
+            time.sleep(0.5)
+        checkpoint_step = load_dqn_checkpoint(latest)["step"]
+        nodes.remove_node(first)  # its raylet and its workers die, the trainer with them
+        benchmark.wait_until_free(run_dir, timeout=120)
+        lost_at = load_dqn_checkpoint(latest)["step"]
+        second = nodes.add_node(num_cpus=1, resources={"runner": 1})
+        driver.join(timeout=600)
+        final = json.loads((run_dir / "final_eval.json").read_text())
+        return {
+            "checkpoint_step": checkpoint_step,
+            "lost_at": lost_at,
+            "placed": placed,
+            "first_node": first.node_id,
+            "second_node": second.node_id,
+            "final_step": final["step"],
+            "final_games": len(final["scores"]),
+            "updates": load_dqn_checkpoint(latest)["updates"],
+            "log": (tmp / "runs" / "Pong-s1.log").read_text()[-6000:],
+        }
+    finally:
+        nodes.shutdown()
+
+
 def cluster(tmp: Path) -> dict:
     import ray
     from ray.cluster_utils import Cluster
@@ -178,5 +238,6 @@ if __name__ == "__main__":
         "cluster": cluster,
         "kill": kill,
         "atari100k": atari100k,
+        "atari100k_node_loss": atari100k_node_loss,
     }[name](tmp)
     output.write_text(json.dumps(result))

@@ -179,3 +179,19 @@ def test_the_atari_100k_runs_are_placed_as_ray_tasks_by_their_resource(tmp_path:
     assert result["nodes"] == [result["second_node"]]  # only that node offers "runner"
     assert result["final_games"] == {"Pong-s1": 2, "Boxing-s1": 2}
     assert result["steps"] == {"Pong-s1": 300, "Boxing-s1": 300}
+
+
+@pytest.mark.slow
+def test_an_atari_100k_run_lost_with_its_node_resumes_on_another(tmp_path: Path) -> None:
+    result = run_scenario("atari100k_node_loss", tmp_path, timeout=900)
+    assert "error" not in result["placed"], result["placed"]
+    # The node went after the checkpoint at step 400; the retry, placed on the node added
+    # after (the only other one with the resource), resumed there, from the step on disk.
+    assert result["lost_at"] >= result["checkpoint_step"] >= 400
+    assert (
+        f"resuming {tmp_path / 'runs' / 'Pong-s1'} at step {result['lost_at']:,}" in result["log"]
+    )
+    assert result["placed"]["Pong-s1"] == result["second_node"] != result["first_node"]
+    assert result["final_step"] == 1000 and result["final_games"] == 2
+    # One update per step after the warm-up: the resumed run's counters and replay continued.
+    assert result["updates"] == 1000 - 500
