@@ -2,7 +2,8 @@
 spatial latent of an observation, a transition model predicts the latents of the next K steps
 given the actions taken; each prediction, projected (by the encoder's own features layer) and
 passed through a predictor, should point the same way as the target network's projection of
-the observation actually seen then. The loss is minus their cosine similarity, summed over the
+the observation actually seen then (projections are taken before the features layer's ReLU, as
+BBF's). The loss is minus their cosine similarity, summed over the
 K steps that stay within the episode; it trains the encoder to keep what the game's dynamics
 need, which is what lets a data-efficient agent learn from so few frames.
 
@@ -62,10 +63,18 @@ def spr_losses(
     network's encoder (no gradient), the predictions rolled out by `online.spr`."""
     batch, steps = future_actions.shape
     with torch.no_grad():
-        seen = target.encoder(future_observations.flatten(0, 1)).view(batch, steps, -1)
+        seen_latent = target.latent(future_observations.flatten(0, 1))
+        seen = projection(target)(seen_latent.flatten(1)).view(batch, steps, -1)
+    project = projection(online)
     predictions = []
     for step in range(steps):
         latent = online.spr.step(latent, future_actions[:, step])
-        projected = online.encoder.linear(latent.flatten(1))
-        predictions.append(online.spr.predictor(projected))
+        predictions.append(online.spr.predictor(project(latent.flatten(1))))
     return cosine_losses(torch.stack(predictions, dim=1), seen, mask)
+
+
+def projection(network: nn.Module) -> nn.Module:
+    """SPR's projection of a flattened latent: the encoder's features layer *before* its ReLU,
+    as BBF's (its `project`; the Q path applies the ReLU after), so the parts a ReLU would
+    zero count in the cosine too."""
+    return network.encoder.linear[0]

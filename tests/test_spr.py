@@ -117,3 +117,28 @@ def test_the_latent_path_gives_the_networks_own_outputs() -> None:
     latent = network.latent(frames)
     assert latent.shape == (3, 64, 7, 7)
     assert torch.equal(network.outputs_from_latent(latent), network.outputs(frames))
+
+
+def test_the_projections_are_taken_before_the_features_layers_relu() -> None:
+    """The cosine compares the features layer's outputs before its ReLU (BBF's projection), so
+    their negative parts count: the loss is the pre-ReLU cosine, not the post-ReLU one."""
+    torch.manual_seed(0)
+    network = build_q_network((2, 12, 12), 3, encoder="vgg", width=8, spr=True).eval()
+    _identity_transition(network)
+    frames = torch.randint(0, 256, (4, 2, 12, 12), dtype=torch.uint8)
+    future = torch.randint(0, 256, (4, 1, 2, 12, 12), dtype=torch.uint8)
+    actions = torch.randint(0, 3, (4, 1))
+    linear = network.encoder.linear[0]
+    with torch.no_grad():  # centred features: about half of each projection is negative
+        latents = torch.cat([network.latent(frames), network.latent(future[:, 0])])
+        linear.bias.copy_(-linear.weight @ latents.flatten(1).mean(0))
+        losses = spr_losses(
+            network, network, network.latent(frames), future, actions, torch.ones(4, 1)
+        )
+        predicted = linear(network.spr.step(network.latent(frames), actions[:, 0]).flatten(1))
+        seen = linear(network.latent(future[:, 0]).flatten(1))
+    cosine = torch.nn.functional.cosine_similarity
+    assert (predicted < 0).any() and (seen < 0).any()
+    assert losses.tolist() == pytest.approx((-cosine(predicted, seen)).tolist(), abs=1e-5)
+    after_relu = -cosine(predicted.relu(), seen.relu())
+    assert (losses - after_relu).abs().max() > 1e-2
