@@ -57,6 +57,7 @@ VARIANTS = [
     Variant("c51 + SPR + schedule", head="c51", spr=5, schedule=True),
     Variant("c51 + SPR 3 steps + schedule", head="c51", spr=3, schedule=True),
     Variant("c51 + SPR + schedule, bf16", head="c51", spr=5, schedule=True, bf16=True),
+    Variant("c51 + SPR 3 steps + schedule, bf16", head="c51", spr=3, schedule=True, bf16=True),
     Variant("DrQ(eps), bf16", bf16=True),
 ]
 
