@@ -3,6 +3,7 @@ loopback exists there): `python tests/ray_scenarios.py NAME TMP_DIR RESULT_JSON`
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
@@ -64,11 +65,22 @@ def local(tmp: Path) -> dict:
     }
 
 
+def benchmark_args(address: str, tmp: Path, *steps: str) -> argparse.Namespace:
+    """`benchmarks.atari100k`'s arguments for short atari-100k runs on the "runner" resource,
+    one CPU each, scored on 2 short games; `steps`: their step flags."""
+    extra = [
+        *steps, "--eval-every", "0", "--final-eval-episodes", "2", "--eval-envs", "2",
+        "--max-episode-frames", "2000", "--buffer-size", "1000",
+    ]  # fmt: skip
+    return argparse.Namespace(
+        ray_address=address, cpus_per_run=1.0, gpus_per_run=0.0, resource="runner",
+        runs_dir=tmp / "runs", preset="atari-100k", threads=1, extra=extra,
+    )  # fmt: skip
+
+
 def atari100k(tmp: Path) -> dict:
     """The Atari 100k benchmark's runs as Ray tasks on a 2-node cluster: placed by the custom
     resource, each brought to its final evaluation (short runs, a few games)."""
-    import argparse
-
     from ray.cluster_utils import Cluster
 
     from benchmarks import atari100k as benchmark
@@ -76,15 +88,9 @@ def atari100k(tmp: Path) -> dict:
     nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     second = nodes.add_node(num_cpus=2, resources={"runner": 2})
     try:
-        args = argparse.Namespace(
-            ray_address=nodes.address, cpus_per_run=1.0, gpus_per_run=0.0, resource="runner",
-            runs_dir=tmp / "runs", preset="atari-100k", threads=1,
-            extra=[
-                "--total-steps", "300", "--checkpoint-every", "100", "--eval-every", "0",
-                "--final-eval-episodes", "2", "--eval-envs", "2", "--max-episode-frames", "2000",
-                "--buffer-size", "1000",
-            ],
-        )  # fmt: skip
+        args = benchmark_args(
+            nodes.address, tmp, "--total-steps", "300", "--checkpoint-every", "100"
+        )
         placed = benchmark.train_on_ray([("Pong", 1), ("Boxing", 1)], args)
         finals = {
             name: json.loads((tmp / "runs" / name / "final_eval.json").read_text())
@@ -102,9 +108,7 @@ def atari100k(tmp: Path) -> dict:
 
 def atari100k_node_loss(tmp: Path) -> dict:
     """A run lost with its node: Ray retries its task once another node offers the resource,
-    and the retry resumes the run from the step the lost trainer saved as it stopped."""
-    import argparse
-
+    and the retry resumes the run from its last checkpoint."""
     from ray.cluster_utils import Cluster
 
     from benchmarks import atari100k as benchmark
@@ -113,14 +117,9 @@ def atari100k_node_loss(tmp: Path) -> dict:
     first = nodes.add_node(num_cpus=1, resources={"runner": 1})
     run_dir = tmp / "runs" / "Pong-s1"
     latest = run_dir / "latest.pt"
-    args = argparse.Namespace(
-        ray_address=nodes.address, cpus_per_run=1.0, gpus_per_run=0.0, resource="runner",
-        runs_dir=tmp / "runs", preset="atari-100k", threads=1,
-        extra=[
-            "--total-steps", "1000", "--learning-starts", "500", "--checkpoint-every", "200",
-            "--eval-every", "0", "--final-eval-episodes", "2", "--eval-envs", "2",
-            "--max-episode-frames", "2000", "--buffer-size", "1000",
-        ],
+    args = benchmark_args(
+        nodes.address, tmp, "--total-steps", "1000", "--learning-starts", "500",
+        "--checkpoint-every", "200",
     )  # fmt: skip
     placed: dict = {}
 
