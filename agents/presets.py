@@ -106,7 +106,9 @@ _ATARI_100K_SPR: dict[str, Any] = {
     **_ATARI_100K,
     "distributional": "c51",
     "spr_weight": 2.0,
-    "spr_steps": 3,
+    # 2 steps ahead (SPR's and BBF's 5 cost 4.1x the DrQ(eps) update): with 3 a run's training
+    # step took 2.21x the atari-100k one's, with 2 1.78x (benchmarks/preset_speed.py, bf16).
+    "spr_steps": 2,
     "n_step": 10,
     "n_step_end": 3,
     "gamma": 0.97,
@@ -115,9 +117,9 @@ _ATARI_100K_SPR: dict[str, Any] = {
     "reset_every": 20_000,
     "reset_shrink": 0.5,
     "weight_decay": 0.1,
-    # SPR's extra passes make the update 3.1x DrQ(eps)'s in fp32 on a 2-core CPU; bf16 (on CUDA
-    # and on CPUs with AVX-512 BF16 or AMX; fp32 elsewhere, with a note) brings it to 2.0x, and
-    # learned Catch as fp32 does (docs/benchmarks.md).
+    # SPR's extra passes make the update (3 steps ahead) 3.1x DrQ(eps)'s in fp32 on a 2-core
+    # CPU; bf16 (on CUDA and on CPUs with AVX-512 BF16 or AMX; fp32 elsewhere, with a note)
+    # brings it to 2.0x, and learned Catch as fp32 does (docs/benchmarks.md).
     "precision": "bf16",
 }
 
@@ -142,12 +144,12 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "atari-100k-spr",
             "ALE games, the Atari 100k protocol of atari-100k with C51, SPR's self-predictive "
-            "loss 3 steps ahead, n-step 10 -> 3 and discount 0.97 -> 0.997 over 10,000 updates, "
+            "loss 2 steps ahead, n-step 10 -> 3 and discount 0.97 -> 0.997 over 10,000 updates, "
             "shrink-and-perturb resets every 20,000 updates, weight decay 0.1, bf16 where the "
             "hardware has it",
             _ATARI_100K_SPR,
-            "not measured yet (docs/rainbow.md); its update costs 2.0x the atari-100k one here "
-            "(bf16; 3.1x in fp32)",
+            "not measured yet (docs/rainbow.md); a training step takes 1.78x the atari-100k "
+            "one's here",
         ),
         Preset(
             "catch",

@@ -5,8 +5,10 @@ starts and its time per step against the first preset's (what a "2x the CPU time
 budget is measured in).
 
     python -m benchmarks.preset_speed --presets atari-100k atari-100k-spr --env-id ALE/Pong-v5
-    python -m benchmarks.preset_speed --presets atari-100k atari-100k-spr --total-steps 6000 \
-        --json-path runs/preset_speed.json
+    python -m benchmarks.preset_speed --presets atari-100k "atari-100k-spr: --spr-steps 2" \
+        --total-steps 6000 --json-path runs/preset_speed.json
+
+An entry `PRESET: FLAGS` runs the preset with those train-dqn flags added.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -28,6 +31,23 @@ from playground.logger import read_scalars
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def preset_and_flags(entry: str) -> tuple[str, list[str]]:
+    """ "atari-100k-spr: --spr-steps 2" -> ("atari-100k-spr", ["--spr-steps", "2"])."""
+    preset, _, flags = entry.partition(":")
+    return preset.strip(), shlex.split(flags)
+
+
+def command(entry: str, args: argparse.Namespace, runs_dir: str, run_name: str) -> list[str]:
+    preset, flags = preset_and_flags(entry)
+    return [
+        sys.executable, str(ROOT / "run.py"), "train-dqn", "--env-id", args.env_id,
+        "--preset", preset, "--total-steps", str(args.total_steps), "--eval-every", "0",
+        "--final-eval-episodes", "0", "--checkpoint-every", str(10**9), "--save-replay", "never",
+        "--log-every", "100", "--no-progress", "--runs-dir", runs_dir, "--run-name", run_name,
+        *flags,
+    ]  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--presets", nargs="+", default=["atari-100k", "atari-100k-spr"])
@@ -36,76 +56,56 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--json-path", type=Path, default=None)
     args = parser.parse_args()
-    unknown = [name for name in args.presets if name not in PRESETS]
+    unknown = [e for e in args.presets if preset_and_flags(e)[0] not in PRESETS]
     if unknown:
         raise SystemExit(
-            f"unknown preset(s) {', '.join(unknown)}; choose from {', '.join(PRESETS)}"
+            f"unknown preset in {', '.join(unknown)}; choose from {', '.join(PRESETS)}"
         )
 
     environment = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    rows = []
     with tempfile.TemporaryDirectory() as runs_dir:
-        processes = {
-            name: subprocess.Popen(
-                [
-                    sys.executable,
-                    str(ROOT / "run.py"),
-                    "train-dqn",
-                    "--env-id",
-                    args.env_id,
-                    "--preset",
-                    name,
-                    "--total-steps",
-                    str(args.total_steps),
-                    "--eval-every",
-                    "0",
-                    "--final-eval-episodes",
-                    "0",
-                    "--checkpoint-every",
-                    str(10**9),
-                    "--save-replay",
-                    "never",
-                    "--log-every",
-                    "100",
-                    "--no-progress",
-                    "--runs-dir",
-                    runs_dir,
-                    "--run-name",
-                    name,
-                ],
+        processes = [
+            subprocess.Popen(
+                command(entry, args, runs_dir, f"run{index}"),
                 cwd=ROOT,
                 env=environment,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 text=True,
             )  # fmt: skip
-            for name in args.presets
-        }
-        rows = []
-        for name, process in processes.items():
+            for index, entry in enumerate(args.presets)
+        ]
+        curves = []
+        for index, (entry, process) in enumerate(zip(args.presets, processes, strict=True)):
             _, errors = process.communicate()
             if process.returncode != 0:
-                raise SystemExit(f"{name} failed:\n{errors[-2000:]}")
-            starts = PRESETS[name].settings.get("learning_starts", 0)
-            # The 100-step periods after learning starts, the first two (warming up) left out.
-            rates = [
-                value
-                for step, value, _ in read_scalars(Path(runs_dir) / name, tags.SPS)
-                if step > starts + 200
-            ]
-            if not rates:
-                raise SystemExit(
-                    f"{name} learns from step {starts:,}: give --total-steps above {starts + 300:,}"
-                )
-            rows.append({"preset": name, "training_sps": round(float(np.mean(rates)), 2)})
+                raise SystemExit(f"{entry} failed:\n{errors[-2000:]}")
+            curves.append(read_scalars(Path(runs_dir) / f"run{index}", tags.SPS))
+    # Only the periods logged while every run was still going: a run alone on the machine
+    # after the others ended would look faster than it is.
+    together_until = min(curve[-1][2] for curve in curves)
+    for entry, curve in zip(args.presets, curves, strict=True):
+        starts = PRESETS[preset_and_flags(entry)[0]].settings.get("learning_starts", 0)
+        # The 100-step periods after learning starts, the first two (warming up) left out.
+        rates = [
+            value for step, value, wall in curve if step > starts + 200 and wall <= together_until
+        ]
+        if not rates:
+            raise SystemExit(
+                f"{entry}: no training period while all ran (it learns from step {starts:,}): "
+                "give a larger --total-steps"
+            )
+        rows.append({"preset": entry, "training_sps": round(float(np.mean(rates)), 2)})
     first = rows[0]["training_sps"]
     print(
         f"{args.env_id}, {args.total_steps:,} steps, runs side by side, {args.threads} "
         "thread(s) each"
     )
-    print(f"{'preset':<24} {'steps/s':>8} {'time per step x first':>22}")
+    print(f"{'preset':<36} {'steps/s':>8} {'time per step x first':>22}")
     for row in rows:
         row["time_ratio"] = round(first / row["training_sps"], 2)
-        print(f"{row['preset']:<24} {row['training_sps']:>8.1f} {row['time_ratio']:>22.2f}")
+        print(f"{row['preset']:<36} {row['training_sps']:>8.1f} {row['time_ratio']:>22.2f}")
     if args.json_path is not None:
         args.json_path.parent.mkdir(parents=True, exist_ok=True)
         args.json_path.write_text(json.dumps(rows, indent=1) + "\n")
