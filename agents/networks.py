@@ -535,9 +535,11 @@ def random_symmetry(
 
 
 def _scaled_channels_last(observations: torch.Tensor) -> torch.Tensor:
-    """uint8 frames (N, C, H, W) -> floats in [0, 1], laid out channels-last: one pass that
-    scales and lays out at once (the same values as `(x.float() / 255).contiguous(...)`, which
-    made two passes and a float copy: an eighth of an SPR update)."""
+    """Frames (N, C, H, W), uint8 or float -> floats divided by 255, laid out channels-last,
+    in one pass that scales and lays out at once (the same values as `(x.float() / 255)
+    .contiguous(...)`, which made two or three: an eighth of an SPR update)."""
+    if observations.requires_grad:  # a saliency map's input: autograd refuses out=
+        return torch.div(observations.contiguous(memory_format=torch.channels_last), 255.0)
     scaled = torch.empty(
         observations.shape, dtype=torch.float32, device=observations.device,
         memory_format=torch.channels_last,

@@ -147,3 +147,19 @@ def test_checkpoints_of_earlier_versions_still_load() -> None:
         "encoder.convolutions.0.weight", "encoder.convolutions.0.bias",
         "encoder.convolutions.2.conv0.weight", "encoder.convolutions.2.conv0.bias",
     ]  # fmt: skip
+
+
+def test_input_scaling_gives_the_plain_formulas_values_in_channels_last_and_keeps_gradients() -> (
+    None
+):
+    from agents.networks import _scaled_channels_last
+
+    frames = torch.randint(0, 256, (3, 4, 9, 9), dtype=torch.uint8)
+    for observations in (frames, frames.float() * 1.05):
+        scaled = _scaled_channels_last(observations)
+        assert torch.equal(scaled, observations.float() / 255.0)
+        assert scaled.dtype == torch.float32
+        assert scaled.is_contiguous(memory_format=torch.channels_last)
+    wanting_grad = (frames.float() * 1.0).requires_grad_(True)  # as a saliency map's input
+    _scaled_channels_last(wanting_grad).sum().backward()
+    assert torch.allclose(wanting_grad.grad, torch.full_like(wanting_grad, 1 / 255.0))
