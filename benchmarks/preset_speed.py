@@ -73,7 +73,7 @@ def main() -> None:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 text=True,
-            )  # fmt: skip
+            )
             for index, entry in enumerate(args.presets)
         ]
         curves = []
