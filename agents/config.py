@@ -84,6 +84,10 @@ class DQNConfig:
     evaluation use its running statistics)."""
     dropout: Fraction = 0.0
     """Dropout on the encoder's features during updates (off when acting and evaluating)."""
+    renormalize: bool = False
+    """Rescale a pixel encoder's spatial latent to [0, 1] per observation (min-max, as SPR,
+    BBF and MuZero do), for the Q-values and for SPR's transition model, whose every step is
+    rescaled the same way."""
     weight_decay: NonNegativeFloat = 0.0
     """Weight decay; with adam it is decoupled (AdamW), with the others added to the gradient."""
     dueling: bool = False

@@ -12,7 +12,7 @@ from torch import nn
 
 from agents.config import ENCODERS
 from agents.heads import DEFAULT_ATOMS, HeadKind, NoisyLinear, ValueHead
-from agents.spr import SelfPredictive
+from agents.spr import Renormalize, SelfPredictive
 
 
 def _norm(channels: int, batch_norm: bool) -> nn.Module:
@@ -288,6 +288,7 @@ class QNetwork(nn.Module):
         v_min: float = -10.0,
         v_max: float = 10.0,
         spr_shape: tuple[int, ...] | None = None,
+        renormalize: bool = False,
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -303,7 +304,7 @@ class QNetwork(nn.Module):
         self.num_actions = num_actions
         if spr_shape is not None:  # SPR's transition model and predictor (agents/spr.py)
             channels, height, width = _latent_shape(encoder, spr_shape)
-            self.spr = SelfPredictive((channels, height, width), num_actions, features)
+            self.spr = SelfPredictive((channels, height, width), num_actions, features, renormalize)
 
     def outputs(self, observations: torch.Tensor) -> torch.Tensor:
         """The head's outputs (N, A, K): K = 1 for a Q-value, else logits or quantiles."""
@@ -359,6 +360,7 @@ def build_q_network(
     v_min: float = -10.0,
     v_max: float = 10.0,
     spr: bool = False,
+    renormalize: bool = False,
 ) -> QNetwork:
     """The Q-network for an observation shape: 3-D (stacked frames) gets a CNN, 1-D an MLP.
     `width` sets the channels of a CNN's first layer (0: the encoder's published width);
@@ -366,7 +368,8 @@ def build_q_network(
     head. `head` is expected (Q-values), c51 or qr with `atoms` (0: 51 or 200) on
     [v_min, v_max] for c51; `noisy` makes the head's layers and the encoder's last linear
     layer NoisyLinear (Rainbow's fully connected layers); `spr` adds SPR's transition model
-    and predictor (`QNetwork.spr`)."""
+    and predictor (`QNetwork.spr`); `renormalize` rescales a pixel encoder's spatial latent
+    (and each of SPR's predicted ones) to [0, 1] per observation."""
     if encoder == "auto":
         encoder = "nature" if len(observation_shape) == 3 else "mlp"
     if encoder in PIXEL_ENCODERS and len(observation_shape) != 3:
@@ -388,8 +391,19 @@ def build_q_network(
         raise ValueError(f"unknown encoder {encoder!r}; choose from {', '.join(ENCODERS)}")
     if noisy:
         _make_last_linear_noisy(module)
+    if renormalize:
+        if not isinstance(module, ConvEncoder):
+            raise ValueError(
+                "--renormalize needs a pixel encoder (nature, resnet, vgg, inception, densenet)"
+            )
+        # Before the Flatten that ends every pixel encoder's convolutions: `latent` (which
+        # stops before the Flatten) includes it; no parameter changes its name.
+        *convolutions, flatten = module.convolutions
+        module.convolutions = nn.Sequential(*convolutions, Renormalize(), flatten)
     spr_shape = tuple(observation_shape) if spr else None
-    network = QNetwork(module, num_actions, dueling, head, atoms, noisy, v_min, v_max, spr_shape)
+    network = QNetwork(
+        module, num_actions, dueling, head, atoms, noisy, v_min, v_max, spr_shape, renormalize
+    )
     if len(observation_shape) == 3:
         # NHWC convolutions are ~10% faster on the CPU (oneDNN) and what tensor cores want.
         network = network.to(memory_format=torch.channels_last)

@@ -22,7 +22,13 @@ class SelfPredictive(nn.Module):
     planes, ReLU after each, as SPR's) and the predictor (one linear layer). It lives inside
     the Q-network (`QNetwork.spr`), so it is saved, restored, optimised and reset with it."""
 
-    def __init__(self, latent_shape: tuple[int, int, int], num_actions: int, features: int) -> None:
+    def __init__(
+        self,
+        latent_shape: tuple[int, int, int],
+        num_actions: int,
+        features: int,
+        renormalize: bool = False,
+    ) -> None:
         super().__init__()
         channels = latent_shape[0]
         self.num_actions = num_actions
@@ -31,6 +37,7 @@ class SelfPredictive(nn.Module):
             nn.ReLU(),
             nn.Conv2d(channels, channels, 3, padding=1),
             nn.ReLU(),
+            *([Renormalize()] if renormalize else []),
         )
         self.predictor = nn.Linear(features, features)
 
@@ -39,6 +46,19 @@ class SelfPredictive(nn.Module):
         planes = nn.functional.one_hot(actions, self.num_actions).to(latent.dtype)
         planes = planes[:, :, None, None].expand(-1, -1, *latent.shape[2:])
         return self.transition(torch.cat([latent, planes], dim=1))
+
+
+class Renormalize(nn.Module):
+    """Each latent (N, ...) rescaled to [0, 1] over all its entries: (x - min) / (max - min),
+    as SPR, BBF and MuZero rescale the encoder's output and every predicted latent. The
+    latent's scale can then neither grow nor shrink, and a predicted latent lives on the same
+    scale as an encoded one (`--renormalize`)."""
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        dims = tuple(range(1, latent.dim()))  # no reshape: a channels-last latent stays so
+        low = latent.amin(dim=dims, keepdim=True)
+        high = latent.amax(dim=dims, keepdim=True)
+        return (latent - low) / (high - low + 1e-5)
 
 
 def cosine_losses(

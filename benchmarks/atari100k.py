@@ -223,6 +223,40 @@ def collect(runs_dir: Path, games: list[str], seeds: list[int]) -> list[dict[str
     return records
 
 
+def with_kept_scores(
+    records: list[dict[str, Any]], path: Path, preset: str, games: list[str], seeds: list[int]
+) -> list[dict[str, Any]]:
+    """The runs here, and the final scores `path` (a JSON list) keeps of this preset's runs
+    whose folders are elsewhere (another machine, an earlier session): a kept score counts for
+    a game and seed this folder has not finished. The runs finished here are added to the file,
+    so it gathers every run's final score (with the commit it was trained at, when given)."""
+    kept = json.loads(path.read_text()) if path.is_file() else []
+    by_key = {(entry["preset"], entry["game"], entry["seed"]): entry for entry in kept}
+    for record in records:
+        if record["final"] is not None:
+            key = (preset, record["game"], record["seed"])
+            entry = by_key.setdefault(key, {"preset": preset, "game": record["game"]})
+            entry.update(seed=record["seed"], final=record["final"], games=record["final_games"])
+    finished = {(r["game"], r["seed"]) for r in records if r["final"] is not None}
+    merged = [r for r in records if (r["game"], r["seed"]) in finished]
+    unfinished = {(r["game"], r["seed"]): r for r in records if r["final"] is None}
+    for (entry_preset, game, seed), entry in by_key.items():
+        if entry_preset != preset or game not in games or seed not in seeds:
+            continue
+        if (game, seed) in finished:
+            continue
+        record = unfinished.pop((game, seed), None) or {"curve": [], "steps": 0, "minutes": 0.0}
+        merged.append(
+            {**record, "game": game, "seed": seed, "final": entry["final"],
+             "final_games": entry.get("games", 0), "kept": True}
+        )  # fmt: skip
+    merged += unfinished.values()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = sorted(by_key.values(), key=lambda e: (e["preset"], e["game"], e["seed"]))
+    path.write_text(json.dumps(rows, indent=1) + "\n")
+    return sorted(merged, key=lambda r: (games.index(r["game"]), r["seed"]))
+
+
 def aggregates(scores: np.ndarray, reps: int = 50_000) -> dict[str, tuple[float, float, float]]:
     """Mean, median and IQM of human-normalised scores (runs x games) with 95% stratified
     bootstrap confidence intervals, as rliable computes them."""
@@ -372,6 +406,13 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=Path("docs/atari100k.png"))
     parser.add_argument("--report-only", action="store_true", help="report the runs there are")
     parser.add_argument(
+        "--scores",
+        type=Path,
+        default=None,
+        help="a JSON file of final scores kept from runs whose folders are elsewhere: counted "
+        "where --runs-dir has not finished a game and seed, and extended with the runs it has",
+    )
+    parser.add_argument(
         "extra", nargs="*", default=[], help="more train-dqn flags for new runs (after --)"
     )
     args = parser.parse_args()
@@ -394,9 +435,12 @@ def main() -> None:
                 for future in as_completed(futures):
                     print(future.result(), flush=True)
     records = collect(args.runs_dir, args.games, args.seeds)
+    if args.scores:
+        records = with_kept_scores(records, args.scores, args.preset, args.games, args.seeds)
     for record in records:
         state = (
             f"final {record['final']:.1f} over {record['final_games']} games"
+            + (f" (kept in {args.scores})" if record.get("kept") else "")
             if record["final"] is not None
             else "no final evaluation yet"
         )

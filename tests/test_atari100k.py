@@ -237,3 +237,33 @@ def test_the_benchmark_report_normalises_and_aggregates() -> None:
     )
     point, low, high = aggregate["mean"]
     assert low <= point <= high
+
+
+def test_kept_scores_count_where_the_folder_has_no_final_and_gather_the_new_ones(
+    tmp_path: Path,
+) -> None:
+    """`--scores`: a run finished elsewhere counts by its kept score; one finished here wins
+    over a kept one and is added to the file; another preset's scores are left out."""
+    kept = tmp_path / "scores.json"
+    kept.write_text(json.dumps([
+        {"preset": "atari-100k", "game": "Pong", "seed": 1, "final": -8.3, "games": 100,
+         "commit": "0fd70d4"},
+        {"preset": "atari-100k", "game": "Pong", "seed": 2, "final": -16.0, "games": 100},
+        {"preset": "atari-100k-spr", "game": "Pong", "seed": 3, "final": 5.0, "games": 100},
+    ]))  # fmt: skip
+    here = [
+        {"game": "Pong", "seed": 2, "final": -12.0, "final_games": 100, "curve": [(1, -21.0)]},
+        {"game": "Pong", "seed": 3, "final": None, "final_games": 0, "curve": [(1, -20.0)]},
+    ]
+    merged = atari100k.with_kept_scores(here, kept, "atari-100k", ["Pong"], [1, 2, 3])
+    assert [(r["seed"], r["final"], bool(r.get("kept"))) for r in merged] == [
+        (1, -8.3, True),
+        (2, -12.0, False),
+        (3, None, False),
+    ]
+    rows = {(e["preset"], e["seed"]): e for e in json.loads(kept.read_text())}
+    assert rows["atari-100k", 2]["final"] == -12.0  # the run finished here replaces it
+    assert rows["atari-100k", 1]["commit"] == "0fd70d4"  # what it said of itself is kept
+    assert rows["atari-100k-spr", 3]["final"] == 5.0
+    table = atari100k.report(merged, ["Pong"], "atari-100k")
+    assert "| Pong | 2 | -10.2 | -8.3 / -12.0 |" in table

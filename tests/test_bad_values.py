@@ -233,6 +233,7 @@ def test_a_malformed_ray_address_is_refused_before_ray_starts(address: str, caps
         (["--reset-shrink", "1.5"], "--reset-shrink must lie in [0, 1]"),
         (["--v-max", "inf"], "--v-max must lie in"),
         (["--spr-weight", "1", "--encoder", "mlp"], "--spr-weight needs a pixel encoder"),
+        (["--renormalize", "--encoder", "mlp"], "--renormalize needs a pixel encoder"),
         (["--encoder", "nature", "--frame-size", "12"], "too small for this encoder"),
     ],
 )

@@ -40,7 +40,7 @@ DQN_KNOBS = {
     ),
     "spr-c51-augment": dict(
         encoder="vgg", frame_size=12, encoder_width=8, spr_weight=2.0, spr_steps=3,
-        distributional="c51", augment=True, prioritized=True,
+        distributional="c51", augment=True, prioritized=True, renormalize=True,
     ),
     "qr-schedules-resets": dict(
         encoder="mlp", frame_size=8, distributional="qr", atoms=16, n_step=4, n_step_end=2,
@@ -65,7 +65,8 @@ def test_a_dqn_knob_survives_evaluate_watch_init_from_and_resume(knob: str, tmp_
     knobs = DQN_KNOBS[knob]
     run_dir = train_dqn(small_run(tmp_path, "first", **knobs))
     checkpoint = load_dqn_checkpoint(run_dir / "latest.pt")
-    for setting in ("batch_norm", "dropout", "dueling", "noisy", "atoms", "v_min", "v_max"):
+    shape_settings = ("batch_norm", "dropout", "dueling", "noisy", "atoms", "v_min", "v_max")
+    for setting in (*shape_settings, "renormalize"):
         expected = knobs.get(setting, DQNConfig.__dataclass_fields__[setting].default)
         assert checkpoint["network"][setting] == expected
     head = {"none": "expected", "c51": "c51", "qr": "qr"}[knobs.get("distributional", "none")]

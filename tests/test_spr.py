@@ -9,7 +9,7 @@ import torch
 
 from agents.networks import build_q_network
 from agents.replay import ReplayBuffer
-from agents.spr import cosine_losses, spr_losses
+from agents.spr import Renormalize, cosine_losses, spr_losses
 from agents.update import UpdateRule, dqn_update
 
 
@@ -142,3 +142,44 @@ def test_the_projections_are_taken_before_the_features_layers_relu() -> None:
     assert losses.tolist() == pytest.approx((-cosine(predicted, seen)).tolist(), abs=1e-5)
     after_relu = -cosine(predicted.relu(), seen.relu())
     assert (losses - after_relu).abs().max() > 1e-2
+
+
+def test_renormalize_rescales_each_latent_to_the_unit_range_by_its_own_min_and_max() -> None:
+    latent = torch.tensor([[[[0.0, 2.0], [4.0, 8.0]]], [[[3.0, 3.5], [4.0, 5.0]]]])  # (2,1,2,2)
+    out = Renormalize()(latent)
+    assert out[0].flatten().tolist() == pytest.approx([0.0, 0.25, 0.5, 1.0], abs=1e-5)
+    assert out[1].flatten().tolist() == pytest.approx([0.0, 0.25, 0.5, 1.0], abs=1e-5)
+    last = latent.contiguous(memory_format=torch.channels_last)
+    assert Renormalize()(last).is_contiguous(memory_format=torch.channels_last)
+
+
+def test_a_renormalized_network_keeps_its_parameter_names_and_rescales_every_latent() -> None:
+    """--renormalize adds no parameter (a checkpoint's weights keep their names), rescales the
+    latent the Q-values are read from and each of SPR's predicted latents, and survives the
+    checkpoint's network spec."""
+    from agents.checkpoint import build_from_spec, spec_for
+    from agents.config import DQNConfig
+
+    torch.manual_seed(0)
+    plain = build_q_network((4, 84, 84), 6, dueling=True, spr=True)
+    rescaled = build_q_network((4, 84, 84), 6, dueling=True, spr=True, renormalize=True)
+    assert list(plain.state_dict()) == list(rescaled.state_dict())
+    rescaled.load_state_dict(plain.state_dict())
+    frames = torch.randint(0, 256, (5, 4, 84, 84), dtype=torch.uint8)
+    with torch.no_grad():
+        latent = rescaled.latent(frames)
+        flat = latent.flatten(1)
+        assert flat.amin(dim=1).tolist() == pytest.approx([0.0] * 5, abs=1e-6)
+        assert flat.amax(dim=1).tolist() == pytest.approx([1.0] * 5, abs=1e-4)
+        assert torch.allclose(
+            rescaled.expected(rescaled.outputs_from_latent(latent)), rescaled(frames)
+        )
+        assert not torch.allclose(rescaled(frames), plain(frames))  # the Q path is rescaled
+        predicted = rescaled.spr.step(latent, torch.arange(5) % 6).flatten(1)
+        assert predicted.amin(dim=1).tolist() == pytest.approx([0.0] * 5, abs=1e-6)
+        assert predicted.amax(dim=1).tolist() == pytest.approx([1.0] * 5, abs=1e-4)
+    cfg = DQNConfig(env_id="ALE/Pong-v5", spr_weight=2.0, renormalize=True, dueling=True)
+    rebuilt = build_from_spec(spec_for(cfg, (4, 84, 84), 6))
+    rebuilt.load_state_dict(rescaled.state_dict())
+    with torch.no_grad():
+        assert torch.equal(rebuilt.eval()(frames), rescaled.eval()(frames))
