@@ -73,9 +73,15 @@ def game_frames(env_id: str, count: int, spacing: int, seed: int) -> torch.Tenso
 def spread(network: torch.nn.Module, frames: torch.Tensor) -> dict[str, float]:
     """How far apart the projections of different frames point (see the module docstring)."""
     with torch.no_grad():
-        projected = projection(network)(network.latent(frames).flatten(1)).float()
+        return spread_of(projection(network)(network.latent(frames).flatten(1)).float())
+
+
+def spread_of(projected: torch.Tensor) -> dict[str, float]:
+    """Of vectors (N, F): their mean pairwise cosine, the mean absolute pairwise cosine once
+    their mean is removed, the effective rank of the centred vectors (the exponential of the
+    entropy of their normalised singular values), and the norm of the mean over the mean norm."""
     unit = torch.nn.functional.normalize(projected, dim=1)
-    off_diagonal = ~torch.eye(len(frames), dtype=torch.bool)
+    off_diagonal = ~torch.eye(len(projected), dtype=torch.bool)
     centred = projected - projected.mean(dim=0)
     centred_unit = torch.nn.functional.normalize(centred, dim=1)
     singular = torch.linalg.svdvals(centred)

@@ -183,3 +183,21 @@ def test_a_renormalized_network_keeps_its_parameter_names_and_rescales_every_lat
     rebuilt.load_state_dict(rescaled.state_dict())
     with torch.no_grad():
         assert torch.equal(rebuilt.eval()(frames), rescaled.eval()(frames))
+
+
+def test_the_collapse_probe_sees_past_a_shared_mean() -> None:
+    """benchmarks/spr_collapse: four vectors, a large shared part plus +-e1 or +-e2, point
+    almost the same way, yet once centred they span two directions, each opposite one other
+    vector and orthogonal to the other two."""
+    from benchmarks.spr_collapse import spread_of
+
+    shared = torch.zeros(6)
+    shared[5] = 100.0
+    e1, e2 = torch.eye(6)[0], torch.eye(6)[1]
+    row = spread_of(torch.stack([shared + e1, shared - e1, shared + e2, shared - e2]))
+    assert row["pairwise_cosine"] > 0.999
+    assert row["effective_rank"] == pytest.approx(2.0, abs=1e-4)
+    assert row["centred_abs_cosine"] == pytest.approx(1 / 3, abs=1e-5)
+    assert row["mean_norm_share"] == pytest.approx(100 / (100**2 + 1) ** 0.5, abs=1e-6)
+    same = spread_of(torch.stack([shared + e1] * 3 + [shared + e1 + 1e-3 * e2]))
+    assert same["effective_rank"] == pytest.approx(1.0, abs=1e-3)
