@@ -228,8 +228,9 @@ def with_kept_scores(
 ) -> list[dict[str, Any]]:
     """The runs here, and the final scores `path` (a JSON list) keeps of this preset's runs
     whose folders are elsewhere (another machine, an earlier session): a kept score counts for
-    a game and seed this folder has not finished. The runs finished here are added to the file,
-    so it gathers every run's final score (with the commit it was trained at, when given)."""
+    a game and seed this folder has not finished. The runs finished here are added to the file
+    with their learning curves, so it gathers every run's final score and curve (and the commit
+    it was trained at, when given) and the plot can show runs whose folders are gone."""
     kept = json.loads(path.read_text()) if path.is_file() else []
     by_key = {(entry["preset"], entry["game"], entry["seed"]): entry for entry in kept}
     for record in records:
@@ -237,6 +238,7 @@ def with_kept_scores(
             key = (preset, record["game"], record["seed"])
             entry = by_key.setdefault(key, {"preset": preset, "game": record["game"]})
             entry.update(seed=record["seed"], final=record["final"], games=record["final_games"])
+            entry["curve"] = [[step, round(value, 2)] for step, value in record["curve"]]
     finished = {(r["game"], r["seed"]) for r in records if r["final"] is not None}
     merged = [r for r in records if (r["game"], r["seed"]) in finished]
     unfinished = {(r["game"], r["seed"]): r for r in records if r["final"] is None}
@@ -245,7 +247,10 @@ def with_kept_scores(
             continue
         if (game, seed) in finished:
             continue
-        record = unfinished.pop((game, seed), None) or {"curve": [], "steps": 0, "minutes": 0.0}
+        curve = [tuple(point) for point in entry.get("curve", [])]
+        record = unfinished.pop((game, seed), None) or {
+            "curve": curve, "steps": max((step for step, _ in curve), default=0), "minutes": 0.0
+        }  # fmt: skip
         merged.append(
             {**record, "game": game, "seed": seed, "final": entry["final"],
              "final_games": entry.get("games", 0), "kept": True}

@@ -265,5 +265,8 @@ def test_kept_scores_count_where_the_folder_has_no_final_and_gather_the_new_ones
     assert rows["atari-100k", 2]["final"] == -12.0  # the run finished here replaces it
     assert rows["atari-100k", 1]["commit"] == "0fd70d4"  # what it said of itself is kept
     assert rows["atari-100k-spr", 3]["final"] == 5.0
+    assert rows["atari-100k", 2]["curve"] == [[1, -21.0]]
+    again = atari100k.with_kept_scores([], kept, "atari-100k", ["Pong"], [2])
+    assert again[0]["final"] == -12.0 and again[0]["curve"] == [(1, -21.0)]
     table = atari100k.report(merged, ["Pong"], "atari-100k")
     assert "| Pong | 2 | -10.2 | -8.3 / -12.0 |" in table
