@@ -270,3 +270,31 @@ def test_kept_scores_count_where_the_folder_has_no_final_and_gather_the_new_ones
     assert again[0]["final"] == -12.0 and again[0]["curve"] == [(1, -21.0)]
     table = atari100k.report(merged, ["Pong"], "atari-100k")
     assert "| Pong | 2 | -10.2 | -8.3 / -12.0 |" in table
+
+
+@pytest.mark.parametrize("preset", ["atari-100k", "atari-100k-spr"])
+def test_an_atari_100k_preset_trains_on_the_real_game_then_evaluates_watches_and_resumes(
+    preset: str, tmp_path: Path
+) -> None:
+    """The user's path on a real ALE game, shortened: train-dqn with the preset, then watch
+    the run folder (headless, recorded), evaluate it and resume it, each through the CLI."""
+    import run
+
+    short = ["--total-steps", "40", "--learning-starts", "24", "--batch-size", "4"]
+    common = ["--runs-dir", str(tmp_path), "--run-name", "x", "--no-progress"]
+    train = ["train-dqn", "--env-id", "ALE/Pong-v5", "--preset", preset, *short, *common]
+    quick = ["--eval-every", "0", "--final-eval-episodes", "0", "--checkpoint-every", "20"]
+    assert run.main([*train, *quick]) == 0
+    run_dir = tmp_path / "x"
+    checkpoint = torch.load(run_dir / "latest.pt", map_location="cpu", weights_only=False)
+    assert checkpoint["step"] == 40
+    assert checkpoint["network"]["head"] == ("c51" if preset == "atari-100k-spr" else "expected")
+    gif = tmp_path / "pong.gif"
+    watch = ["watch", "--checkpoint", str(run_dir), "--headless", "--max-steps", "6"]
+    assert run.main([*watch, "--record", str(gif)]) == 0
+    assert gif.stat().st_size > 0
+    evaluate = ["evaluate", "--checkpoint", str(run_dir), "--episodes", "1"]
+    assert run.main(evaluate) == 0
+    assert run.main(["train-dqn", "--resume", str(run_dir), "--total-steps", "60"]) == 0
+    resumed = torch.load(run_dir / "latest.pt", map_location="cpu", weights_only=False)
+    assert resumed["step"] == 60
