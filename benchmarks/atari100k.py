@@ -353,6 +353,13 @@ def report(records: list[dict[str, Any]], games: list[str], preset: str) -> str:
             + " |"
         )
     if finished:
+        runs = sum(len(values) for values in finished.values())
+        of_means = np.mean([human_normalised(g, float(np.mean(v))) for g, v in finished.items()])
+        lines += [
+            "",
+            f"Mean HNS of the per-game means, all {runs} runs: {of_means:.2f} (the published "
+            "agents' aggregates below are of their per-game means too).",
+        ]
         seeds = min(len(values) for values in finished.values())
         matrix = np.array(
             [[human_normalised(game, values[i]) for game, values in finished.items()]
@@ -360,8 +367,13 @@ def report(records: list[dict[str, Any]], games: list[str], preset: str) -> str:
         )  # fmt: skip
         lines += [
             "",
-            f"Over {len(finished)} game(s), {seeds} run(s) each (human-normalised, 95% "
-            "stratified-bootstrap confidence intervals, rliable):",
+            f"Over {len(finished)} game(s), {seeds} run(s) each"
+            + (
+                " (the first of each game's; games have unequal runs)"
+                if seeds * len(finished) < runs
+                else ""
+            )
+            + " (human-normalised, 95% stratified-bootstrap confidence intervals, rliable):",
             "",
             f"| aggregate | {preset} | " + " | ".join(AGENTS) + " |",
             "|---|---|" + "---|" * len(AGENTS),

@@ -232,6 +232,13 @@ def test_the_benchmark_report_normalises_and_aggregates() -> None:
     assert "| Pong | 2 | -9.0 | -10.0 / -8.0 |" in table
     assert "| Boxing | 2 | 10.0 |" in table
     assert "| mean |" in table and "| IQM |" in table
+    pong, boxing = (
+        atari100k.human_normalised("Pong", -9.0),
+        atari100k.human_normalised("Boxing", 10),
+    )
+    assert f"all 4 runs: {(pong + boxing) / 2:.2f}" in table
+    uneven = atari100k.report([*records, {**records[0], "seed": 3}], ["Pong", "Boxing"], "x")
+    assert "2 run(s) each (the first of each game's" in uneven and "all 5 runs" in uneven
     aggregate = atari100k.aggregates(
         np.array([[atari100k.human_normalised("Pong", -10.0), 9.0 / 12.0]]), reps=200
     )
