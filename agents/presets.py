@@ -139,7 +139,7 @@ PRESETS: dict[str, Preset] = {
             "10-step double-DQN targets, the target copied every update, dueling, random shifts "
             "and intensity noise, epsilon to 0.01 over 5,000 steps after 1,600 random ones",
             _ATARI_100K,
-            "Pong -12.3 (-8.3 / -16.2), Breakout 17.3 (18.9 / 15.7), Boxing 12.5 (8.4 / 16.6) over 2 seeds, 100 games each (DrQ(eps): -9.1, 19.8, 9.0); mean HNS 0.60 [0.45, 0.75] against DrQ(eps)'s 0.57; outside the three, Freeway 0.0 and Krull 2908 (1 seed; DrQ(eps): 20.3, 4402) (docs/atari100k.md); about 2 h per run on one core",
+            "Pong -14.8 (-8.3 / -16.2 / -19.8), Breakout 19.1 (18.9 / 15.7 / 22.8) over 3 seeds, Boxing 12.5 (8.4 / 16.6) over 2, 100 games each (DrQ(eps): -9.1, 19.8, 9.0); mean HNS of the per-game means 0.60 against DrQ(eps)'s 0.57; outside the three, Freeway 0.0 and Krull 2908 (1 seed; DrQ(eps): 20.3, 4402) (docs/atari100k.md); about 2 h per run on one core",
         ),
         Preset(
             "atari-100k-spr",
