@@ -35,20 +35,15 @@ from agents.checkpoint import (
 )
 from agents.presets import PRESETS
 from agents.spr import projection
+from benchmarks import preset_speed
 from benchmarks.preset_speed import preset_and_flags
 from envs.factory import make_env
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def command(entry: str, args: argparse.Namespace, runs_dir: str, run_name: str) -> list[str]:
-    preset, flags = preset_and_flags(entry)
-    return [
-        sys.executable, str(ROOT / "run.py"), "train-dqn", "--env-id", args.env_id,
-        "--preset", preset, "--total-steps", str(args.total_steps), "--eval-every", "0",
-        "--final-eval-episodes", "0", "--save-replay", "never", "--no-progress",
-        "--seed", str(args.seed), "--runs-dir", runs_dir, "--run-name", run_name, *flags,
-    ]  # fmt: skip
+    """preset_speed's train-dqn command (no evaluations, no replay saved; a run writes its
+    latest.pt at its end), with the probe's seed."""
+    return [*preset_speed.command(entry, args, runs_dir, run_name), "--seed", str(args.seed)]
 
 
 def game_frames(env_id: str, count: int, spacing: int, seed: int) -> torch.Tensor:
