@@ -17,8 +17,10 @@ a checkpoint, a run folder means its best.pt, or its latest.pt while it has no b
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
+import io
 import os
 import sys
 from typing import Any
@@ -103,14 +105,60 @@ def _parse_one(argv: list[str], named: str | None) -> tuple[str, Any]:
         ]
         for name, config_type in config_types.items()
     ]
-    config = tyro.cli(
-        Union[tuple(choices)],  # noqa: UP007 (tyro reads the Annotated members of a Union)
-        args=argv,
-        prog="run.py",
-        description=__doc__.split("\n\n")[0],
-    )
+    messages = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(messages):
+            config = tyro.cli(
+                Union[tuple(choices)],  # noqa: UP007 (tyro reads the Annotated members of a Union)
+                args=argv,
+                prog="run.py",
+                description=__doc__.split("\n\n")[0],
+            )
+    except SystemExit as exit_:
+        if exit_.code not in (0, None):  # a parse error: one line, as every other bad value
+            from playground.errors import UserError
+
+            raise UserError(one_line(messages.getvalue())) from None
+        sys.stderr.write(messages.getvalue())
+        raise
+    sys.stderr.write(messages.getvalue())  # tyro's warnings, if any
     name = next(name for name, config_type in config_types.items() if type(config) is config_type)
     return name, config
+
+
+def one_line(box: str) -> str:
+    """tyro's boxed parse error as one line: its message, the subcommands it offers, and
+    where the help is ("invalid choice 'x' for argument '--loss'. Expected one of ('huber',
+    'mse') (see run.py train-dqn --help)")."""
+    sections: list[list[str]] = [[]]
+    for raw in box.splitlines():
+        line = raw.strip().strip("│").strip()
+        if line.startswith(("╭", "╰")):
+            continue
+        if line and set(line) <= set("─"):
+            sections.append([])
+        elif line:
+            sections[-1].append(line)
+    texts = [_joined(section) for section in sections if section]
+    if not texts:
+        return "the command line could not be parsed (see run.py --help)"
+    message = texts[0].rstrip(".")
+    message += "".join(
+        f"; {text.rstrip('.')}" for text in texts[1:] if text.startswith("Available")
+    )
+    helps = [text for text in texts if text.startswith("For full helptext")]
+    if helps:
+        where = helps[-1].split(",", 1)[-1].strip().removeprefix("run ").removeprefix("see ")
+        message += f" (see {where})"
+    return message
+
+
+def _joined(lines: list[str]) -> str:
+    """Lines a box wrapped, joined back (no space before a piece that starts with punctuation)."""
+    text = lines[0]
+    for line in lines[1:]:
+        text += line if line[0] in ".,;:)" else " " + line
+    return text
 
 
 def _command_argv(argv: list[str] | None, name: str) -> list[str]:

@@ -234,6 +234,11 @@ def test_a_malformed_ray_address_is_refused_before_ray_starts(address: str, caps
         (["--v-max", "inf"], "--v-max must lie in"),
         (["--spr-weight", "1", "--encoder", "mlp"], "--spr-weight needs a pixel encoder"),
         (["--renormalize", "--encoder", "mlp"], "--renormalize needs a pixel encoder"),
+        (
+            ["--encoder-padding", "same", "--encoder", "vgg"],
+            "--encoder-padding same is the nature encoder's",
+        ),
+        (["--weight-init", "he"], "--weight-init"),
         (["--encoder", "nature", "--frame-size", "12"], "too small for this encoder"),
     ],
 )
@@ -245,3 +250,24 @@ def test_a_wrong_head_or_schedule_setting_is_one_line(
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train-dqn", "--loss", "foo"], "invalid choice 'foo' for argument '--loss'"),
+        (["train-dqn", "--weight-init", "he"], "Expected one of ('torch', 'xavier')"),
+        (["train-dqn", "--batch-size", "many"], "Error parsing --batch-size"),
+        (["train-dqn", "--batch-size"], "Missing value for argument '--batch-size'"),
+        (["train-gan", "--no-such-flag"], "Unrecognized options: --no-such-flag"),
+        (["no-such-command"], "Available subcommands: train-dqn"),
+    ],
+)
+def test_what_the_parser_refuses_is_one_line_too(argv: list[str], message: str, capsys) -> None:
+    """A flag tyro cannot parse (a wrong choice, not a number, no value, unknown) gets the
+    same one line as a value out of range, not tyro's box."""
+    code = run.main(argv)
+    captured = capsys.readouterr()
+    assert code == 2 and captured.err.startswith("error: "), captured.err
+    assert message in captured.err and len(captured.err.strip().splitlines()) == 1, captured.err
+    assert "--help" in captured.err and "╭" not in captured.err

@@ -11,6 +11,7 @@ import pytest
 import tyro
 
 import run
+from playground.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -41,7 +42,7 @@ def test_the_parser_is_what_the_command_line_uses() -> None:
     assert "--num-images" in accepted_flags("sample")
     assert "--no-grid" in accepted_flags("sample")  # booleans get both spellings
     assert "--grid-size" not in accepted_flags("sample")
-    with pytest.raises(SystemExit):
+    with pytest.raises(UserError, match="Unrecognized options: --grid-size"):
         run.parse(["sample", "--grid-size", "3"])
 
 
