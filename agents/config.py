@@ -79,6 +79,13 @@ class DQNConfig:
     """Channels of the CNN encoder's first layer, later layers scale with it (0: the
     encoder's own: nature 32, resnet 16, vgg 32, inception 16, densenet 12 growth); for mlp
     the units of its two hidden layers (0: 128)."""
+    encoder_padding: Literal["valid", "same"] = "valid"
+    """The nature encoder's padding: valid (none: the Nature DQN's and the PyTorch ports', a 64
+    x 7 x 7 latent on 84 x 84 frames) or same (TensorFlow's and Flax's default, as Dopamine's
+    DrQ(eps) and SPR networks run it: 64 x 11 x 11, 2.5x the features into the linear layer)."""
+    weight_init: Literal["torch", "xavier"] = "torch"
+    """Initial weights: torch (PyTorch's default, uniform in +-1/sqrt(fan_in), biases too) or
+    xavier (Glorot-uniform weights and zero biases, as Dopamine's DrQ(eps) and SPR networks)."""
     batch_norm: bool = False
     """Batch norm after every convolution of the encoder (the target network, acting and
     evaluation use its running statistics)."""
@@ -313,6 +320,11 @@ def validate(cfg: DQNConfig) -> None:
     )
     check(cfg.encoder in ENCODERS, f"--encoder {cfg.encoder!r} is not one of {', '.join(ENCODERS)}")
     check_optimizer(cfg.optimizer)
+    check(
+        cfg.encoder_padding == "valid" or cfg.encoder in ("auto", "nature"),
+        f"--encoder-padding {cfg.encoder_padding} is the nature encoder's; "
+        f"--encoder {cfg.encoder} has no such choice",
+    )
     check(not cfg.freeze_encoder or bool(cfg.init_from), "--freeze-encoder needs --init-from CKPT")
     check(
         not cfg.n_step_end or cfg.n_step_end != cfg.n_step,

@@ -26,7 +26,7 @@ def _conv(
     kernel_size: int,
     batch_norm: bool,
     stride: int = 1,
-    padding: int = 0,
+    padding: int | tuple[int, int] = 0,
 ) -> list[nn.Module]:
     """Convolution, batch norm when asked, ReLU: layers to splice into an nn.Sequential (flat,
     so a network without batch norm keeps the parameter names checkpoints were saved with)."""
@@ -54,8 +54,22 @@ class ConvEncoder(nn.Module):
         return self.linear(self.convolutions(_scaled_channels_last(observations)))
 
 
+PADDINGS = ("valid", "same")  # --encoder-padding
+
+
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's and Flax's 'SAME' padding of one axis: ceil(size / stride) outputs, the
+    zeros needed for them split with the odd one after (84, 8, 4 -> (2, 2): 21 outputs)."""
+    outputs = -(-size // stride)
+    total = max((outputs - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
 class NatureCNN(ConvEncoder):
-    """The encoder of Mnih et al. (2015): 8x8 stride 4, 4x4 stride 2, 3x3, then 512 features."""
+    """The encoder of Mnih et al. (2015): 8x8 stride 4, 4x4 stride 2, 3x3, then 512 features.
+    `padding` valid pads nothing (the paper's, and every PyTorch port's: 64 x 7 x 7 on 84 x 84);
+    same pads as TensorFlow / Flax do by default, as Dopamine's DrQ(eps) and SPR networks run
+    it (64 x 11 x 11: 2.5x the features into the linear layer)."""
 
     def __init__(
         self,
@@ -64,14 +78,29 @@ class NatureCNN(ConvEncoder):
         features: int = 512,
         batch_norm: bool = False,
         dropout: float = 0.0,
+        padding: str = "valid",
     ) -> None:
         super().__init__()
-        self.convolutions = nn.Sequential(
-            *_conv(observation_shape[0], width, 8, batch_norm, stride=4),  # 32 x 20 x 20 (84)
-            *_conv(width, 2 * width, 4, batch_norm, stride=2),  # 64 x 9 x 9
-            *_conv(2 * width, 2 * width, 3, batch_norm),  # 64 x 7 x 7
-            nn.Flatten(),  # 3136 for 84 x 84
-        )
+        if padding not in PADDINGS:
+            raise ValueError(f"padding {padding!r} is not one of {', '.join(PADDINGS)}")
+        height, width_px = observation_shape[1], observation_shape[2]
+        layers: list[nn.Module] = []
+        in_channels = observation_shape[0]
+        for out_channels, kernel, stride in ((width, 8, 4), (2 * width, 4, 2), (2 * width, 3, 1)):
+            even: tuple[int, int] | int = 0
+            if padding == "same":
+                top, bottom = same_padding(height, kernel, stride)
+                left, right = same_padding(width_px, kernel, stride)
+                if (top, left) == (bottom, right):
+                    even = (top, left)  # the convolution pads it itself (no extra copy)
+                else:
+                    layers.append(nn.ZeroPad2d((left, right, top, bottom)))
+                height, width_px = -(-height // stride), -(-width_px // stride)
+            layers += _conv(in_channels, out_channels, kernel, batch_norm, stride, even)
+            in_channels = out_channels
+        # valid on 84 x 84: 32 x 20 x 20, 64 x 9 x 9, 64 x 7 x 7 -> 3136 features;
+        # same: 32 x 21 x 21, 64 x 11 x 11, 64 x 11 x 11 -> 7744.
+        self.convolutions = nn.Sequential(*layers, nn.Flatten())
         self._finish(observation_shape, features, dropout)
 
 
@@ -361,6 +390,8 @@ def build_q_network(
     v_max: float = 10.0,
     spr: bool = False,
     renormalize: bool = False,
+    padding: str = "valid",
+    init: str = "torch",
 ) -> QNetwork:
     """The Q-network for an observation shape: 3-D (stacked frames) gets a CNN, 1-D an MLP.
     `width` sets the channels of a CNN's first layer (0: the encoder's published width);
@@ -369,15 +400,26 @@ def build_q_network(
     [v_min, v_max] for c51; `noisy` makes the head's layers and the encoder's last linear
     layer NoisyLinear (Rainbow's fully connected layers); `spr` adds SPR's transition model
     and predictor (`QNetwork.spr`); `renormalize` rescales a pixel encoder's spatial latent
-    (and each of SPR's predicted ones) to [0, 1] per observation."""
+    (and each of SPR's predicted ones) to [0, 1] per observation. `padding` is the nature
+    encoder's (valid or same); `init` torch keeps PyTorch's default initialisation, xavier
+    draws every convolution's and linear layer's weights Glorot-uniform with zero biases."""
+    if init not in INITS:
+        raise ValueError(f"--weight-init {init!r} is not one of {', '.join(INITS)}")
     if encoder == "auto":
         encoder = "nature" if len(observation_shape) == 3 else "mlp"
+    if padding != "valid" and encoder != "nature":
+        raise ValueError(
+            f"--encoder-padding {padding} is the nature encoder's; --encoder {encoder} "
+            "has no such choice"
+        )
     if encoder in PIXEL_ENCODERS and len(observation_shape) != 3:
         raise ValueError(
             f"--encoder {encoder} needs image observations, got shape {observation_shape}"
         )
     if encoder in PIXEL_ENCODERS:
-        options = {"width": width} if width else {}
+        options: dict[str, object] = {"width": width} if width else {}
+        if encoder == "nature":
+            options["padding"] = padding
         try:
             module: nn.Module = PIXEL_ENCODERS[encoder](
                 observation_shape, batch_norm=batch_norm, dropout=dropout, **options
@@ -404,10 +446,27 @@ def build_q_network(
     network = QNetwork(
         module, num_actions, dueling, head, atoms, noisy, v_min, v_max, spr_shape, renormalize
     )
+    if init == "xavier":
+        xavier_init(network)
     if len(observation_shape) == 3:
         # NHWC convolutions are ~10% faster on the CPU (oneDNN) and what tensor cores want.
         network = network.to(memory_format=torch.channels_last)
     return network
+
+
+INITS = ("torch", "xavier")  # --weight-init
+
+
+def xavier_init(network: nn.Module) -> None:
+    """Glorot-uniform weights and zero biases for every convolution and linear layer (Flax's
+    `xavier_uniform`, which Dopamine's DrQ(eps) and SPR networks use; PyTorch's own default is
+    uniform in +-1/sqrt(fan_in) for weights and biases alike, 0.6x to 2.4x narrower on the
+    Nature CNN). Noisy layers keep Fortunato et al.'s initialisation."""
+    for module in network.modules():
+        if isinstance(module, nn.Conv2d | nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
 
 
 def _latent_shape(encoder: nn.Module, observation_shape: tuple[int, ...]) -> tuple[int, int, int]:

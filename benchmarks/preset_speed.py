@@ -8,7 +8,13 @@ budget is measured in).
     python -m benchmarks.preset_speed --presets atari-100k "atari-100k-spr: --spr-steps 2" \
         --total-steps 6000 --json-path runs/preset_speed.json
 
-An entry `PRESET: FLAGS` runs the preset with those train-dqn flags added.
+An entry `PRESET: FLAGS` runs the preset with those train-dqn flags added. With
+`--one-at-a-time` the runs go one after another, each with the machine to itself and
+`--threads` threads (what a user who trains one run sees; side by side with one thread each
+is how the CPU time of runs that fill the machine compares).
+
+    python -m benchmarks.preset_speed --one-at-a-time --threads 2 --env-id ALE/Boxing-v5 \
+        --presets atari-100k atari-100k-spr
 """
 
 from __future__ import annotations
@@ -55,6 +61,9 @@ def main() -> None:
     parser.add_argument("--total-steps", type=int, default=4_000)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--json-path", type=Path, default=None)
+    parser.add_argument(
+        "--one-at-a-time", action="store_true", help="run the presets one after another"
+    )
     args = parser.parse_args()
     unknown = [e for e in args.presets if preset_and_flags(e)[0] not in PRESETS]
     if unknown:
@@ -65,8 +74,9 @@ def main() -> None:
     environment = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     rows = []
     with tempfile.TemporaryDirectory() as runs_dir:
-        processes = [
-            subprocess.Popen(
+
+        def start(index: int, entry: str) -> subprocess.Popen[str]:
+            return subprocess.Popen(
                 command(entry, args, runs_dir, f"run{index}"),
                 cwd=ROOT,
                 env=environment,
@@ -74,17 +84,24 @@ def main() -> None:
                 stderr=subprocess.PIPE,
                 text=True,
             )
-            for index, entry in enumerate(args.presets)
-        ]
-        curves = []
-        for index, (entry, process) in enumerate(zip(args.presets, processes, strict=True)):
+
+        def finish(index: int, entry: str, process: subprocess.Popen[str]) -> None:
             _, errors = process.communicate()
             if process.returncode != 0:
                 raise SystemExit(f"{entry} failed:\n{errors[-2000:]}")
             curves.append(read_scalars(Path(runs_dir) / f"run{index}", tags.SPS))
-    # Only the periods logged while every run was still going: a run alone on the machine
-    # after the others ended would look faster than it is.
-    together_until = min(curve[-1][2] for curve in curves)
+
+        curves: list[list[tuple[int, float, float]]] = []
+        if args.one_at_a_time:
+            for index, entry in enumerate(args.presets):
+                finish(index, entry, start(index, entry))
+        else:
+            processes = [start(index, entry) for index, entry in enumerate(args.presets)]
+            for index, (entry, process) in enumerate(zip(args.presets, processes, strict=True)):
+                finish(index, entry, process)
+    # Side by side, only the periods logged while every run was still going: a run alone on
+    # the machine after the others ended would look faster than it is.
+    together_until = float("inf") if args.one_at_a_time else min(curve[-1][2] for curve in curves)
     for entry, curve in zip(args.presets, curves, strict=True):
         starts = PRESETS[preset_and_flags(entry)[0]].settings.get("learning_starts", 0)
         # The 100-step periods after learning starts, the first two (warming up) left out.
@@ -98,10 +115,8 @@ def main() -> None:
             )
         rows.append({"preset": entry, "training_sps": round(float(np.mean(rates)), 2)})
     first = rows[0]["training_sps"]
-    print(
-        f"{args.env_id}, {args.total_steps:,} steps, runs side by side, {args.threads} "
-        "thread(s) each"
-    )
+    how = "one at a time" if args.one_at_a_time else "side by side"
+    print(f"{args.env_id}, {args.total_steps:,} steps, runs {how}, {args.threads} thread(s) each")
     print(f"{'preset':<36} {'steps/s':>8} {'time per step x first':>22}")
     for row in rows:
         row["time_ratio"] = round(first / row["training_sps"], 2)

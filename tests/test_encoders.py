@@ -7,7 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from agents.networks import PIXEL_ENCODERS, build_q_network, count_parameters, multiply_adds
+from agents.networks import (
+    PIXEL_ENCODERS,
+    build_q_network,
+    count_parameters,
+    multiply_adds,
+    same_padding,
+)
 from agents.replay import ReplaySample
 from agents.update import UpdateRule, dqn_update, evaluating, update_target
 from playground.optim import make_optimizer
@@ -163,3 +169,57 @@ def test_input_scaling_gives_the_plain_formulas_values_in_channels_last_and_keep
     wanting_grad = (frames.float() * 1.0).requires_grad_(True)  # as a saliency map's input
     _scaled_channels_last(wanting_grad).sum().backward()
     assert torch.allclose(wanting_grad.grad, torch.full_like(wanting_grad, 1 / 255.0))
+
+
+def test_same_padding_splits_the_zeros_as_tensorflow_does() -> None:
+    # 84 frames, kernel 8, stride 4: ceil(84 / 4) = 21 outputs need 20 * 4 + 8 - 84 = 4 zeros,
+    # 2 each side; 21, 4, 2: 11 outputs need 3, the odd one after; 11, 3, 1: 2, 1 each side.
+    assert same_padding(84, 8, 4) == (2, 2)
+    assert same_padding(21, 4, 2) == (1, 2)
+    assert same_padding(11, 3, 1) == (1, 1)
+    assert same_padding(7, 3, 1) == (1, 1) and same_padding(8, 2, 2) == (0, 0)
+
+
+def test_the_nature_encoder_with_same_padding_is_dopamines_network() -> None:
+    """--encoder-padding same: 64 x 11 x 11 latents on 84 x 84 (Flax's 'SAME', Dopamine's
+    DrQ(eps) and SPR networks), 7,744 features into the 512 linear layer; a window hanging
+    over the frame's edge sees zeros."""
+    network = build_q_network((4, 84, 84), 6, "nature", dueling=True, padding="same")
+    assert network.encoder.linear[0].in_features == 64 * 11 * 11
+    assert count_parameters(network) == PARAMETERS_84["nature"] + 513 + (7744 - 3136) * 512
+    convolution = next(m for m in network.encoder.convolutions if isinstance(m, nn.Conv2d))
+    with torch.no_grad():
+        convolution.weight.fill_(1.0)
+        convolution.bias.zero_()
+        ones = torch.ones(1, 4, 84, 84)
+        first = torch.relu(convolution(ones))
+    assert first.shape == (1, 32, 21, 21)
+    # The top-left window starts 2 pixels before the frame: 6 x 6 of its 8 x 8 are inside.
+    assert first[0, 0, 0, 0] == 6 * 6 * 4 and first[0, 0, 5, 5] == 8 * 8 * 4
+    frames = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8)
+    assert network(frames).shape == (3, 6)
+
+
+def test_valid_padding_keeps_the_nature_encoders_parameter_names() -> None:
+    default = build_q_network((4, 84, 84), 6, "nature")
+    assert [n for n, _ in default.named_parameters()][:6] == [
+        f"encoder.convolutions.{i}.{p}" for i in (0, 2, 4) for p in ("weight", "bias")
+    ]
+    with pytest.raises(ValueError, match="--encoder-padding same is the nature encoder's"):
+        build_q_network((4, 84, 84), 6, "resnet", padding="same")
+
+
+def test_xavier_init_is_glorot_uniform_with_zero_biases() -> None:
+    network = build_q_network((4, 84, 84), 6, "nature", dueling=True, init="xavier")
+    for module in network.modules():
+        if isinstance(module, nn.Conv2d | nn.Linear):
+            fan_in = module.weight[0].numel()
+            fan_out = module.weight.shape[0] * module.weight[0, 0].numel()
+            bound = (6.0 / (fan_in + fan_out)) ** 0.5
+            assert module.weight.abs().max() <= bound
+            assert module.weight.abs().max() > 0.9 * bound  # drawn over the whole range
+            assert torch.count_nonzero(module.bias) == 0
+    torch_default = build_q_network((4, 84, 84), 6, "nature", dueling=True)
+    assert torch.count_nonzero(torch_default.encoder.linear[0].bias) > 0
+    with pytest.raises(ValueError, match="--weight-init"):
+        build_q_network((4, 84, 84), 6, init="he")

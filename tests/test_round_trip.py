@@ -26,6 +26,9 @@ CATCH = "Playground/Catch-v0"
 # Each knob that changes the Q-network's shape or layers, with settings small frames can take.
 DQN_KNOBS = {
     "nature-batch-norm": dict(encoder="nature", frame_size=44, batch_norm=True),
+    "nature-same-padding-xavier": dict(
+        encoder="nature", frame_size=44, encoder_padding="same", weight_init="xavier"
+    ),
     "resnet-batch-norm": dict(encoder="resnet", frame_size=16, batch_norm=True),
     "densenet-batch-norm-dropout": dict(
         encoder="densenet", frame_size=16, batch_norm=True, dropout=0.1
@@ -72,6 +75,8 @@ def test_a_dqn_knob_survives_evaluate_watch_init_from_and_resume(knob: str, tmp_
     head = {"none": "expected", "c51": "c51", "qr": "qr"}[knobs.get("distributional", "none")]
     assert checkpoint["network"]["head"] == head
     assert checkpoint["network"]["spr"] == (knobs.get("spr_weight", 0) > 0)
+    assert checkpoint["network"]["padding"] == knobs.get("encoder_padding", "valid")
+    assert checkpoint["network"]["init"] == knobs.get("weight_init", "torch")
     # The rebuilt network is the trained one: same weights, same outputs.
     network = network_from_checkpoint(checkpoint)
     assert not network.training
