@@ -89,6 +89,9 @@ def parse(argv: list[str] | None = None) -> tuple[str, Any]:
     return name, config
 
 
+CHECKPOINT_COMMANDS = ("evaluate", "watch", "sample")  # each takes --checkpoint PATH
+
+
 def _parse_one(argv: list[str], named: str | None) -> tuple[str, Any]:
     """tyro's parse of one command line, the command `named` starting from its preset."""
     from typing import Annotated, Union
@@ -118,7 +121,13 @@ def _parse_one(argv: list[str], named: str | None) -> tuple[str, Any]:
         if exit_.code not in (0, None):  # a parse error: one line, as every other bad value
             from playground.errors import UserError
 
-            raise UserError(one_line(messages.getvalue())) from None
+            message = one_line(messages.getvalue())
+            if named in CHECKPOINT_COMMANDS and "--checkpoint" not in argv:
+                unrecognized = message.removeprefix("Unrecognized options: ").split(" (")[0]
+                stray = [t for t in unrecognized.split(", ") if not t.startswith("-")]
+                if message.startswith("Unrecognized") and stray:  # `watch runs/X`
+                    message += f"; a checkpoint is named by --checkpoint {stray[0]}"
+            raise UserError(message) from None
         sys.stderr.write(messages.getvalue())
         raise
     sys.stderr.write(messages.getvalue())  # tyro's warnings, if any

@@ -261,6 +261,7 @@ def test_a_wrong_head_or_schedule_setting_is_one_line(
         (["train-dqn", "--batch-size"], "Missing value for argument '--batch-size'"),
         (["train-gan", "--no-such-flag"], "Unrecognized options: --no-such-flag"),
         (["no-such-command"], "Available subcommands: train-dqn"),
+        (["watch", "runs/x"], "a checkpoint is named by --checkpoint runs/x"),
     ],
 )
 def test_what_the_parser_refuses_is_one_line_too(argv: list[str], message: str, capsys) -> None:
