@@ -140,15 +140,19 @@ def one_line(box: str) -> str:
     where the help is ("invalid choice 'x' for argument '--loss'. Expected one of ('huber',
     'mse') (see run.py train-dqn --help)")."""
     sections: list[list[str]] = [[]]
-    for raw in box.splitlines():
+    boxed = False  # on a terminal a box with the title in its top edge; else plain text, the
+    for raw in box.splitlines():  # title on a line of its own, then "----" between sections
         line = raw.strip().strip("│").strip()
         if line.startswith(("╭", "╰")):
+            boxed = True
             continue
-        if line and set(line) <= set("─"):
+        if line and set(line) <= set("─-"):
             sections.append([])
         elif line:
             sections[-1].append(line)
     texts = [_joined(section) for section in sections if section]
+    if not boxed and len(texts) > 1:
+        texts = texts[1:]
     if not texts:
         return "the command line could not be parsed (see run.py --help)"
     message = texts[0].rstrip(".")
