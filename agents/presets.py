@@ -148,8 +148,7 @@ PRESETS: dict[str, Preset] = {
             "shrink-and-perturb resets every 20,000 updates, weight decay 0.1, bf16 where the "
             "hardware has it",
             _ATARI_100K_SPR,
-            "not measured yet (docs/rainbow.md); a training step takes 1.78x the atari-100k "
-            "one's here",
+            "Boxing seed 1 far below atari-100k on the way: -30.5 / -25.5 / -29.8 at 40k / 60k / 80k steps (atari-100k: 4.1 / 4.9 / 4.3 and -9.9 / 8.4 / 18.3), no final score yet (docs/rainbow.md); a training step takes 1.64x (alone, 2 threads) to 1.78x (side by side) the atari-100k one's",
         ),
         Preset(
             "catch",
