@@ -46,6 +46,10 @@ Support = between(float, -1e6, 1e6)  # --v-min, --v-max: finite returns
 
 EncoderName = Literal["auto", "nature", "resnet", "impala", "vgg", "inception", "densenet", "mlp"]
 ENCODERS: tuple[str, ...] = get_args(EncoderName)
+PaddingName = Literal["valid", "same"]
+PADDINGS: tuple[str, ...] = get_args(PaddingName)  # --encoder-padding
+InitName = Literal["torch", "xavier"]
+INITS: tuple[str, ...] = get_args(InitName)  # --weight-init
 
 
 @dataclass(frozen=True)
@@ -79,11 +83,11 @@ class DQNConfig:
     """Channels of the CNN encoder's first layer, later layers scale with it (0: the
     encoder's own: nature 32, resnet 16, vgg 32, inception 16, densenet 12 growth); for mlp
     the units of its two hidden layers (0: 128)."""
-    encoder_padding: Literal["valid", "same"] = "valid"
+    encoder_padding: PaddingName = "valid"
     """The nature encoder's padding: valid (none: the Nature DQN's and the PyTorch ports', a 64
     x 7 x 7 latent on 84 x 84 frames) or same (TensorFlow's and Flax's default, as Dopamine's
     DrQ(eps) and SPR networks run it: 64 x 11 x 11, 2.5x the features into the linear layer)."""
-    weight_init: Literal["torch", "xavier"] = "torch"
+    weight_init: InitName = "torch"
     """Initial weights: torch (PyTorch's default, uniform in +-1/sqrt(fan_in), biases too) or
     xavier (Glorot-uniform weights and zero biases, as Dopamine's DrQ(eps) and SPR networks)."""
     batch_norm: bool = False

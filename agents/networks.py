@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from agents.config import ENCODERS
+from agents.config import ENCODERS, INITS, PADDINGS
 from agents.heads import DEFAULT_ATOMS, HeadKind, NoisyLinear, ValueHead
 from agents.spr import Renormalize, SelfPredictive
 
@@ -52,9 +52,6 @@ class ConvEncoder(nn.Module):
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
         return self.linear(self.convolutions(_scaled_channels_last(observations)))
-
-
-PADDINGS = ("valid", "same")  # --encoder-padding
 
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -452,9 +449,6 @@ def build_q_network(
         # NHWC convolutions are ~10% faster on the CPU (oneDNN) and what tensor cores want.
         network = network.to(memory_format=torch.channels_last)
     return network
-
-
-INITS = ("torch", "xavier")  # --weight-init
 
 
 def xavier_init(network: nn.Module) -> None:
