@@ -223,11 +223,18 @@ def collect(runs_dir: Path, games: list[str], seeds: list[int]) -> list[dict[str
     return records
 
 
+def setting_name(preset: str, extra: list[str]) -> str:
+    """What a set of runs is of: the preset and the train-dqn flags given after it. Kept scores
+    are keyed by it, so a run with `-- --encoder-padding same` neither counts as nor replaces the
+    plain preset's run of the same game and seed."""
+    return " ".join([preset, *extra])
+
+
 def with_kept_scores(
     records: list[dict[str, Any]], path: Path, preset: str, games: list[str], seeds: list[int]
 ) -> list[dict[str, Any]]:
-    """The runs here, and the final scores `path` (a JSON list) keeps of this preset's runs
-    whose folders are elsewhere (another machine, an earlier session): a kept score counts for
+    """The runs here, and the final scores `path` (a JSON list) keeps of this setting's runs
+    (`preset`: the preset's name, and the flags given after it if any) whose folders are elsewhere (another machine, an earlier session): a kept score counts for
     a game and seed this folder has not finished. The runs finished here are added to the file
     with their learning curves, so it gathers every run's final score and curve (and the commit
     it was trained at, when given) and the plot can show runs whose folders are gone."""
@@ -312,7 +319,7 @@ def plot_curves(
             if agent in PUBLISHED.get(game, {}):
                 axis.axhline(PUBLISHED[game][agent], ls=style, color="black", lw=1, label=agent)
         axis.axhline(RANDOM_HUMAN[game][0], color="grey", lw=0.8, label="random")
-        axis.set_title(f"{game} ({preset} preset)")
+        axis.set_title(f"{game} ({preset})")
         axis.set_xlabel("agent steps")
         axis.set_ylabel("return of full games")
         axis.grid(alpha=0.3)
@@ -452,8 +459,9 @@ def main() -> None:
                 for future in as_completed(futures):
                     print(future.result(), flush=True)
     records = collect(args.runs_dir, args.games, args.seeds)
+    setting = setting_name(args.preset, args.extra)
     if args.scores:
-        records = with_kept_scores(records, args.scores, args.preset, args.games, args.seeds)
+        records = with_kept_scores(records, args.scores, setting, args.games, args.seeds)
     for record in records:
         state = (
             f"final {record['final']:.1f} over {record['final_games']} games"
@@ -465,11 +473,11 @@ def main() -> None:
             f"{record['game']}-s{record['seed']}: step {record['steps']:,}, {state}, "
             f"{record['minutes']:.0f} min of training"
         )
-    table = report(records, args.games, args.preset)
+    table = report(records, args.games, setting)
     print(table)
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(table)
-    plot_curves(records, args.games, args.plot, args.preset)
+    plot_curves(records, args.games, args.plot, setting)
     (args.runs_dir / "atari100k.json").write_text(json.dumps(records, indent=1) + "\n")
     print(f"wrote {args.report}, {args.plot}, {args.runs_dir / 'atari100k.json'}")
 

@@ -279,6 +279,25 @@ def test_kept_scores_count_where_the_folder_has_no_final_and_gather_the_new_ones
     assert "| Pong | 2 | -10.2 | -8.3 / -12.0 |" in table
 
 
+def test_runs_with_more_flags_are_kept_apart_from_the_plain_preset(tmp_path: Path) -> None:
+    """A run of the preset with flags after `--` is another setting: its score neither takes
+    the plain preset's place for the same game and seed in the file nor counts for it."""
+    kept = tmp_path / "scores.json"
+    kept.write_text(json.dumps(
+        [{"preset": "atari-100k", "game": "Pong", "seed": 1, "final": -8.3, "games": 100}]
+    ))  # fmt: skip
+    setting = atari100k.setting_name("atari-100k", ["--encoder-padding", "same"])
+    assert setting == "atari-100k --encoder-padding same"
+    assert atari100k.setting_name("atari-100k", []) == "atari-100k"
+    here = [{"game": "Pong", "seed": 1, "final": -3.0, "final_games": 100, "curve": [(1, -21.0)]}]
+    merged = atari100k.with_kept_scores(here, kept, setting, ["Pong"], [1])
+    assert [(r["final"], bool(r.get("kept"))) for r in merged] == [(-3.0, False)]
+    rows = {(e["preset"], e["seed"]): e["final"] for e in json.loads(kept.read_text())}
+    assert rows == {("atari-100k", 1): -8.3, (setting, 1): -3.0}
+    plain = atari100k.with_kept_scores([], kept, "atari-100k", ["Pong"], [1])
+    assert [r["final"] for r in plain] == [-8.3]
+
+
 @pytest.mark.parametrize("preset", ["atari-100k", "atari-100k-spr"])
 def test_an_atari_100k_preset_trains_on_the_real_game_then_evaluates_watches_and_resumes(
     preset: str, tmp_path: Path
