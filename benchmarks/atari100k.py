@@ -27,6 +27,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -319,7 +320,7 @@ def plot_curves(
             if agent in PUBLISHED.get(game, {}):
                 axis.axhline(PUBLISHED[game][agent], ls=style, color="black", lw=1, label=agent)
         axis.axhline(RANDOM_HUMAN[game][0], color="grey", lw=0.8, label="random")
-        axis.set_title(f"{game} ({preset})")
+        axis.set_title(textwrap.fill(f"{game} ({preset})", 36), fontsize=9)
         axis.set_xlabel("agent steps")
         axis.set_ylabel("return of full games")
         axis.grid(alpha=0.3)
