@@ -232,26 +232,27 @@ def setting_name(preset: str, extra: list[str]) -> str:
 
 
 def with_kept_scores(
-    records: list[dict[str, Any]], path: Path, preset: str, games: list[str], seeds: list[int]
+    records: list[dict[str, Any]], path: Path, setting: str, games: list[str], seeds: list[int]
 ) -> list[dict[str, Any]]:
     """The runs here, and the final scores `path` (a JSON list) keeps of this setting's runs
-    (`preset`: the preset's name, and the flags given after it if any) whose folders are elsewhere (another machine, an earlier session): a kept score counts for
-    a game and seed this folder has not finished. The runs finished here are added to the file
-    with their learning curves, so it gathers every run's final score and curve (and the commit
-    it was trained at, when given) and the plot can show runs whose folders are gone."""
+    (`setting_name`; the file's "preset" field) whose folders are elsewhere (another machine,
+    an earlier session): a kept score counts for a game and seed this folder has not finished.
+    The runs finished here are added to the file with their learning curves, so it gathers
+    every run's final score and curve (and the commit it was trained at, when given) and the
+    plot can show runs whose folders are gone."""
     kept = json.loads(path.read_text()) if path.is_file() else []
     by_key = {(entry["preset"], entry["game"], entry["seed"]): entry for entry in kept}
     for record in records:
         if record["final"] is not None:
-            key = (preset, record["game"], record["seed"])
-            entry = by_key.setdefault(key, {"preset": preset, "game": record["game"]})
+            key = (setting, record["game"], record["seed"])
+            entry = by_key.setdefault(key, {"preset": setting, "game": record["game"]})
             entry.update(seed=record["seed"], final=record["final"], games=record["final_games"])
             entry["curve"] = [[step, round(value, 2)] for step, value in record["curve"]]
     finished = {(r["game"], r["seed"]) for r in records if r["final"] is not None}
     merged = [r for r in records if (r["game"], r["seed"]) in finished]
     unfinished = {(r["game"], r["seed"]): r for r in records if r["final"] is None}
     for (entry_preset, game, seed), entry in by_key.items():
-        if entry_preset != preset or game not in games or seed not in seeds:
+        if entry_preset != setting or game not in games or seed not in seeds:
             continue
         if (game, seed) in finished:
             continue
