@@ -73,6 +73,13 @@ def parse(argv: list[str] | None = None) -> tuple[str, Any]:
     command has presets, under the flags given). `compare` takes the trainer command that ends
     its line as its `base`, and every run of its grid is parsed here before anything starts."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:
+        from playground.errors import UserError
+
+        raise UserError(
+            f"no command given: run.py <command> [flags], the command one of {', '.join(COMMANDS)}"
+            " (start with run.py demo; see run.py --help)"
+        )
     named = next((token for token in argv if token in COMMANDS), None)
     if named != "compare":
         return _parse_one(argv, named)

@@ -261,6 +261,7 @@ def test_a_wrong_head_or_schedule_setting_is_one_line(
         (["train-dqn", "--batch-size"], "Missing value for argument '--batch-size'"),
         (["train-gan", "--no-such-flag"], "Unrecognized options: --no-such-flag"),
         (["no-such-command"], "Available subcommands: train-dqn"),
+        ([], "no command given: run.py <command> [flags], the command one of train-dqn"),
         (["watch", "runs/x"], "a checkpoint is named by --checkpoint runs/x"),
     ],
 )
