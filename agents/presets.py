@@ -96,6 +96,11 @@ _ATARI_100K: dict[str, Any] = dict(
     eval_video=False,
     checkpoint_every=5_000,
     log_every=1_000,
+    # bf16 autocast on CUDA and on CPUs with AVX-512 BF16 or AMX (fp32 elsewhere, with a note):
+    # a training step in 0.73x the time on a 2-core EPYC, and the three games' seed-1 runs
+    # scored within or above their fp32 seeds' (docs/benchmarks.md); `--precision fp32` keeps
+    # the preset's runs before 2026-12-03.
+    precision="bf16",
 )
 
 # The same protocol with what SPR and BBF add that this CPU can afford (docs/rainbow.md has the
@@ -117,10 +122,9 @@ _ATARI_100K_SPR: dict[str, Any] = {
     "reset_every": 20_000,
     "reset_shrink": 0.5,
     "weight_decay": 0.1,
-    # SPR's extra passes make the update (3 steps ahead) 3.1x DrQ(eps)'s in fp32 on a 2-core
-    # CPU; bf16 (on CUDA and on CPUs with AVX-512 BF16 or AMX; fp32 elsewhere, with a note)
-    # brings it to 2.0x, and learned Catch as fp32 does (docs/benchmarks.md).
-    "precision": "bf16",
+    # bf16 comes from atari-100k: SPR's extra passes make the update (3 steps ahead) 3.1x
+    # DrQ(eps)'s in fp32 on a 2-core CPU and 2.0x in bf16, which learned Catch as fp32 does
+    # (docs/benchmarks.md).
 }
 
 PRESETS: dict[str, Preset] = {
@@ -137,16 +141,16 @@ PRESETS: dict[str, Preset] = {
             "ALE games, the Atari 100k benchmark as Dopamine runs it (100,000 agent steps, no "
             "sticky actions, 100 games scored at the end) with DrQ(eps): replay ratio 1, "
             "10-step double-DQN targets, the target copied every update, dueling, random shifts "
-            "and intensity noise, epsilon to 0.01 over 5,000 steps after 1,600 random ones",
+            "and intensity noise, epsilon to 0.01 over 5,000 steps after 1,600 random ones, bf16 "
+            "where the hardware has it",
             _ATARI_100K,
-            "Pong -14.8 (-8.3 / -16.2 / -19.8), Breakout 19.1 (18.9 / 15.7 / 22.8) over 3 seeds, Boxing 12.5 (8.4 / 16.6) over 2, 100 games each (DrQ(eps): -9.1, 19.8, 9.0); mean HNS of the per-game means 0.60 against DrQ(eps)'s 0.57; outside the three, Freeway 0.0 and Krull 2908 (1 seed; DrQ(eps): 20.3, 4402) (docs/atari100k.md); about 2 h per run on one core",
+            "bf16 (the default since 2026-12-03), seed 1: Pong -11.1, Breakout 15.4, Boxing 23.4, mean HNS 0.90; fp32: Pong -14.8 (-8.3 / -16.2 / -19.8), Breakout 19.1 (18.9 / 15.7 / 22.8) over 3 seeds, Boxing 12.5 (8.4 / 16.6) over 2, mean HNS 0.60 (DrQ(eps): -9.1, 19.8, 9.0, HNS 0.57); outside the three (fp32, 1 seed), Freeway 0.0 and Krull 2908 (DrQ(eps): 20.3, 4402); 100 games each (docs/atari100k.md); in bf16 a run trains in 67-71 min beside another on one core each, under 40 min alone on 2",
         ),
         Preset(
             "atari-100k-spr",
             "ALE games, the Atari 100k protocol of atari-100k with C51, SPR's self-predictive "
             "loss 2 steps ahead, n-step 10 -> 3 and discount 0.97 -> 0.997 over 10,000 updates, "
-            "shrink-and-perturb resets every 20,000 updates, weight decay 0.1, bf16 where the "
-            "hardware has it",
+            "shrink-and-perturb resets every 20,000 updates, weight decay 0.1",
             _ATARI_100K_SPR,
             "Boxing seed 1 far below atari-100k on the way: -30.5 / -25.5 / -29.8 at 40k / 60k / 80k steps (atari-100k: 4.1 / 4.9 / 4.3 and -9.9 / 8.4 / 18.3), no final score yet (docs/rainbow.md); a training step takes 1.64x (alone, 2 threads) to 1.78x (side by side) the atari-100k one's",
         ),

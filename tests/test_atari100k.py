@@ -46,6 +46,7 @@ def test_the_preset_is_drq_eps_as_dopamine_configures_it() -> None:
     assert (cfg.final_eval_episodes, cfg.eval_epsilon) == (100, 0.001)
     assert cfg.life_loss_terminal and cfg.clip_rewards
     assert target_is_online(cfg)
+    assert cfg.precision == "bf16"  # Dopamine's is fp32: bf16 only where the hardware has it
 
 
 def test_epsilon_is_one_through_the_warmup_then_decays_over_its_steps() -> None:
