@@ -12,8 +12,9 @@ DEVICE_CHOICES = "auto|cpu|cuda|cuda:N|mps"
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:
-    """Whether `--precision bf16` runs in bf16 autocast on `device`: on CUDA, and on CPUs with
-    bf16 instructions (AVX-512 BF16 or AMX); elsewhere a note says it runs fp32."""
+    """Whether precision bf16 (the flag's, or a preset's default) runs in bf16 autocast on
+    `device`: on CUDA, and on CPUs with bf16 instructions (AVX-512 BF16 or AMX); elsewhere a
+    note says it runs fp32, and how to ask for fp32 outright."""
     if precision != "bf16":
         return False
     if device.type == "cuda":
@@ -22,10 +23,13 @@ def use_bf16(precision: str, device: torch.device) -> bool:
         cpu = torch.cpu
         if cpu._is_avx512_bf16_supported() or getattr(cpu, "_is_amx_tile_supported", bool)():
             return True
-        _note("--precision bf16: this CPU has no bf16 instructions (AVX-512 BF16 or AMX); fp32")
+        _note(f"precision bf16: this CPU has no bf16 instructions (AVX-512 BF16 or AMX); {_FP32}")
         return False
-    _note(f"--precision bf16 applies on CUDA and bf16 CPUs; {device.type} runs fp32")
+    _note(f"precision bf16 applies on CUDA and bf16 CPUs; {device.type} {_FP32}")
     return False
+
+
+_FP32 = "it runs fp32 (--precision fp32 says so and drops this note)"
 
 
 def _note(message: str) -> None:

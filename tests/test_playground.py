@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from playground.checkpoint import load_checkpoint, save_checkpoint
-from playground.device import resolve_device
+from playground.device import resolve_device, use_bf16
 from playground.errors import UserError, require_positive
 from playground.logger import NullLogger, TensorBoardLogger
 from playground.optim import make_optimizer
@@ -36,6 +36,24 @@ def test_device_choices() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="no CUDA GPU"):
             resolve_device("cuda:0")
+
+
+def test_bf16_without_the_hardware_runs_fp32_with_a_note_on_how_to_ask_for_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A preset's bf16 default on a CPU without bf16 instructions: fp32, and the note names the
+    # precision rather than a flag the user never typed, and says how to ask for fp32 outright.
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert not use_bf16("bf16", torch.device("cpu"))
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("note: precision bf16: this CPU has no bf16 instructions")
+    assert err.endswith("it runs fp32 (--precision fp32 says so and drops this note)")
+    assert not use_bf16("fp32", torch.device("cpu"))
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert use_bf16("bf16", torch.device("cpu"))
+    assert use_bf16("bf16", torch.device("cuda"))  # no CUDA call is made to decide
 
 
 def test_require_positive_names_the_flag() -> None:
