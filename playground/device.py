@@ -11,6 +11,9 @@ from playground.errors import UserError
 DEVICE_CHOICES = "auto|cpu|cuda|cuda:N|mps"
 
 
+_FP32 = "it runs fp32 (--precision fp32 says so and drops this note)"
+
+
 def use_bf16(precision: str, device: torch.device) -> bool:
     """Whether precision bf16 (the flag's, or a preset's default) runs in bf16 autocast on
     `device`: on CUDA, and on CPUs with bf16 instructions (AVX-512 BF16 or AMX); elsewhere a
@@ -25,11 +28,8 @@ def use_bf16(precision: str, device: torch.device) -> bool:
             return True
         _note(f"precision bf16: this CPU has no bf16 instructions (AVX-512 BF16 or AMX); {_FP32}")
         return False
-    _note(f"precision bf16 applies on CUDA and bf16 CPUs; {device.type} {_FP32}")
+    _note(f"precision bf16 applies on CUDA and bf16 CPUs; on {device.type} {_FP32}")
     return False
-
-
-_FP32 = "it runs fp32 (--precision fp32 says so and drops this note)"
 
 
 def _note(message: str) -> None:
