@@ -169,3 +169,20 @@ def test_random_shift_crops_alike_by_slicing_and_by_gather() -> None:
         # An offset of (4, 4) is the image itself.
         centre = torch.full((16,), 4)
         assert torch.equal(_shift_by_slicing(frames, padded, centre, centre), frames)
+
+
+def test_random_shift_pads_bytes_as_it_pads_floats() -> None:
+    """On the CPU uint8 frames are padded and cropped as bytes; the crops, the replicated
+    edges among them, are those of the float path from the same draws."""
+    from agents.networks import _shift_by_gather
+
+    frames = torch.randint(0, 256, (64, 4, 20, 20), dtype=torch.uint8)
+    shifted = random_shift(frames, pad=4, generator=torch.Generator().manual_seed(3))
+    draws = torch.Generator().manual_seed(3)
+    offsets_x, offsets_y = torch.randint(0, 9, (64,), generator=draws), torch.randint(
+        0, 9, (64,), generator=draws
+    )
+    padded = torch.nn.functional.pad(frames.float(), (4, 4, 4, 4), mode="replicate")
+    assert shifted.dtype == torch.uint8
+    assert torch.equal(shifted, _shift_by_gather(frames, padded, offsets_x, offsets_y))
+    assert not torch.equal(shifted, frames)
