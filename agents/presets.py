@@ -147,7 +147,7 @@ PRESETS: dict[str, Preset] = {
             "self-predictive loss 2 steps ahead, 10-step targets, the target equal to the "
             "online network",
             _ATARI_100K_SPR,
-            "Boxing seed 1: 23.6 over 100 games (SPR: 35.7, DrQ(eps): 9.0; evaluations of 16 games -3.7 / 7.6 / 10.7 / 28.2 / 23.0 at 20k-100k steps); with BBF's schedules, resets and weight decay (the preset before 2026-12-03) -25.0 at 20k and -29.8 at 80k; one seed, Pong and Breakout not run (docs/rainbow.md); a training step takes 1.64x (alone, 2 threads) to 1.78x (side by side) the atari-100k one's",
+            "Boxing seed 1: 23.6 over 100 games (SPR: 35.7, DrQ(eps): 9.0; evaluations of 16 games -3.7 / 7.6 / 10.7 / 28.2 / 23.0 at 20k-100k steps); with BBF's schedules, resets and weight decay (the preset before 2026-12-03) -25.0 at 20k and -29.8 at 80k; one seed, Pong and Breakout not run (docs/rainbow.md); an update takes 2.3x the atari-100k one's in bf16 (1.5x its fp32 one), over the 2x aimed at (docs/benchmarks.md)",
         ),
         Preset(
             "catch",
