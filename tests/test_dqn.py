@@ -179,8 +179,9 @@ def test_random_shift_pads_bytes_as_it_pads_floats() -> None:
     frames = torch.randint(0, 256, (64, 4, 20, 20), dtype=torch.uint8)
     shifted = random_shift(frames, pad=4, generator=torch.Generator().manual_seed(3))
     draws = torch.Generator().manual_seed(3)
-    offsets_x, offsets_y = torch.randint(0, 9, (64,), generator=draws), torch.randint(
-        0, 9, (64,), generator=draws
+    offsets_x, offsets_y = (
+        torch.randint(0, 9, (64,), generator=draws),
+        torch.randint(0, 9, (64,), generator=draws),
     )
     padded = torch.nn.functional.pad(frames.float(), (4, 4, 4, 4), mode="replicate")
     assert shifted.dtype == torch.uint8
