@@ -577,13 +577,9 @@ def random_intensity(
     shape = (observations.shape[0],) + (1,) * (observations.dim() - 1)
     noise = torch.randn(shape, device=observations.device, generator=generator).clamp(-2.0, 2.0)
     factor = 1.0 + scale * noise
-    if observations.dim() != 4 or observations.requires_grad:
+    if observations.dim() != 4:
         return observations.float() * factor
-    out = torch.empty(
-        observations.shape, dtype=torch.float32, device=observations.device,
-        memory_format=torch.channels_last,
-    )  # fmt: skip
-    return torch.mul(observations, factor, out=out)
+    return torch.mul(observations, factor, out=_channels_last_floats(observations))
 
 
 def random_symmetry(
@@ -620,11 +616,14 @@ def _scaled_channels_last(observations: torch.Tensor) -> torch.Tensor:
     .contiguous(...)`, which made two or three: an eighth of an SPR update)."""
     if observations.requires_grad:  # a saliency map's input: autograd refuses out=
         return torch.div(observations.contiguous(memory_format=torch.channels_last), 255.0)
-    scaled = torch.empty(
-        observations.shape, dtype=torch.float32, device=observations.device,
-        memory_format=torch.channels_last,
-    )  # fmt: skip
-    return torch.div(observations, 255.0, out=scaled)
+    return torch.div(observations, 255.0, out=_channels_last_floats(observations))
+
+
+def _channels_last_floats(like: torch.Tensor) -> torch.Tensor:
+    """An empty float32 tensor of `like`'s shape (N, C, H, W) and device, laid out channels-last."""
+    return torch.empty(
+        like.shape, dtype=torch.float32, device=like.device, memory_format=torch.channels_last
+    )
 
 
 def _flat_size(module: nn.Module, observation_shape: tuple[int, ...]) -> int:

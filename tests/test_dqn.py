@@ -187,3 +187,15 @@ def test_random_shift_pads_bytes_as_it_pads_floats() -> None:
     assert shifted.dtype == torch.uint8
     assert torch.equal(shifted, _shift_by_gather(frames, padded, offsets_x, offsets_y))
     assert not torch.equal(shifted, frames)
+
+
+def test_random_intensity_is_the_product_laid_out_channels_last() -> None:
+    """Intensity noise made in one pass from uint8 gives the values of frames.float() * factor
+    for the same draw, laid out channels-last as the network reads them."""
+    from agents.networks import random_intensity
+
+    frames = torch.randint(0, 256, (8, 4, 20, 20), dtype=torch.uint8)
+    noisy = random_intensity(frames, 0.05, torch.Generator().manual_seed(1))
+    noise = torch.randn((8, 1, 1, 1), generator=torch.Generator().manual_seed(1)).clamp(-2, 2)
+    assert noisy.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(noisy, frames.float() * (1.0 + 0.05 * noise))
