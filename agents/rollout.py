@@ -12,6 +12,7 @@ TensorBoard is a game that was scored.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ import torch
 
 from agents.networks import QNetwork
 from envs import make_env, make_vector_env
+from playground.display import display_available
 
 
 @dataclass(frozen=True)
@@ -181,6 +183,11 @@ def play_games(
     far are returned)."""
     # Pixel games render RGB frames anyway; vector games (CartPole) only when asked to.
     render_mode = "rgb_array" if record_frames > 0 else None
+    if record_frames > 0 and not display_available():
+        # gymnasium draws the vector games' frames with pygame, whose SDL otherwise looks for a
+        # display and prints "error: XDG_RUNTIME_DIR is invalid ..." at every evaluation video
+        # on a machine without one (as `watch --headless` does; set before SDL starts).
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     env = make_env(env_id, seed=seed, render_mode=render_mode, **(env_options or {}))
     was_training = network.training
     network.eval()

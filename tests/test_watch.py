@@ -339,6 +339,32 @@ def test_the_recorded_game_is_the_first_scored_game() -> None:
     assert len(short.frames) == 5 and short.scores == games.scores[:1]
 
 
+def test_a_vector_games_video_on_a_machine_without_display_prints_no_sdl_error() -> None:
+    # CartPole draws its frames with pygame; on a machine with no display SDL looked for one
+    # and printed "error: XDG_RUNTIME_DIR is invalid ..." at every evaluation video.
+    import subprocess
+    import sys
+
+    script = (
+        "import os; from agents.networks import build_q_network; "
+        "from agents.rollout import play_games; "
+        "games = play_games(build_q_network((4,), 2), 'CartPole-v1', 1, epsilon=1.0, seed=0, "
+        "record_frames=3); print(len(games.frames), os.environ.get('SDL_VIDEODRIVER'))"
+    )
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER", "XDG_RUNTIME_DIR")
+    }
+    environment["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=environment, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["3", "dummy"]
+    assert "XDG_RUNTIME_DIR" not in result.stderr and "error" not in result.stderr.lower()
+
+
 def test_saliency_and_heat_map() -> None:
     image = torch.zeros(9, 9)
     image[4, 4] = 1.0
