@@ -23,6 +23,7 @@ stratified-bootstrap confidence intervals (rliable), and a learning-curve plot p
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -69,11 +70,54 @@ PUBLISHED: dict[str, dict[str, float]] = {
     "Krull": {"DrQ(eps)": 4402.1, "SPR": 3681.6, "BBF": 8303.0},
 }
 AGENTS = ("DrQ(eps)", "SPR", "BBF")
+# The final score of every run behind the DrQ(eps) and SPR means (100 runs a game, 26 games),
+# as released with Agarwal et al. 2021: a 100-run mean on a skewed game is carried by its few
+# best runs, so a handful of our runs is also placed among theirs.
+PUBLISHED_RUNS_FILE = Path(__file__).with_name("atari100k_published_runs.json")
 
 
 def human_normalised(game: str, score: float) -> float:
     random, human = RANDOM_HUMAN[game]
     return (score - random) / (human - random)
+
+
+@functools.cache
+def _published_runs() -> dict[str, dict[str, list[float]]]:
+    return json.loads(PUBLISHED_RUNS_FILE.read_text())["runs"]
+
+
+def published_runs(agent: str, game: str) -> np.ndarray | None:
+    """The final scores of `agent`'s 100 runs on `game` (DrQ(eps) and SPR), None without."""
+    runs = _published_runs().get(agent, {}).get(game)
+    return None if runs is None else np.asarray(runs, dtype=np.float64)
+
+
+def share_beaten(score: float, runs: np.ndarray) -> float:
+    """The share of `runs` that `score` beats, ties counting half: where one of our runs
+    ranks among a published agent's (0.5: level with its median run)."""
+    return float(np.mean((score > runs) + 0.5 * (score == runs)))
+
+
+def probability_of_improvement(
+    ours: dict[str, list[float]], agent: str, reps: int = 20_000, seed: int = 0
+) -> tuple[float, float, float]:
+    """rliable's probability of improvement of our runs over `agent`'s (Agarwal et al. 2021):
+    per game the chance that a run of ours beats a run of theirs (the Mann-Whitney statistic
+    over all pairs, ties half), averaged over the games; with a 95% stratified-bootstrap
+    interval, each side's runs of each game resampled apart (rliable's own bootstrap needs as
+    many runs on both sides, and we have a few against their 100)."""
+    generator = np.random.default_rng(seed)
+    point, samples = 0.0, np.zeros(reps)
+    for game, finals in ours.items():
+        mine, theirs = np.asarray(finals, dtype=np.float64), published_runs(agent, game)
+        assert theirs is not None, f"no published runs of {agent} on {game}"
+        point += np.mean([share_beaten(score, theirs) for score in mine]) / len(ours)
+        mine_drawn = mine[generator.integers(0, len(mine), (reps, len(mine)))][:, :, None]
+        theirs_drawn = theirs[generator.integers(0, len(theirs), (reps, len(theirs)))][:, None]
+        wins = (mine_drawn > theirs_drawn) + 0.5 * (mine_drawn == theirs_drawn)
+        samples += wins.mean(axis=(1, 2)) / len(ours)
+    low, high = np.percentile(samples, [2.5, 97.5])
+    return float(point), float(low), float(high)
 
 
 # ----------------------------------------------------------------------------- running
@@ -332,8 +376,9 @@ def plot_curves(
     plt.close(figure)
 
 
-def report(records: list[dict[str, Any]], games: list[str], preset: str) -> str:
-    """The markdown tables: per game, then the aggregate over the games every seed finished."""
+def report(records: list[dict[str, Any]], games: list[str], preset: str, reps: int = 50_000) -> str:
+    """The markdown tables: per game, then the aggregate over the games every seed finished
+    (`reps` bootstrap draws for our runs' intervals, at most 10,000 for the published ones)."""
     lines = [
         f"| game | runs | {preset} (mean over seeds) | per seed | HNS | "
         + " | ".join(f"{agent} (HNS)" for agent in AGENTS)
@@ -366,8 +411,8 @@ def report(records: list[dict[str, Any]], games: list[str], preset: str) -> str:
         of_means = np.mean([human_normalised(g, float(np.mean(v))) for g, v in finished.items()])
         lines += [
             "",
-            f"Mean HNS of the per-game means, all {runs} runs: {of_means:.2f} (the published "
-            "agents' aggregates below are of their per-game means too).",
+            f"Mean HNS of the per-game means, all {runs} runs: {of_means:.2f} (as the published "
+            "agents' means below are).",
         ]
         seeds = min(len(values) for values in finished.values())
         matrix = np.array(
@@ -387,11 +432,18 @@ def report(records: list[dict[str, Any]], games: list[str], preset: str) -> str:
             f"| aggregate | {preset} | " + " | ".join(AGENTS) + " |",
             "|---|---|" + "---|" * len(AGENTS),
         ]
-        ours = aggregates(matrix)
+        ours = aggregates(matrix, reps=reps)
+        theirs = {
+            agent: _published_aggregates(agent, list(finished), min(reps, 10_000))
+            for agent in AGENTS
+        }
         for name in ("mean", "median", "IQM"):
             published = []
             for agent in AGENTS:
-                if all(agent in PUBLISHED.get(game, {}) for game in finished):
+                if theirs[agent] is not None:
+                    point, low, high = theirs[agent][name]
+                    published.append(f"{point:.2f} [{low:.2f}, {high:.2f}]")
+                elif all(agent in PUBLISHED.get(game, {}) for game in finished):
                     values = np.array(
                         [[human_normalised(game, PUBLISHED[game][agent]) for game in finished]]
                     )
@@ -402,7 +454,73 @@ def report(records: list[dict[str, Any]], games: list[str], preset: str) -> str:
             lines.append(
                 f"| {name} | {point:.2f} [{low:.2f}, {high:.2f}] | " + " | ".join(published) + " |"
             )
+        lines += [
+            "",
+            "DrQ(eps)'s and SPR's aggregates are over their 100 runs of each of these games, with "
+            "the same intervals; BBF's over its per-game means.",
+        ]
+        lines += against_published_runs(finished, preset, min(reps, 20_000))
     return "\n".join(lines) + "\n"
+
+
+def _published_aggregates(
+    agent: str, games: list[str], reps: int = 10_000
+) -> dict[str, tuple[float, float, float]] | None:
+    """rliable's aggregates of `agent`'s published runs on `games` (None without them)."""
+    runs = [published_runs(agent, game) for game in games]
+    if any(values is None for values in runs):
+        return None
+    matrix = np.stack(
+        [[human_normalised(game, score) for score in values]
+         for game, values in zip(games, runs, strict=True)],
+        axis=1,
+    )  # fmt: skip
+    return aggregates(matrix, reps=reps)
+
+
+def against_published_runs(
+    finished: dict[str, list[float]], setting: str, reps: int = 20_000
+) -> list[str]:
+    """Markdown placing each of our runs among DrQ(eps)'s and SPR's 100 runs of its game, and
+    rliable's probability of improvement over each agent on these games."""
+    agents = [
+        agent
+        for agent in ("DrQ(eps)", "SPR")
+        if all(published_runs(agent, game) is not None for game in finished)
+    ]
+    if not finished or not agents:
+        return []
+    lines = [
+        "",
+        "Each run placed among the published agents' 100 runs of its game (the share of their "
+        "runs it beats, ties half: 50% is level with their median run; a mean over 100 runs of a "
+        "skewed game is carried by its few best ones):",
+        "",
+        "| game | "
+        + " | ".join(f"{agent}'s runs: median, mean | share beaten by each run" for agent in agents)
+        + " |",
+        "|---|" + "---|---|" * len(agents),
+    ]
+    for game, finals in finished.items():
+        cells = []
+        for agent in agents:
+            runs = published_runs(agent, game)
+            assert runs is not None
+            beaten = " / ".join(f"{share_beaten(score, runs):.0%}" for score in finals)
+            cells.append(f"{np.median(runs):.1f}, {runs.mean():.1f} | {beaten}")
+        lines.append(f"| {game} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Probability of improvement (rliable's; 0.5: no better, no worse), 95% intervals:",
+    ]
+    lines.append("")
+    for agent in agents:
+        point, low, high = probability_of_improvement(finished, agent, reps)
+        lines.append(
+            f"- P({setting} > {agent}) = **{point:.2f}** [{low:.2f}, {high:.2f}]: the chance "
+            f"that a run of ours beats a run of {agent} on the same game, averaged over the games"
+        )
+    return lines
 
 
 def _point(values: np.ndarray, name: str) -> float:
@@ -480,6 +598,7 @@ def main() -> None:
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(table)
     plot_curves(records, args.games, args.plot, setting)
+    args.runs_dir.mkdir(parents=True, exist_ok=True)
     (args.runs_dir / "atari100k.json").write_text(json.dumps(records, indent=1) + "\n")
     print(f"wrote {args.report}, {args.plot}, {args.runs_dir / 'atari100k.json'}")
 

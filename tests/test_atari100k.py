@@ -229,7 +229,7 @@ def test_the_benchmark_report_normalises_and_aggregates() -> None:
         for game, scores in (("Pong", (-10.0, -8.0)), ("Boxing", (9.0, 11.0)))
         for seed, score in zip((1, 2), scores, strict=True)
     ]
-    table = atari100k.report(records, ["Pong", "Boxing"], "atari-100k")
+    table = atari100k.report(records, ["Pong", "Boxing"], "atari-100k", reps=500)
     assert "| Pong | 2 | -9.0 | -10.0 / -8.0 |" in table
     assert "| Boxing | 2 | 10.0 |" in table
     assert "| mean |" in table and "| IQM |" in table
@@ -238,13 +238,60 @@ def test_the_benchmark_report_normalises_and_aggregates() -> None:
         atari100k.human_normalised("Boxing", 10),
     )
     assert f"all 4 runs: {(pong + boxing) / 2:.2f}" in table
-    uneven = atari100k.report([*records, {**records[0], "seed": 3}], ["Pong", "Boxing"], "x")
+    uneven = atari100k.report(
+        [*records, {**records[0], "seed": 3}], ["Pong", "Boxing"], "x", reps=500
+    )
     assert "2 run(s) each (the first of each game's" in uneven and "all 5 runs" in uneven
     aggregate = atari100k.aggregates(
         np.array([[atari100k.human_normalised("Pong", -10.0), 9.0 / 12.0]]), reps=200
     )
     point, low, high = aggregate["mean"]
     assert low <= point <= high
+
+
+def test_the_published_runs_are_those_behind_the_published_means() -> None:
+    for agent in ("DrQ(eps)", "SPR"):
+        for game in atari100k.RANDOM_HUMAN:
+            runs = atari100k.published_runs(agent, game)
+            assert runs is not None and runs.shape == (100,), (agent, game)
+            if agent in atari100k.PUBLISHED.get(game, {}):
+                assert runs.mean() == pytest.approx(atari100k.PUBLISHED[game][agent], abs=0.051)
+    assert atari100k.published_runs("BBF", "Pong") is None
+
+
+def test_a_run_is_placed_among_the_published_runs_and_improvement_is_their_pairwise_wins() -> None:
+    assert atari100k.share_beaten(2.0, np.array([1.0, 2.0, 3.0, 4.0])) == 0.375
+    drq_pong = atari100k.published_runs("DrQ(eps)", "Pong")
+    assert drq_pong is not None
+    median = float(np.median(drq_pong))
+    assert 0.4 <= atari100k.share_beaten(median, drq_pong) <= 0.6
+    # A Boxing run above every published one, a Pong run below every one: 1 and 0, averaged.
+    assert atari100k.probability_of_improvement({"Boxing": [1000.0]}, "DrQ(eps)", reps=50) == (
+        1.0,
+        1.0,
+        1.0,
+    )
+    point, low, high = atari100k.probability_of_improvement(
+        {"Boxing": [1000.0], "Pong": [-1000.0]}, "DrQ(eps)", reps=50
+    )
+    assert (point, low, high) == (0.5, 0.5, 0.5)
+    point, low, high = atari100k.probability_of_improvement(
+        {"Pong": [median - 5, median + 5]}, "DrQ(eps)", reps=500
+    )
+    expected = (
+        atari100k.share_beaten(median - 5, drq_pong) + atari100k.share_beaten(median + 5, drq_pong)
+    ) / 2
+    assert point == pytest.approx(expected) and low < point < high
+    records = [
+        {"game": "Pong", "seed": seed, "final": score, "curve": []}
+        for seed, score in ((1, median - 5), (2, median + 5))
+    ]
+    table = atari100k.report(records, ["Pong"], "atari-100k", reps=500)
+    shares = " / ".join(
+        f"{atari100k.share_beaten(score, drq_pong):.0%}" for score in (median - 5, median + 5)
+    )
+    assert f"| Pong | {median:.1f}, {drq_pong.mean():.1f} | {shares} |" in table
+    assert f"P(atari-100k > DrQ(eps)) = **{expected:.2f}**" in table
 
 
 def test_kept_scores_count_where_the_folder_has_no_final_and_gather_the_new_ones(
@@ -276,7 +323,7 @@ def test_kept_scores_count_where_the_folder_has_no_final_and_gather_the_new_ones
     assert rows["atari-100k", 2]["curve"] == [[1, -21.0]]
     again = atari100k.with_kept_scores([], kept, "atari-100k", ["Pong"], [2])
     assert again[0]["final"] == -12.0 and again[0]["curve"] == [(1, -21.0)]
-    table = atari100k.report(merged, ["Pong"], "atari-100k")
+    table = atari100k.report(merged, ["Pong"], "atari-100k", reps=500)
     assert "| Pong | 2 | -10.2 | -8.3 / -12.0 |" in table
 
 
