@@ -5,8 +5,9 @@ the seed and where the run goes), each run a separate process, timed from start 
     python -m benchmarks.presets --games snake --seeds 1 2 3 --parallel 2
     python -m benchmarks.presets --plot-only --json docs/presets.json --plots docs/
 
-Writes a JSON of every run (final and best evaluation score, wall seconds, the evaluation curve)
-and, per game, a PNG of the evaluation return against env steps: the mean over seeds and the
+Writes a JSON of every run (final and best evaluation score, wall seconds, the evaluation curve,
+and the run folder's checkpoint re-scored on 100 fresh games: `--rescore-only` adds that to runs
+made before) and, per game, a PNG of the evaluation return against env steps: the mean over seeds and the
 spread (min to max). Wall times are only comparable from runs made one at a time on an idle
 machine (`--parallel 1`); curves are by step and may be made in parallel.
 """
@@ -69,6 +70,7 @@ def run_one(game: str, seed: int, runs_dir: Path, threads: int) -> dict:
     if result.returncode != 0:
         raise SystemExit(f"{name} failed:\n{result.stderr[-2000:]}")
     curve = scalars(run_dir, tags.EVAL_RETURN)
+    served = rescore(run_dir)
     record = {
         "game": game,
         "env_id": GAMES[game],
@@ -80,14 +82,39 @@ def run_one(game: str, seed: int, runs_dir: Path, threads: int) -> dict:
         "curve": curve,
         "bar": BARS[game],
         "first_at_bar": next((step for step, value in curve if value >= BARS[game]), None),
+        "served_eval": served,
     }
     print(
-        f"{name}: final eval {record['final_eval']}, best {record['best_eval']}, "
+        f"{name}: final eval {record['final_eval']}, best {record['best_eval']}, its "
+        f"checkpoint over {RESCORE_GAMES} fresh games {served:.1f}, "
         f"{wall / 60:.1f} min (bar {BARS[game]}, first reached at step "
         f"{record['first_at_bar']})",
         flush=True,
     )
     return record
+
+
+RESCORE_GAMES = 100
+RESCORE_SEED = 10_000  # far from the seeds the runs' own evaluations play
+
+
+def rescore(run_dir: Path, games: int = RESCORE_GAMES) -> float:
+    """The mean score, over `games` fresh games at the run's own evaluation epsilon, of the
+    checkpoint its folder means (best.pt: what `evaluate`, `watch` and `--init-from` load):
+    the agent a run hands over, scored apart from the evaluations that chose it."""
+    from agents.config import EvaluateConfig
+    from agents.evaluate import evaluate
+    from playground.checkpoint import load_checkpoint
+
+    trained = load_checkpoint(run_dir)["config"]
+    config = EvaluateConfig(
+        checkpoint=str(run_dir),
+        episodes=games,
+        epsilon=trained["eval_epsilon"],
+        seed=RESCORE_SEED,
+        device="cpu",
+    )
+    return round(evaluate(config)["mean"], 2)
 
 
 def plot(records: list[dict], folder: Path) -> list[Path]:
@@ -138,9 +165,25 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=Path("runs/presets/presets.json"))
     parser.add_argument("--plots", type=Path, default=None, help="folder for the PNG curves")
     parser.add_argument("--plot-only", action="store_true", help="plot the runs in --json")
+    parser.add_argument(
+        "--rescore-only",
+        action="store_true",
+        help="re-score the checkpoints of the runs in --json (their folders in --runs-dir)",
+    )
     args = parser.parse_args()
 
     previous = json.loads(args.json.read_text()) if args.json.is_file() else []
+    if args.rescore_only:
+        for record in previous:
+            if record["game"] in args.games and record["seed"] in args.seeds:
+                run_dir = args.runs_dir / f"{record['game']}-s{record['seed']}"
+                record["served_eval"] = rescore(run_dir)
+                print(
+                    f"{run_dir.name}: its checkpoint over {RESCORE_GAMES} fresh games "
+                    f"{record['served_eval']:.1f} (final eval {record['final_eval']})"
+                )
+        args.json.write_text(json.dumps(previous, indent=1) + "\n")
+        return
     if not args.plot_only:
         jobs = [(game, seed) for seed in args.seeds for game in args.games]
         previous = [r for r in previous if (r["game"], r["seed"]) not in set(jobs)]

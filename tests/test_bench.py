@@ -59,3 +59,38 @@ def test_bench_times_the_compiled_update() -> None:
 def test_unknown_bench_part_is_refused() -> None:
     with pytest.raises(UserError, match="--parts: unknown gpu"):
         run_bench(BenchConfig(**QUICK, parts=("gpu",)))
+
+
+def test_a_presets_run_is_rescored_from_the_checkpoint_its_folder_means(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # benchmarks.presets re-scores the checkpoint a run hands over (best.pt) on fresh games, at
+    # the run's own evaluation epsilon, apart from the evaluations that chose it.
+    from agents import evaluate as evaluate_module
+    from agents.config import DQNConfig
+    from agents.dqn import train_dqn
+    from benchmarks import presets
+
+    run_dir = train_dqn(
+        DQNConfig(
+            env_id="CartPole-v1", total_steps=300, learning_starts=100, batch_size=8,
+            buffer_size=1_000, eval_every=150, eval_episodes=2, eval_epsilon=0.25,
+            eval_video=False, checkpoint_every=150, runs_dir=str(tmp_path), run_name="run",
+            device="cpu", progress=False,
+        )
+    )  # fmt: skip
+    asked = []
+
+    def fake_evaluate(config):
+        asked.append(config)
+        return {"mean": 123.456}
+
+    monkeypatch.setattr(evaluate_module, "evaluate", fake_evaluate)
+    assert presets.rescore(run_dir) == 123.46
+    (config,) = asked
+    assert (config.checkpoint, config.episodes, config.epsilon) == (str(run_dir), 100, 0.25)
+    assert config.seed == presets.RESCORE_SEED
+    monkeypatch.undo()
+    # For real: three random-ish games of the run's best.pt at epsilon 0.25.
+    score = presets.rescore(run_dir, games=3)
+    assert 8 <= score <= 500
