@@ -337,9 +337,15 @@ class QNetwork(nn.Module):
         return self.head_outputs(self.encoder(observations))
 
     def head_outputs(self, features: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.head, ValueHead):
-            return self.head(features)
-        return self.head(features).unsqueeze(-1)
+        # The head runs in fp32 even under bf16 autocast: Q-values near 1 differ between actions
+        # by a few hundredths, and bf16's 8 bits (steps of 0.004 to 0.008 there) tied the best
+        # two actions in 4-8% of Atari states and changed the greedy action in 2-4%
+        # (docs/benchmarks.md). It costs one small matrix product in fp32.
+        with torch.autocast(features.device.type, enabled=False):
+            features = features.float()
+            if isinstance(self.head, ValueHead):
+                return self.head(features)
+            return self.head(features).unsqueeze(-1)
 
     def latent(self, observations: torch.Tensor) -> torch.Tensor:
         """A pixel encoder's spatial latent (N, C, H, W): its convolutions, before flattening."""
@@ -356,10 +362,8 @@ class QNetwork(nn.Module):
         return outputs.squeeze(-1)
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        features = self.encoder(observations)
-        if isinstance(self.head, ValueHead):
-            return self.head.expected(self.head(features))
-        return self.head(features)
+        """Q-values (N, A), in fp32 (the head's arithmetic, `head_outputs`)."""
+        return self.expected(self.outputs(observations))
 
 
 PIXEL_ENCODERS: dict[str, type[ConvEncoder]] = {

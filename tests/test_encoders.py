@@ -139,6 +139,31 @@ def test_bf16_update_on_the_cpu_is_close_to_fp32() -> None:
     assert losses[True] == pytest.approx(losses[False], rel=0.05)
 
 
+@pytest.mark.parametrize("dueling", [False, True])
+def test_the_head_keeps_action_gaps_under_bf16(dueling: bool) -> None:
+    # Q-values near 4 that differ by 0.01: bf16 steps by 0.03 there and tied all four, so the
+    # greedy action was the first; the head runs in fp32 and keeps them apart.
+    network = build_q_network((4, 84, 84), 4, "nature", dueling=dueling)
+    gaps = torch.tensor([0.0, 0.01, 0.02, 0.03])
+    with torch.no_grad():
+        if dueling:
+            network.head.value.weight.zero_()
+            network.head.value.bias.fill_(4.0)
+            network.head.advantage.weight.zero_()
+            network.head.advantage.bias.copy_(gaps)
+            expected = 4.0 + gaps - gaps.mean()
+        else:
+            network.head.weight.zero_()
+            network.head.bias.copy_(4.0 + gaps)
+            expected = 4.0 + gaps
+    observations = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        q_values = network(observations)
+    assert q_values.dtype == torch.float32
+    assert torch.allclose(q_values, expected.expand(2, 4), atol=1e-6)
+    assert q_values.argmax(dim=1).tolist() == [3, 3]
+
+
 def test_checkpoints_of_earlier_versions_still_load() -> None:
     """Without batch norm the parameter names are the ones saved by earlier versions."""
     nature = list(build_q_network((4, 84, 84), 6, "nature").state_dict())
