@@ -71,12 +71,14 @@ def run_one(game: str, seed: int, runs_dir: Path, threads: int) -> dict:
         raise SystemExit(f"{name} failed:\n{result.stderr[-2000:]}")
     curve = scalars(run_dir, tags.EVAL_RETURN)
     served = rescore(run_dir)
+    final_eval, final_games = final_score(run_dir, curve)
     record = {
         "game": game,
         "env_id": GAMES[game],
         "seed": seed,
         "wall_seconds": round(wall, 1),
-        "final_eval": curve[-1][1] if curve else None,
+        "final_eval": final_eval,
+        "final_games": final_games,
         "best_eval": max(value for _, value in curve) if curve else None,
         "steps": curve[-1][0] if curve else 0,
         "curve": curve,
@@ -85,13 +87,24 @@ def run_one(game: str, seed: int, runs_dir: Path, threads: int) -> dict:
         "served_eval": served,
     }
     print(
-        f"{name}: final eval {record['final_eval']}, best {record['best_eval']}, its "
+        f"{name}: final eval {record['final_eval']} (over {record['final_games'] or 'its last'} "
+        f"games), best {record['best_eval']}, its "
         f"checkpoint over {RESCORE_GAMES} fresh games {served:.1f}, "
         f"{wall / 60:.1f} min (bar {BARS[game]}, first reached at step "
         f"{record['first_at_bar']})",
         flush=True,
     )
     return record
+
+
+def final_score(run_dir: Path, curve: list[tuple[int, float]]) -> tuple[float | None, int | None]:
+    """The run's final evaluation (the mean and its games) where its preset plays one
+    (`--final-eval-episodes`, final_eval.json), else its last evaluation (games not counted)."""
+    path = run_dir / "final_eval.json"
+    if path.is_file():
+        final = json.loads(path.read_text())
+        return final["mean"], len(final["scores"])
+    return (curve[-1][1] if curve else None), None
 
 
 RESCORE_GAMES = 100
