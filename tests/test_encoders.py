@@ -162,6 +162,13 @@ def test_the_head_keeps_action_gaps_under_bf16(dueling: bool) -> None:
     assert q_values.dtype == torch.float32
     assert torch.allclose(q_values, expected.expand(2, 4), atol=1e-6)
     assert q_values.argmax(dim=1).tolist() == [3, 3]
+    # What benchmarks.action_gaps calls the bf16 head (as autocast ran it before): the best two
+    # come out tied, so the greedy action is whichever comes first.
+    from benchmarks.action_gaps import q_values_bf16_head
+
+    with torch.no_grad():
+        best_two = q_values_bf16_head(network, observations).topk(2, dim=1).values
+    assert torch.equal(best_two[:, 0], best_two[:, 1])
 
 
 def test_checkpoints_of_earlier_versions_still_load() -> None:
