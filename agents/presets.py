@@ -71,8 +71,9 @@ _RL_ZOO_ACROBOT: dict[str, Any] = {
 }
 
 # LunarLander: RL Zoo's settings, the learning rate falling linearly to a tenth by the end. With
-# them 3 seeds of 3 ended at 169 to 185 over 100 games (RL Zoo: 154.4); with RL Zoo's constant
-# rate seed 1 ended at -4.2 one day and 160 another (docs/learning.md).
+# them 3 seeds ended at 192.8 / 163.9 / 148.6 over 100 games (RL Zoo: 154.4), their checkpoints
+# at 170 to 209; with RL Zoo's constant rate seed 1 ended at -4.2 one day and 160 another
+# (docs/learning.md).
 _RL_ZOO_LUNARLANDER: dict[str, Any] = {**_RL_ZOO_ACROBOT, "learning_rate_decay": "linear"}
 
 # The Atari 100k benchmark as Dopamine runs it, with DrQ(eps)'s agent
@@ -241,7 +242,7 @@ PRESETS: dict[str, Preset] = {
                 "end_epsilon": 0.04,
                 "eval_every": 2_500,
             },
-            "500 / 500 / 248 at 50,000 steps (RL Zoo: 500), each seed at 500 by step 30,000; 3.8 to 5.5 min",
+            "171.7 / 500 / 497.3 over 100 games at 50,000 steps (RL Zoo: 500), each seed's checkpoint 500 over 100 fresh games, each seed at 500 by step 45,000; 2.8 to 3.4 min",
         ),
         Preset(
             "acrobot",
@@ -276,7 +277,7 @@ PRESETS: dict[str, Preset] = {
             "LunarLander-v3 (needs Box2D) at RL Zoo's budget: its tuned DQN (100,000 steps, "
             "replay ratio 1), an MLP of 256 x 256, the learning rate falling to a tenth",
             _RL_ZOO_LUNARLANDER,
-            "-4.2 / 162.3 / 157.8 at 100,000 steps (RL Zoo: 154.4); seeds 2 and 3 past it from step 45,000 / 35,000, seed 1 never (best 125.3)",
+            "192.8 / 163.9 / 148.6 over 100 games at 100,000 steps, mean 168.4 (RL Zoo: 154.4); each seed's checkpoint 170.3 to 209.0 over 100 fresh games, each seed past it by step 45,000; 9.8 to 13.0 min",
         ),
     )
 }
