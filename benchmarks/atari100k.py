@@ -268,11 +268,12 @@ def collect(runs_dir: Path, games: list[str], seeds: list[int]) -> list[dict[str
     return records
 
 
-def setting_name(preset: str, extra: list[str]) -> str:
-    """What a set of runs is of: the preset and the train-dqn flags given after it. Kept scores
-    are keyed by it, so a run with `-- --encoder-padding same` neither counts as nor replaces the
-    plain preset's run of the same game and seed."""
-    return " ".join([preset, *extra])
+def setting_name(preset: str, extra: list[str], name: str = "") -> str:
+    """What a set of runs is of: `name` where given (`--setting`), else the preset and the
+    train-dqn flags given after it. Kept scores are keyed by it, so a run with `--
+    --encoder-padding same` neither counts as nor replaces the plain preset's run of the same
+    game and seed, and the runs of an agent since changed in code can keep a name of their own."""
+    return name or " ".join([preset, *extra])
 
 
 def with_kept_scores(
@@ -557,6 +558,12 @@ def main() -> None:
         "where --runs-dir has not finished a game and seed, and extended with the runs it has",
     )
     parser.add_argument(
+        "--setting",
+        default="",
+        help="the name --scores keeps these runs under (default: the preset and the flags after "
+        "--); name the runs of an agent since changed in code apart from the current preset's",
+    )
+    parser.add_argument(
         "extra", nargs="*", default=[], help="more train-dqn flags for new runs (after --)"
     )
     args = parser.parse_args()
@@ -579,7 +586,7 @@ def main() -> None:
                 for future in as_completed(futures):
                     print(future.result(), flush=True)
     records = collect(args.runs_dir, args.games, args.seeds)
-    setting = setting_name(args.preset, args.extra)
+    setting = setting_name(args.preset, args.extra, args.setting)
     if args.scores:
         records = with_kept_scores(records, args.scores, setting, args.games, args.seeds)
     for record in records:

@@ -5,6 +5,7 @@ evaluation on vector envs, and the benchmark command's bookkeeping."""
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import sys
 from pathlib import Path
@@ -337,6 +338,7 @@ def test_runs_with_more_flags_are_kept_apart_from_the_plain_preset(tmp_path: Pat
     setting = atari100k.setting_name("atari-100k", ["--encoder-padding", "same"])
     assert setting == "atari-100k --encoder-padding same"
     assert atari100k.setting_name("atari-100k", []) == "atari-100k"
+    assert atari100k.setting_name("atari-100k", ["--seed", "1"], "old head") == "old head"
     here = [{"game": "Pong", "seed": 1, "final": -3.0, "final_games": 100, "curve": [(1, -21.0)]}]
     merged = atari100k.with_kept_scores(here, kept, setting, ["Pong"], [1])
     assert [(r["final"], bool(r.get("kept"))) for r in merged] == [(-3.0, False)]
@@ -344,6 +346,28 @@ def test_runs_with_more_flags_are_kept_apart_from_the_plain_preset(tmp_path: Pat
     assert rows == {("atari-100k", 1): -8.3, (setting, 1): -3.0}
     plain = atari100k.with_kept_scores([], kept, "atari-100k", ["Pong"], [1])
     assert [r["final"] for r in plain] == [-8.3]
+
+
+def test_report_only_reads_the_runs_kept_under_the_setting_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--setting` picks which of the file's runs the report is of, whatever the preset."""
+    kept = tmp_path / "scores.json"
+    kept.write_text(json.dumps([
+        {"preset": "atari-100k", "game": "Pong", "seed": 1, "final": -8.3, "games": 100},
+        {"preset": "old head", "game": "Pong", "seed": 1, "final": -15.5, "games": 100},
+    ]))  # fmt: skip
+    report = tmp_path / "report.md"
+    monkeypatch.setattr(atari100k, "report", functools.partial(atari100k.report, reps=500))
+    argv = ["atari100k", "--report-only", "--games", "Pong", "--seeds", "1", "--runs-dir",
+            str(tmp_path / "runs"), "--scores", str(kept), "--report", str(report), "--plot",
+            str(tmp_path / "curves.png")]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", [*argv, "--setting", "old head"])
+    atari100k.main()
+    assert "-15.5" in report.read_text() and "-8.3" not in report.read_text()
+    monkeypatch.setattr(sys, "argv", argv)
+    atari100k.main()
+    assert "-8.3" in report.read_text() and "-15.5" not in report.read_text()
 
 
 @pytest.mark.parametrize("preset", ["atari-100k", "atari-100k-spr"])
