@@ -70,11 +70,13 @@ _RL_ZOO_ACROBOT: dict[str, Any] = {
     "eval_every": 5_000,
 }
 
-# LunarLander: RL Zoo's settings, the learning rate falling linearly to a tenth by the end. With
-# them 3 seeds ended at 192.8 / 163.9 / 148.6 over 100 games (RL Zoo: 154.4), their checkpoints
-# at 170 to 209; with RL Zoo's constant rate seed 1 ended at -4.2 one day and 160 another
-# (docs/learning.md).
-_RL_ZOO_LUNARLANDER: dict[str, Any] = {**_RL_ZOO_ACROBOT, "learning_rate_decay": "linear"}
+# RL Zoo's settings with the learning rate falling linearly to a tenth by the end
+# (docs/learning.md). LunarLander: 3 seeds ended at 192.8 / 163.9 / 148.6 over 100 games (RL
+# Zoo: 154.4), their checkpoints at 170 to 209; with RL Zoo's constant rate seed 1 ended at -4.2
+# one day and 160 another. Acrobot: -77.2 / -70.7 / -76.0 over 100 games (RL Zoo: -76.6), with
+# the constant rate -80.5 / -73.4 / -82.7. MountainCar (below): -100.7 / -100.0 / -151.2 (RL
+# Zoo: -100.8), with the constant rate -119.2 / -153.1 / -152.9.
+_RL_ZOO_DECAYED: dict[str, Any] = {**_RL_ZOO_ACROBOT, "learning_rate_decay": "linear"}
 
 # The Atari 100k benchmark as Dopamine runs it, with DrQ(eps)'s agent
 # (docs/atari100k.md has each setting beside Dopamine's gin file).
@@ -247,16 +249,17 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "acrobot",
             "Acrobot-v1 at RL Zoo's budget: its tuned DQN (100,000 steps, replay ratio 1), an "
-            "MLP of 256 x 256",
-            _RL_ZOO_ACROBOT,
-            "-69.6 / -81.3 / -74.2 at 100,000 steps (RL Zoo: -76.6), each seed past it by 70,000; 10.6 min",
+            "MLP of 256 x 256, the learning rate falling to a tenth",
+            _RL_ZOO_DECAYED,
+            "-77.2 / -70.7 / -76.0 over 100 games at 100,000 steps, mean -74.6 (RL Zoo: -76.6); each seed's checkpoint -74.8 to -79.4 over 100 fresh games, each seed past it by step 55,000; 5 to 7 min of training",
         ),
         Preset(
             "mountaincar",
             "MountainCar-v0 at RL Zoo's budget: its tuned DQN (120,000 steps; 8 updates after "
-            "every 16 steps), an MLP of 256 x 256",
+            "every 16 steps), an MLP of 256 x 256, the learning rate falling to a tenth",
             {
                 **_RL_ZOO,
+                "learning_rate_decay": "linear",
                 "total_steps": 120_000,
                 "learning_rate": 4e-3,
                 "batch_size": 128,
@@ -270,13 +273,13 @@ PRESETS: dict[str, Preset] = {
                 "end_epsilon": 0.07,
                 "eval_every": 5_000,
             },
-            "-104.9 / -101.3 / -96.5 at 120,000 steps (RL Zoo: -100.8), each seed past it on the way; 6.4 to 8.5 min",
+            "-100.7 / -100.0 / -151.2 over 100 games at 120,000 steps, mean -117.3 (RL Zoo: -100.8): 2 seeds of 3; each seed's checkpoint -102.7 / -101.0 / -111.1 over 100 fresh games; seeds 1 and 2 past it by step 120,000 and 95,000, seed 3 never (its best -111.4); 3 to 4 min of training",
         ),
         Preset(
             "lunarlander",
             "LunarLander-v3 (needs Box2D) at RL Zoo's budget: its tuned DQN (100,000 steps, "
             "replay ratio 1), an MLP of 256 x 256, the learning rate falling to a tenth",
-            _RL_ZOO_LUNARLANDER,
+            _RL_ZOO_DECAYED,
             "192.8 / 163.9 / 148.6 over 100 games at 100,000 steps, mean 168.4 (RL Zoo: 154.4); each seed's checkpoint 170.3 to 209.0 over 100 fresh games, each seed past it by step 45,000; 9.8 to 13.0 min",
         ),
     )

@@ -60,6 +60,28 @@ def test_the_env_id_picks_its_preset(env_id: str, preset: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("env_id", "learning_rate", "decay", "total_steps"),
+    [
+        ("CartPole-v1", 2.3e-3, "none", 50_000),
+        ("Acrobot-v1", 6.3e-4, "linear", 100_000),
+        ("MountainCar-v0", 4e-3, "linear", 120_000),
+        ("LunarLander-v3", 6.3e-4, "linear", 100_000),
+    ],
+)
+def test_the_vector_presets_take_rl_zoos_rate_and_budget(
+    env_id: str, learning_rate: float, decay: str, total_steps: int
+) -> None:
+    """RL Zoo's tuned learning rate and step budget; where measured better (docs/learning.md),
+    the rate falls linearly to a tenth over the run."""
+    _, cfg = run.parse(["train-dqn", "--env-id", env_id])
+    assert (cfg.learning_rate, cfg.learning_rate_decay, cfg.total_steps) == (
+        learning_rate,
+        decay,
+        total_steps,
+    )
+
+
+@pytest.mark.parametrize(
     ("dataset", "preset"),
     [
         ("rendered-digits", "rendered-digits"),
