@@ -158,7 +158,7 @@ PRESETS: dict[str, Preset] = {
             "self-predictive loss 2 steps ahead, 10-step targets, the target equal to the "
             "online network",
             _ATARI_100K_SPR,
-            "seed 1 over 100 games: Boxing 23.6 (SPR: 35.7, DrQ(eps): 9.0), Pong -11.2 (SPR: -5.4, DrQ(eps): -9.1), Breakout 18.7 (SPR: 19.6, DrQ(eps): 19.8), mean HNS 0.94 over the three (the atari-100k preset's seeds 1: 0.90; SPR: 1.34); with BBF's schedules, resets and weight decay (the preset before 2026-12-03) -25.0 at 20k and -29.8 at 80k on Boxing; one seed a game (docs/atari100k.md); an update takes 2.3x the atari-100k one's in bf16 (1.5x its fp32 one), over the 2x aimed at (docs/benchmarks.md)",
+            "seed 1 over 100 games: Boxing 23.6 (SPR: 35.7, DrQ(eps): 9.0), Pong -11.2 (SPR: -5.4, DrQ(eps): -9.1), Breakout 18.7 (SPR: 19.6, DrQ(eps): 19.8), mean HNS 0.94 over the three (the atari-100k preset's seeds 1: 0.90; SPR: 1.34); with BBF's schedules, resets and weight decay (the preset before 2026-12-03) -25.0 at 20k and -29.8 at 80k on Boxing; one seed a game (docs/atari100k.md); an update takes 2.1x the atari-100k one's in bf16 and a training step 2.1x side by side (2.5x before glibc kept freed memory, 2026-12-06), over the 2x aimed at (docs/benchmarks.md)",
         ),
         Preset(
             "catch",

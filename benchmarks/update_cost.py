@@ -27,6 +27,7 @@ from agents.heads import shrink_and_perturb
 from agents.networks import build_q_network
 from agents.replay import ReplayBuffer
 from agents.update import DQNUpdate, UpdateRule, update_target
+from playground.device import keep_freed_memory
 from playground.optim import make_optimizer
 
 SHAPE = (4, 84, 84)
@@ -152,6 +153,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as a training run does (playground.lifecycle.Run)
     chosen = [v for v in VARIANTS if not args.only or v.name in args.only or v.name == "DrQ(eps)"]
     steps = {variant.name: make_update(variant, replay_for(0)) for variant in chosen}
     for step in steps.values():  # warm-up: allocations, kernels

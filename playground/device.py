@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
 import re
+import sys
 
 import torch
 
@@ -83,3 +86,34 @@ def memory_home(nbytes: int, device: torch.device, free_bytes: int | None = None
     if free_bytes is None:
         free_bytes, _ = torch.cuda.mem_get_info(device)
     return device if nbytes <= ACCELERATOR_SHARE * free_bytes else torch.device("cpu")
+
+
+# glibc's mallopt parameters (malloc.h) and the values set: blocks up to 32 MiB (glibc's most)
+# come from the heap, and up to 512 MiB of freed heap stays with the process.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD, _TRIM_THRESHOLD = 32 << 20, 512 << 20
+_GLIBC_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc's malloc keep the memory a training step frees for the next step's tensors.
+
+    By default glibc maps each block over its (adaptive) threshold fresh from the OS and hands
+    it back when freed, and trims the heap's free top: on the CPU a step's megabyte-sized
+    tensors (a batch of frame stacks as floats: 3.6 MB, SPR's future stacks 7.2 MB) then
+    page-fault anew every step. Measured side by side on a 2-core EPYC (docs/benchmarks.md):
+    the atari-100k-spr preset's training step 1.22x faster with the memory kept, atari-100k's
+    1.01x. What PyTorch's CPU tuning guide gets from jemalloc or tcmalloc, with nothing to
+    install or preload.
+    Linux with glibc only; a user's own MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ win.
+    Returns whether it applied."""
+    if not sys.platform.startswith("linux") or any(v in os.environ for v in _GLIBC_VARIABLES):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl, ...)
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+    )

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from playground.checkpoint import BEST, LATEST, load_checkpoint, require_keys, save_checkpoint
+from playground.device import keep_freed_memory
 from playground.errors import UserError
 from playground.logger import Logger, TensorBoardLogger
 from playground.resume import resolve_resume_dir
@@ -122,6 +123,7 @@ class Run:
     # ------------------------------------------------------------------ context
 
     def __enter__(self) -> Run:
+        keep_freed_memory()  # each step's megabyte tensors reuse the last step's memory
         if self.main:
             self._lock = RunLock(self.dir).acquire()
         try:

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from playground.checkpoint import load_checkpoint, save_checkpoint
-from playground.device import resolve_device, use_bf16
+from playground.device import keep_freed_memory, resolve_device, use_bf16
 from playground.errors import UserError, require_positive
 from playground.logger import NullLogger, TensorBoardLogger
 from playground.optim import make_optimizer
@@ -186,3 +186,49 @@ def test_every_optimizer_takes_a_step(name: str) -> None:
     assert (weight < 1).all()
     with pytest.raises(UserError):
         make_optimizer("lion", [weight], 0.1)
+
+
+_MAPPED_BY_AN_8_MB_TENSOR = """
+import ctypes, torch
+from playground.device import keep_freed_memory
+class Info(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = Info
+def mapped_by_a_tensor():
+    before = libc.mallinfo2().hblkhd
+    tensor = torch.empty(8 << 20, dtype=torch.uint8)
+    return libc.mallinfo2().hblkhd - before
+print(mapped_by_a_tensor(), keep_freed_memory(), mapped_by_a_tensor())
+"""
+
+
+def test_keeping_freed_memory_serves_megabyte_tensors_from_the_heap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """glibc maps an 8 MB block fresh from the OS (and unmaps it when freed); once the run
+    keeps freed memory, the same block comes from the process's heap. A fresh interpreter, so
+    that no earlier test has set the allocator. A user's own glibc variables win."""
+    import ctypes
+    import subprocess
+    import sys
+
+    try:
+        ctypes.CDLL("libc.so.6").mallinfo2  # noqa: B018
+    except (OSError, AttributeError):
+        pytest.skip("needs Linux with glibc 2.33 or later (mallinfo2)")
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, "-c", _MAPPED_BY_AN_8_MB_TENSOR],
+        cwd=root, capture_output=True, text=True, check=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )  # fmt: skip
+    before, applied, after = result.stdout.split()
+    assert int(before) >= 8 << 20 and applied == "True" and int(after) == 0
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "131072")
+    assert keep_freed_memory() is False
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    monkeypatch.setattr("sys.platform", "darwin")
+    assert keep_freed_memory() is False
