@@ -150,7 +150,7 @@ PRESETS: dict[str, Preset] = {
             "and intensity noise, epsilon to 0.01 over 5,000 steps after 1,600 random ones, bf16 "
             "where the hardware has it",
             _ATARI_100K,
-            "bf16 (the default since 2026-12-03), 2 seeds each: Pong -13.4 (-11.1 / -15.7), Breakout 15.6 (15.4 / 15.7), Boxing 21.5 (23.4 / 19.5), mean HNS 0.82 [0.75, 0.90]; fp32: Pong -14.8 (-8.3 / -16.2 / -19.8), Breakout 19.1 (18.9 / 15.7 / 22.8) over 3 seeds, Boxing 12.5 (8.4 / 16.6) over 2, mean HNS 0.60 (DrQ(eps): -9.1, 19.8, 9.0, HNS 0.57); outside the three (fp32, 1 seed), Freeway 0.0 and Krull 2908 (DrQ(eps): 20.3, 4402); 100 games each (docs/atari100k.md); in bf16 a run trains in 67-71 min beside another on one core each, under 40 min alone on 2",
+            "as it is (bf16, the head in fp32 since 2026-12-06), 2 seeds each: Pong -20.5 (-20.6 / -20.3), Breakout 14.8 (16.8 / 12.8), Boxing 11.7 (13.1 / 10.3), mean HNS 0.48 [0.41, 0.54], under DrQ(eps)'s 0.57; with the head in bf16 (2026-12-03 to 06), 2 seeds each: Pong -13.4 (-11.1 / -15.7), Breakout 15.6 (15.4 / 15.7), Boxing 21.5 (23.4 / 19.5), mean HNS 0.82 [0.75, 0.90]; fp32: Pong -14.8 (-8.3 / -16.2 / -19.8), Breakout 19.1 (18.9 / 15.7 / 22.8) over 3 seeds, Boxing 12.5 (8.4 / 16.6) over 2, mean HNS 0.60 (DrQ(eps): -9.1, 19.8, 9.0, HNS 0.57); outside the three (fp32, 1 seed), Freeway 0.0 and Krull 2908 (DrQ(eps): 20.3, 4402); 100 games each (docs/atari100k.md); in bf16 a run trains in 67-71 min beside another on one core each, under 40 min alone on 2",
         ),
         Preset(
             "atari-100k-spr",
