@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import pickle
 import random
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -211,10 +214,6 @@ def test_keeping_freed_memory_serves_megabyte_tensors_from_the_heap(
     """glibc maps an 8 MB block fresh from the OS (and unmaps it when freed); once the run
     keeps freed memory, the same block comes from the process's heap. A fresh interpreter, so
     that no earlier test has set the allocator. A user's own glibc variables win."""
-    import ctypes
-    import subprocess
-    import sys
-
     try:
         ctypes.CDLL("libc.so.6").mallinfo2  # noqa: B018
     except (OSError, AttributeError):
