@@ -130,6 +130,13 @@ class DQNConfig:
     max_episode_frames: PositiveInt = 108_000
     """ALE games: an episode is cut (truncated) after this many emulator frames (108,000 = 30
     minutes of play = 27,000 agent steps, the field's cap)."""
+    noop_max: NonNegativeInt = 30
+    """ALE games: each game starts after a random 0 to this many no-op frames (30: the Nature
+    DQN's and the PyTorch libraries' start; 0: the ALE's own reset, as Dopamine's Atari 100k
+    runs play)."""
+    fire_reset: bool = True
+    """ALE games that have FIRE: press it at each game's start (SB3's FireResetEnv; games such
+    as Breakout wait for it). --no-fire-reset leaves the serve to the agent, as Dopamine does."""
 
     # Learning
     learning_rate: PositiveFloat = 1e-4
@@ -402,4 +409,6 @@ def env_options(cfg: DQNConfig) -> dict[str, Any]:
         "frame_size": cfg.frame_size,
         "repeat_action_probability": STICKY_ACTIONS[cfg.sticky_actions],
         "max_episode_frames": cfg.max_episode_frames,
+        "noop_max": cfg.noop_max,
+        "fire_reset": cfg.fire_reset,
     }

@@ -295,6 +295,12 @@ def protocol_line(cfg: DQNConfig) -> str | None:
     parts = [
         f"sticky actions {sticky:g}" if sticky else "no sticky actions",
         f"episodes capped at {cfg.max_episode_frames:,} frames",
+        (
+            f"games start after 0 to {cfg.noop_max} no-op frames"
+            if cfg.noop_max
+            else "games start at the ALE's reset (no no-ops)"
+        )
+        + (", FIRE pressed at the start where the game has it" if cfg.fire_reset else ""),
         "a lost life ends an episode for learning only" if cfg.life_loss_terminal else "",
         "rewards clipped for learning only" if cfg.clip_rewards else "",
         f"{cfg.total_steps:,} agent steps ({4 * cfg.total_steps:,} frames)",

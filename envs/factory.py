@@ -4,7 +4,7 @@ Three kinds of env id are understood:
 
 * ALE Atari games (`ALE/Pong-v5`, `PongNoFrameskip-v4`, ...): grayscale 84x84 frames, 4 frames
   per action with the last two max-pooled, up to 30 no-ops at reset, FIRE at reset where the game
-  has it, and a stack of the last `frame_stack` frames -> observations (stack, 84, 84) uint8.
+  has it (both can be turned off: `noop_max`, `fire_reset`), and a stack of the last `frame_stack` frames -> observations (stack, 84, 84) uint8.
 * the built-in pixel games (`envs.BUILTIN_GAMES`): ITU-R 601 grayscale of the 84x84 frame,
   stacked -> (stack, 84, 84) uint8.
 * vector-observation envs (`CartPole-v1`, ...): observations unchanged (float32 vectors).
@@ -41,9 +41,11 @@ register_builtin_games()
 
 ATARI_ENTRY_POINT = "ale_py.env:AtariEnv"
 FRAME_SIZE = 84
+"""Side of the square grayscale frames pixel games are turned into, unless asked otherwise."""
 ATARI_EPISODE_FRAMES = 108_000
 """The ALE's episode cap in emulator frames (30 minutes of play, 27,000 agent steps)."""
-"""Side of the square grayscale frames pixel games are turned into, unless asked otherwise."""
+NOOP_MAX = 30
+"""No-op frames an ALE game starts after, at most (drawn per reset; the Nature DQN's)."""
 
 
 def is_atari(env_id: str) -> bool:
@@ -137,10 +139,13 @@ def _make_unrecorded(
     frame_size: int = FRAME_SIZE,
     repeat_action_probability: float | None = None,
     max_episode_frames: int | None = None,
+    noop_max: int = NOOP_MAX,
+    fire_reset: bool = True,
 ) -> gym.Env:
     """The preprocessed env without episode statistics (vector envs record their own)."""
     check_env_id(env_id)
     require_positive(frame_stack=frame_stack, frame_size=frame_size)
+    check(noop_max >= 0, f"--noop-max must be at least 0, got {noop_max}")
     pixel_game = is_atari(env_id) or env_id in BUILTIN_GAMES
     if render_mode is None and pixel_game:
         render_mode = "rgb_array"  # free for these games: the frame exists anyway
@@ -150,14 +155,14 @@ def _make_unrecorded(
         env = gym.make(env_id, frameskip=1, render_mode=render_mode, **options)
         env = AtariPreprocessing(
             env,
-            noop_max=30,
+            noop_max=noop_max,
             frame_skip=4,
             screen_size=frame_size,
             grayscale_obs=True,
             terminal_on_life_loss=False,
             scale_obs=False,
         )
-        if "FIRE" in env.unwrapped.get_action_meanings():
+        if fire_reset and "FIRE" in env.unwrapped.get_action_meanings():
             env = FireReset(env)
         return FrameStackObservation(env, frame_stack, padding_type="zero")
     try:
@@ -191,6 +196,8 @@ def make_env(
     frame_size: int = FRAME_SIZE,
     repeat_action_probability: float | None = None,
     max_episode_frames: int | None = None,
+    noop_max: int = NOOP_MAX,
+    fire_reset: bool = True,
 ) -> gym.Env:
     """One env, preprocessed exactly like training sees it (see the module docstring).
 
@@ -200,7 +207,9 @@ def make_env(
     the built-in games; "human" opens a window instead. For ALE games,
     `repeat_action_probability` (sticky actions) and `max_episode_frames` (the episode cap in
     emulator frames, 4 per agent step) override what the id registers (None keeps it: 0.25 and
-    108,000 for `ALE/...-v5`, no sticky actions for `...NoFrameskip-v4`); other games ignore them.
+    108,000 for `ALE/...-v5`, no sticky actions for `...NoFrameskip-v4`); `noop_max` (a random
+    0 to `noop_max` no-op frames at each reset) and `fire_reset` (press FIRE at each reset, in
+    games that have it) set how a game starts. Other games ignore all four.
 
     Example:
         >>> env = make_env("Playground/Catch-v0", seed=0)
@@ -215,6 +224,8 @@ def make_env(
             frame_size,
             repeat_action_probability,
             max_episode_frames,
+            noop_max,
+            fire_reset,
         )
     )
     _seed(env, seed)
@@ -235,6 +246,8 @@ def make_vector_env(
     frame_size: int = FRAME_SIZE,
     repeat_action_probability: float | None = None,
     max_episode_frames: int | None = None,
+    noop_max: int = NOOP_MAX,
+    fire_reset: bool = True,
     asynchronous: bool = False,
 ) -> gym.vector.VectorEnv:
     """`num_envs` copies of `make_env(env_id)` stepped together, autoreset NEXT_STEP.
@@ -250,11 +263,13 @@ def make_vector_env(
     at game over, so a lost life neither ends nor splits the recorded episode (checked in
     tests/test_envs.py, where the return equals the sum of the step rewards and lives reach 0).
 
-    `repeat_action_probability` and `max_episode_frames` are `make_env`'s. The env is reset once
+    `repeat_action_probability`, `max_episode_frames`, `noop_max` and `fire_reset` are
+    `make_env`'s. The env is reset once
     with `seed` (sub-env i gets `seed + i`) and its action space seeded.
     """
     check_env_id(env_id)
     require_positive(num_envs=num_envs, frame_stack=frame_stack, frame_size=frame_size)
+    check(noop_max >= 0, f"--noop-max must be at least 0, got {noop_max}")
     if is_atari(env_id):
         spec_kwargs = gym.spec(env_id).kwargs
         envs: gym.vector.VectorEnv = ale_py.vector_env.AtariVectorEnv(
@@ -268,15 +283,16 @@ def make_vector_env(
             stack_num=frame_stack,
             frameskip=4,
             maxpool=True,
-            noop_max=30,
+            noop_max=noop_max,
             episodic_life=False,
             reward_clipping=False,
-            use_fire_reset=True,
+            use_fire_reset=fire_reset,
             autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP,
         )
     else:
+        start = {"noop_max": noop_max, "fire_reset": fire_reset}
         env_functions: list[Callable[[], gym.Env]] = [
-            partial(_make_unrecorded, env_id, None, frame_stack, frame_size)
+            partial(_make_unrecorded, env_id, None, frame_stack, frame_size, **start)
             for _ in range(num_envs)
         ]
         vector_class = gym.vector.AsyncVectorEnv if asynchronous else gym.vector.SyncVectorEnv
