@@ -86,6 +86,43 @@ def test_sticky_actions_follow_the_setting_on_single_and_vector_envs() -> None:
         env.close()
 
 
+def test_games_start_after_the_no_ops_and_fire_asked_for_on_single_and_vector_envs() -> None:
+    def start_frames(options: dict) -> tuple[list[int], list[int]]:
+        """Emulator frames already played when each game hands over its first observation."""
+        singles = []
+        for seed in range(4):
+            env = make_env("ALE/Breakout-v5", seed=seed, **options)
+            try:
+                singles.append(int(env.reset(seed=seed)[1]["episode_frame_number"]))
+            finally:
+                env.close()
+        envs = make_vector_env("ALE/Breakout-v5", 4, seed=0, **options)
+        try:
+            vector = envs.reset(seed=0)[1]["episode_frame_number"].tolist()
+        finally:
+            envs.close()
+        return singles, vector
+
+    # Dopamine's start: the ALE's reset, nothing pressed, so every game starts at frame 0.
+    dopamine = env_options(DQNConfig(sticky_actions="off", noop_max=0, fire_reset=False))
+    assert (dopamine["noop_max"], dopamine["fire_reset"]) == (0, False)
+    assert start_frames(dopamine) == ([0, 0, 0, 0], [0, 0, 0, 0])
+    # FIRE alone: the single env presses FIRE and UP (2 steps of 4 frames), the vector env FIRE
+    # for one frame.
+    fire_only = {**dopamine, "fire_reset": True}
+    assert start_frames(fire_only) == ([8, 8, 8, 8], [1, 1, 1, 1])
+    # The default: up to 30 no-op frames drawn per game before FIRE, so starts differ.
+    singles, vector = start_frames(env_options(DQNConfig(sticky_actions="off")))
+    assert all(8 <= frames <= 38 for frames in singles) and len(set(singles)) > 1
+    assert all(1 <= frames <= 31 for frames in vector) and len(set(vector)) > 1
+    with pytest.raises(UserError, match="--noop-max must be at least 0"):
+        make_env("ALE/Pong-v5", noop_max=-1)
+    line = protocol_line(DQNConfig(env_id="ALE/Pong-v5", noop_max=0, fire_reset=False))
+    assert line is not None and "games start at the ALE's reset (no no-ops)" in line
+    assert "FIRE" not in line
+    assert "0 to 30 no-op frames, FIRE pressed" in protocol_line(DQNConfig(env_id="ALE/Pong-v5"))
+
+
 def test_the_episode_cap_truncates_games_in_frames() -> None:
     # 40 frames = 10 agent steps of 4 frames (the no-op starts and FIRE take some of them).
     env = make_env("ALE/Pong-v5", seed=0, max_episode_frames=200, repeat_action_probability=0.0)
