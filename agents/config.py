@@ -137,6 +137,10 @@ class DQNConfig:
     fire_reset: bool = True
     """ALE games that have FIRE: press it at each game's start (SB3's FireResetEnv; games such
     as Breakout wait for it). --no-fire-reset leaves the serve to the agent, as Dopamine does."""
+    life_loss_clears_stack: bool = False
+    """ALE games: after a lost life the frame stack starts anew (the frames from before it
+    zeroed), as Dopamine's agents begin each life as an episode; playing, learning (the replay
+    rebuilds the same stacks), evaluation and the viewer alike."""
 
     # Learning
     learning_rate: PositiveFloat = 1e-4
@@ -338,6 +342,10 @@ def validate(cfg: DQNConfig) -> None:
     )
     check(not cfg.freeze_encoder or bool(cfg.init_from), "--freeze-encoder needs --init-from CKPT")
     check(
+        not (cfg.life_loss_clears_stack and cfg.actors),
+        "--life-loss-clears-stack is played by this process's envs only; drop it or --actors",
+    )
+    check(
         not cfg.n_step_end or cfg.n_step_end != cfg.n_step,
         f"--n-step-end {cfg.n_step_end} equals --n-step: leave it out (0) for a fixed n",
     )
@@ -411,4 +419,5 @@ def env_options(cfg: DQNConfig) -> dict[str, Any]:
         "max_episode_frames": cfg.max_episode_frames,
         "noop_max": cfg.noop_max,
         "fire_reset": cfg.fire_reset,
+        "life_loss_clears_stack": cfg.life_loss_clears_stack,
     }

@@ -248,23 +248,31 @@ class ReplayBuffer:
         truncated: Any,
         next_observations: Any,
         learning_done: Any | None = None,
+        stack_restart: Any | None = None,
     ) -> None:
         """Record one vector-env step (arrays of length num_envs, numpy or torch).
 
         Envs whose previous step ended are being reset by this step: their observation becomes
         the first frame of a new episode and their action, reward and flags are ignored.
         `learning_done` ends the n-step return there (dones = 1) without ending the episode,
-        e.g. on an Atari life loss; the frame stack carries on across it.
+        e.g. on an Atari life loss; the frame stack carries on across it, unless
+        `stack_restart` marks the env: then its observation's stack holds its newest frame
+        alone, and the stacks rebuilt from it on are zero-padded there as at an episode's start
+        (`--life-loss-clears-stack`).
         """
         if not self.started:
             raise RuntimeError("call start(observations) after envs.reset() before add()")
+        restart = np.zeros(self.num_envs, dtype=bool)
+        if stack_restart is not None:
+            restart = _to_numpy(stack_restart, "stack_restart", self.num_envs).astype(bool)
         self.add_frames(
             actions,
             rewards,
             terminated,
             truncated,
-            self._newest_frames(next_observations, self.ended),
+            self._newest_frames(next_observations, self.ended | restart),
             learning_done,
+            restart,
         )
 
     def add_frames(
@@ -275,9 +283,11 @@ class ReplayBuffer:
         truncated: Any,
         frames: Any,
         learning_done: Any | None = None,
+        stack_restart: Any | None = None,
     ) -> None:
         """`add` from each env's newest frame (E, *frame_shape) alone: what a remote actor sends
-        (a stack's other frames are in the buffer already, or zero at an episode's start)."""
+        (a stack's other frames are in the buffer already, or zero at an episode's start or
+        at a `stack_restart`)."""
         if not self.started:
             raise RuntimeError("call start(observations) after envs.reset() before add()")
         num_envs = self.num_envs
@@ -307,7 +317,10 @@ class ReplayBuffer:
         self.actions.index_copy_(0, current, self._tensor(actions.astype(self._action_numpy_dtype)))
         self.rewards.index_copy_(0, current, self._tensor(rewards))
         self.flags.index_copy_(0, current, self._tensor(flags.astype(np.uint8)))
-        self._write_frames(frames, resetting)
+        restart = resetting.copy()
+        if stack_restart is not None:
+            restart |= _to_numpy(stack_restart, "stack_restart", num_envs).astype(bool)
+        self._write_frames(frames, restart)
         self.ended = (terminated | truncated) & ~resetting
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
@@ -334,7 +347,8 @@ class ReplayBuffer:
                 first = torch.from_numpy(np.flatnonzero(new_episode)).to(observations.device)
                 if observations[first, :-1].any():
                     raise ValueError(
-                        "first observations of an episode must be zero-padded frame stacks"
+                        "first observations of an episode (or of a life, with its stack"
+                        " cleared) must be zero-padded frame stacks"
                         " (FrameStackObservation(padding_type='zero'))"
                     )
             observations = observations[:, -1]

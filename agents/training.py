@@ -302,6 +302,7 @@ def protocol_line(cfg: DQNConfig) -> str | None:
         )
         + (", FIRE pressed at the start where the game has it" if cfg.fire_reset else ""),
         "a lost life ends an episode for learning only" if cfg.life_loss_terminal else "",
+        "a lost life clears the frame stack" if cfg.life_loss_clears_stack else "",
         "rewards clipped for learning only" if cfg.clip_rewards else "",
         f"{cfg.total_steps:,} agent steps ({4 * cfg.total_steps:,} frames)",
     ]

@@ -33,7 +33,12 @@ from gymnasium.wrappers import (
 from gymnasium.wrappers.vector import RecordEpisodeStatistics as VectorRecordEpisodeStatistics
 
 from envs.builtin import BUILTIN_GAMES, register_builtin_games
-from envs.wrappers import FireReset, GrayscaleFrame
+from envs.wrappers import (
+    FireReset,
+    GrayscaleFrame,
+    LifeLossClearsStack,
+    VectorLifeLossClearsStack,
+)
 from playground.errors import UserError, check, require_positive
 
 gym.register_envs(ale_py)
@@ -141,6 +146,7 @@ def _make_unrecorded(
     max_episode_frames: int | None = None,
     noop_max: int = NOOP_MAX,
     fire_reset: bool = True,
+    life_loss_clears_stack: bool = False,
 ) -> gym.Env:
     """The preprocessed env without episode statistics (vector envs record their own)."""
     check_env_id(env_id)
@@ -164,7 +170,8 @@ def _make_unrecorded(
         )
         if fire_reset and "FIRE" in env.unwrapped.get_action_meanings():
             env = FireReset(env)
-        return FrameStackObservation(env, frame_stack, padding_type="zero")
+        env = FrameStackObservation(env, frame_stack, padding_type="zero")
+        return LifeLossClearsStack(env, frame_stack) if life_loss_clears_stack else env
     try:
         env = gym.make(env_id, render_mode=render_mode)
     except gym.error.DependencyNotInstalled as error:
@@ -198,6 +205,7 @@ def make_env(
     max_episode_frames: int | None = None,
     noop_max: int = NOOP_MAX,
     fire_reset: bool = True,
+    life_loss_clears_stack: bool = False,
 ) -> gym.Env:
     """One env, preprocessed exactly like training sees it (see the module docstring).
 
@@ -209,7 +217,8 @@ def make_env(
     emulator frames, 4 per agent step) override what the id registers (None keeps it: 0.25 and
     108,000 for `ALE/...-v5`, no sticky actions for `...NoFrameskip-v4`); `noop_max` (a random
     0 to `noop_max` no-op frames at each reset) and `fire_reset` (press FIRE at each reset, in
-    games that have it) set how a game starts. Other games ignore all four.
+    games that have it) set how a game starts; `life_loss_clears_stack` zeroes the frames from
+    before a lost life in the stacks after it (Dopamine's agents). Other games ignore all five.
 
     Example:
         >>> env = make_env("Playground/Catch-v0", seed=0)
@@ -226,6 +235,7 @@ def make_env(
             max_episode_frames,
             noop_max,
             fire_reset,
+            life_loss_clears_stack,
         )
     )
     _seed(env, seed)
@@ -248,6 +258,7 @@ def make_vector_env(
     max_episode_frames: int | None = None,
     noop_max: int = NOOP_MAX,
     fire_reset: bool = True,
+    life_loss_clears_stack: bool = False,
     asynchronous: bool = False,
 ) -> gym.vector.VectorEnv:
     """`num_envs` copies of `make_env(env_id)` stepped together, autoreset NEXT_STEP.
@@ -263,8 +274,9 @@ def make_vector_env(
     at game over, so a lost life neither ends nor splits the recorded episode (checked in
     tests/test_envs.py, where the return equals the sum of the step rewards and lives reach 0).
 
-    `repeat_action_probability`, `max_episode_frames`, `noop_max` and `fire_reset` are
-    `make_env`'s. The env is reset once
+    `repeat_action_probability`, `max_episode_frames`, `noop_max`, `fire_reset` and
+    `life_loss_clears_stack` are `make_env`'s (with the last, `envs.lost` holds the lanes
+    whose life the last step lost). The env is reset once
     with `seed` (sub-env i gets `seed + i`) and its action space seeded.
     """
     check_env_id(env_id)
@@ -289,6 +301,8 @@ def make_vector_env(
             use_fire_reset=fire_reset,
             autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP,
         )
+        if life_loss_clears_stack:
+            envs = VectorLifeLossClearsStack(envs, frame_stack)
     else:
         start = {"noop_max": noop_max, "fire_reset": fire_reset}
         env_functions: list[Callable[[], gym.Env]] = [

@@ -60,3 +60,88 @@ class FireReset(gym.Wrapper):
             if terminated or truncated:
                 observation, info = self.env.reset(options=options)
         return observation, info
+
+
+class StackClearing:
+    """Zeroes, in each lane's frame stacks (lanes, S, H, W), the frames from before the lane's
+    last lost life, as Dopamine's agents do when they begin each life as a new episode (its
+    replay pads the first stacks of an episode with blank frames). `step` takes the
+    observations a step returned, its lives and which lanes that step reset; it returns the
+    observations cleared and the lanes whose life was lost in this step (their stack holds the
+    new life's first frame alone)."""
+
+    def __init__(self, lanes: int, frame_stack: int) -> None:
+        self.frame_stack = frame_stack
+        self.since = np.zeros(lanes, dtype=np.int64)  # frames of each lane's life so far, - 1
+        self.lives: np.ndarray | None = None
+
+    def reset(self, lives: np.ndarray | None) -> None:
+        """Every lane begins a game (its stack is zero-padded already)."""
+        self.since[:] = 0
+        self.lives = None if lives is None else np.array(lives)
+
+    def step(
+        self, observations: np.ndarray, lives: np.ndarray | None, reset: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        lost = np.zeros_like(reset)
+        if lives is not None and self.lives is not None:
+            lost = (np.asarray(lives) < self.lives) & ~reset
+        self.lives = None if lives is None else np.array(lives)
+        self.since = np.where(reset | lost, 0, self.since + 1)
+        short = np.flatnonzero(self.since < self.frame_stack - 1)
+        if short.size:
+            observations = observations.copy()
+            for lane in short:
+                observations[lane, : self.frame_stack - 1 - self.since[lane]] = 0
+        return observations, lost
+
+
+class LifeLossClearsStack(gym.Wrapper):
+    """A single env's frame stack (S, H, W) cleared at each lost life (`StackClearing`)."""
+
+    def __init__(self, env: gym.Env, frame_stack: int) -> None:
+        super().__init__(env)
+        self.clearing = StackClearing(1, frame_stack)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        observation, info = self.env.reset(seed=seed, options=options)
+        self.clearing.reset(np.array([info["lives"]]) if "lives" in info else None)
+        return observation, info
+
+    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        lives = np.array([info["lives"]]) if "lives" in info else None
+        cleared, _ = self.clearing.step(observation[None], lives, np.zeros(1, dtype=bool))
+        return cleared[0], reward, terminated, truncated, info
+
+
+class VectorLifeLossClearsStack(gym.vector.VectorWrapper):
+    """A vector env's (autoreset NEXT_STEP) frame stacks cleared at each lane's lost life
+    (`StackClearing`); `lost` holds the lanes whose life the last step lost. `after_step`
+    does the clearing for a caller that steps the env below through its own split step."""
+
+    def __init__(self, env: gym.vector.VectorEnv, frame_stack: int) -> None:
+        super().__init__(env)
+        self.clearing = StackClearing(env.num_envs, frame_stack)
+        self.ended = np.zeros(env.num_envs, dtype=bool)  # lanes the next step resets
+        self.lost = np.zeros(env.num_envs, dtype=bool)
+
+    def reset(
+        self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        observations, infos = self.env.reset(seed=seed, options=options)
+        self.clearing.reset(infos.get("lives"))
+        self.ended[:] = False
+        self.lost[:] = False
+        return observations, infos
+
+    def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+        return self.after_step(self.env.step(actions))
+
+    def after_step(self, outcome: tuple[Any, ...]) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+        observations, rewards, terminated, truncated, infos = outcome
+        observations, self.lost = self.clearing.step(observations, infos.get("lives"), self.ended)
+        self.ended = np.logical_or(terminated, truncated)
+        return observations, rewards, terminated, truncated, infos

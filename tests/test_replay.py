@@ -31,7 +31,8 @@ class FakeVectorEnv:
     """A vector env with Gymnasium's NEXT_STEP autoreset and zero-padded frame stacks.
 
     Frame t of episode k in env e encodes (e, k, t) in its first pixels. Episodes end at random
-    by termination or truncation; `learning_done` (a life loss) is raised at random too.
+    by termination or truncation; `learning_done` (a life loss) is raised at random too, and
+    with `clear_at_life_loss` it leaves the newest frame alone in the stack.
     """
 
     def __init__(
@@ -41,8 +42,11 @@ class FakeVectorEnv:
         vector_observations: bool = False,
         seed: int = 0,
         max_length: int = 9,
+        clear_at_life_loss: bool = False,
     ) -> None:
         self.num_envs, self.frame_stack = num_envs, frame_stack
+        self.clear_at_life_loss = clear_at_life_loss
+        self.life_start = [0] * num_envs  # t of each env's first frame since its stack began
         self.vector_observations = vector_observations
         self.rng = np.random.default_rng(seed)
         self.max_length = max_length
@@ -63,7 +67,8 @@ class FakeVectorEnv:
     def _begin(self, env: int) -> None:
         empty = np.zeros_like(self.frame(0, 0, 0))
         self.stacks[env] = deque([empty] * self.frame_stack, maxlen=self.frame_stack)
-        self.stacks[env].append(self.frame(env, self.episode[env], 0))
+        self.stacks[env].append(self.frame(env, self.episode[env], self.t[env]))
+        self.life_start[env] = self.t[env]
 
     def observations(self) -> np.ndarray:
         if self.vector_observations:
@@ -103,6 +108,8 @@ class FakeVectorEnv:
             elif end:
                 truncated[env] = True
             learning_done[env] = self.rng.random() < 0.15
+            if learning_done[env] and self.clear_at_life_loss:
+                self._begin(env)
             self.ended[env] = end
         return actions, self.observations(), rewards, terminated, truncated, learning_done
 
@@ -115,12 +122,14 @@ class GroundTruth:
         self.observation: dict[Key, np.ndarray] = {}
         self.step: dict[Key, tuple[int, float, bool, bool, bool]] = {}  # action, reward, flags
         self.streams: list[list[Key]] = [[] for _ in range(env.num_envs)]  # frames in write order
+        self.since: dict[Key, int] = {}  # frames of each frame's stack before it, uncapped
 
     def record_frames(self, observations: np.ndarray) -> None:
         for env in range(self.env.num_envs):
             key = self.env.key(env)
             self.observation[key] = observations[env].copy()
             self.streams[env].append(key)
+            self.since[key] = key[2] - self.env.life_start[env]
 
     def start(self, replay: ReplayBuffer) -> None:
         observations = self.env.reset()
@@ -141,7 +150,10 @@ class GroundTruth:
                     bool(terminated[env]),
                 )
         self.record_frames(observations)
-        replay.add(actions, rewards, terminated, truncated, observations, learning_done)
+        restart = learning_done if self.env.clear_at_life_loss else None
+        replay.add(
+            actions, rewards, terminated, truncated, observations, learning_done, restart
+        )
 
     def target(self, key: Key, n_step: int, gamma: float) -> tuple[float, Key, float, int] | None:
         """(n-step return, key of the next observation, done, steps) or None if incomplete."""
@@ -165,7 +177,7 @@ class GroundTruth:
         for stream in self.streams:
             oldest = len(stream) - slots_per_env
             for index, key in enumerate(stream):
-                first_used = max(index - stack + 1, index - key[2])
+                first_used = max(index - stack + 1, index - self.since[key])
                 if first_used >= oldest and self.target(key, n_step, gamma) is not None:
                     keys.add(key)
         return keys
@@ -233,6 +245,30 @@ def test_samples_match_the_env_across_episodes_and_wraparound(
         if step in checks:
             check_samples(replay, truth, generator, sync_free)
     check_samples(replay, truth, generator, sync_free)
+
+
+def test_stacks_restart_where_a_lost_life_cleared_them() -> None:
+    # --life-loss-clears-stack: the env's stacks after a lost life hold no frame from before
+    # it; the rebuilt ones must match them (and the transitions stay the same n-step ones).
+    env = FakeVectorEnv(num_envs=2, frame_stack=4, seed=11, max_length=30, clear_at_life_loss=True)
+    replay = ReplayBuffer(100, 2, (4, 6, 6), 4, n_step=3, gamma=0.5)
+    truth = GroundTruth(env)
+    truth.start(replay)
+    generator = torch.Generator().manual_seed(0)
+    for step in range(1, 181):  # 181 frames per env through a 50-slot ring
+        truth.advance(replay)
+        if step % 30 == 0:
+            check_samples(replay, truth, generator)
+    restarted = [key for key, since in truth.since.items() if since == 0 and key[2] > 0]
+    assert len(restarted) > 10  # lives lost mid-episode, whose stacks began anew
+    # An observation that claims a restart but still holds older frames is refused.
+    observations = env.observations()
+    observations[:, :-1] = 7
+    with pytest.raises(ValueError, match="zero-padded frame stacks"):
+        replay.add(
+            np.zeros(2, np.int64), np.zeros(2), np.zeros(2, bool), np.zeros(2, bool),
+            observations, stack_restart=np.ones(2, bool),
+        )  # fmt: skip
 
 
 def test_vector_observations_with_frame_stack_one() -> None:
