@@ -275,8 +275,8 @@ def make_vector_env(
     tests/test_envs.py, where the return equals the sum of the step rewards and lives reach 0).
 
     `repeat_action_probability`, `max_episode_frames`, `noop_max`, `fire_reset` and
-    `life_loss_clears_stack` are `make_env`'s (with the last, `envs.lost` holds the lanes
-    whose life the last step lost). The env is reset once
+    `life_loss_clears_stack` are `make_env`'s (with the last, the `VectorLifeLossClearsStack`
+    under the statistics wrapper holds in `lost` the lanes whose life the last step lost). The env is reset once
     with `seed` (sub-env i gets `seed + i`) and its action space seeded.
     """
     check_env_id(env_id)

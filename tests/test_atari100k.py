@@ -123,6 +123,52 @@ def test_games_start_after_the_no_ops_and_fire_asked_for_on_single_and_vector_en
     assert "0 to 30 no-op frames, FIRE pressed" in protocol_line(DQNConfig(env_id="ALE/Pong-v5"))
 
 
+def test_a_lost_life_clears_the_stack_on_single_and_vector_envs() -> None:
+    options = {"repeat_action_probability": 0.0, "noop_max": 0, "fire_reset": False}
+
+    def play_to_a_lost_life(clear: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Breakout on both kinds of env, FIRE then random moves, until a life is lost: the
+        observations of that step and the next one, single env and vector lane 0."""
+        env = make_env("ALE/Breakout-v5", seed=0, life_loss_clears_stack=clear, **options)
+        envs = make_vector_env(
+            "ALE/Breakout-v5", 1, seed=0, life_loss_clears_stack=clear, **options
+        )
+        try:
+            _, info = env.reset(seed=0)
+            envs.reset(seed=0)
+            rng = np.random.default_rng(0)
+            lives = info["lives"]
+            for t in range(2_000):
+                action = 1 if t % 20 == 0 else int(rng.integers(0, 4))
+                single, _, _, _, info = env.step(action)
+                vector, _, _, _, infos = envs.step(np.array([action]))
+                np.testing.assert_array_equal(single, vector[0])  # the same game, frame by frame
+                if info["lives"] < lives:
+                    lost = (single, vector[0])
+                    if clear:  # the clearing wrapper (under the statistics) names the lane
+                        assert envs.env.lost.tolist() == [True]
+                    after = (env.step(0)[0], envs.step(np.array([0]))[0][0])
+                    if clear:
+                        assert envs.env.lost.tolist() == [False]
+                    return lost[0], lost[1], after[0], after[1]
+            raise AssertionError("no life lost in 2,000 steps")
+        finally:
+            env.close()
+            envs.close()
+
+    single, vector, single_after, vector_after = play_to_a_lost_life(clear=True)
+    for lost, after in ((single, single_after), (vector, vector_after)):
+        assert not lost[:3].any() and lost[3].any()  # the new life's first frame alone
+        assert not after[:2].any() and after[2].any() and after[3].any()
+        np.testing.assert_array_equal(after[2], lost[3])
+    single, vector, _, _ = play_to_a_lost_life(clear=False)
+    assert single[:3].any() and vector[:3].any()  # without the flag the stack carries on
+    line = protocol_line(DQNConfig(env_id="ALE/Breakout-v5", life_loss_clears_stack=True))
+    assert line is not None and "a lost life clears the frame stack" in line
+    with pytest.raises(UserError, match="--life-loss-clears-stack is played by this process"):
+        validate(DQNConfig(life_loss_clears_stack=True, actors=2))
+
+
 def test_the_episode_cap_truncates_games_in_frames() -> None:
     # 40 frames = 10 agent steps of 4 frames (the no-op starts and FIRE take some of them).
     env = make_env("ALE/Pong-v5", seed=0, max_episode_frames=200, repeat_action_probability=0.0)

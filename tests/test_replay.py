@@ -151,9 +151,7 @@ class GroundTruth:
                 )
         self.record_frames(observations)
         restart = learning_done if self.env.clear_at_life_loss else None
-        replay.add(
-            actions, rewards, terminated, truncated, observations, learning_done, restart
-        )
+        replay.add(actions, rewards, terminated, truncated, observations, learning_done, restart)
 
     def target(self, key: Key, n_step: int, gamma: float) -> tuple[float, Key, float, int] | None:
         """(n-step return, key of the next observation, done, steps) or None if incomplete."""
