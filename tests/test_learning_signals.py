@@ -60,9 +60,11 @@ def big_rewards_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **changes: 
     calls: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     real_add = ReplayBuffer.add
 
-    def spy(self, actions, rewards, terminated, truncated, next_observations, done=None):
+    def spy(self, actions, rewards, terminated, truncated, next_observations, done=None, **more):
         calls.append((np.array(rewards), np.array(terminated), None if done is None else done))
-        return real_add(self, actions, rewards, terminated, truncated, next_observations, done)
+        return real_add(
+            self, actions, rewards, terminated, truncated, next_observations, done, **more
+        )
 
     monkeypatch.setattr(ReplayBuffer, "add", spy)
     settings = dict(
