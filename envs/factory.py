@@ -4,7 +4,8 @@ Three kinds of env id are understood:
 
 * ALE Atari games (`ALE/Pong-v5`, `PongNoFrameskip-v4`, ...): grayscale 84x84 frames, 4 frames
   per action with the last two max-pooled, up to 30 no-ops at reset, FIRE at reset where the game
-  has it (both can be turned off: `noop_max`, `fire_reset`), and a stack of the last `frame_stack` frames -> observations (stack, 84, 84) uint8.
+  has it (both can be turned off: `noop_max`, `fire_reset`), and a stack of the last
+  `frame_stack` frames -> observations (stack, 84, 84) uint8.
 * the built-in pixel games (`envs.BUILTIN_GAMES`): ITU-R 601 grayscale of the 84x84 frame,
   stacked -> (stack, 84, 84) uint8.
 * vector-observation envs (`CartPole-v1`, ...): observations unchanged (float32 vectors).
@@ -276,8 +277,8 @@ def make_vector_env(
 
     `repeat_action_probability`, `max_episode_frames`, `noop_max`, `fire_reset` and
     `life_loss_clears_stack` are `make_env`'s (with the last, the `VectorLifeLossClearsStack`
-    under the statistics wrapper holds in `lost` the lanes whose life the last step lost). The env is reset once
-    with `seed` (sub-env i gets `seed + i`) and its action space seeded.
+    under the statistics wrapper holds in `lost` the lanes whose life the last step lost). The
+    env is reset once with `seed` (sub-env i gets `seed + i`) and its action space seeded.
     """
     check_env_id(env_id)
     require_positive(num_envs=num_envs, frame_stack=frame_stack, frame_size=frame_size)
