@@ -45,6 +45,7 @@ from agents.training import (
     replay_device,
 )
 from envs import GameSpaces, is_pixel_space, make_vector_env
+from envs.wrappers import stack_clearing
 from playground import tags
 from playground.errors import UserError
 from playground.lifecycle import Run
@@ -75,6 +76,7 @@ class ActorWorker:
         self.cfg, self.index, self.epsilon = cfg, index, epsilon
         seed = cfg.seed + 7919 * (index + 1)
         self.envs = make_vector_env(cfg.env_id, cfg.envs_per_actor, seed=seed, **env_options(cfg))
+        self.clearing = stack_clearing(self.envs)  # --life-loss-clears-stack
         space = self.envs.single_observation_space
         self.pixels = is_pixel_space(space)
         spec = spec_for(cfg, tuple(space.shape), int(self.envs.single_action_space.n))
@@ -117,6 +119,7 @@ class ActorWorker:
         terminated = np.zeros((steps, lanes), bool)
         truncated = np.zeros((steps, lanes), bool)
         learning_done = np.zeros((steps, lanes), bool)
+        stack_restart = np.zeros((steps, lanes), bool)
         returns: list[float] = []
         lengths: list[int] = []
         fresh = self.fresh
@@ -132,6 +135,8 @@ class ActorWorker:
             lost_life, finished = self.games.step(reward, term, trunc, infos)
             if lost_life is not None:
                 learning_done[t] = lost_life
+            if self.clearing is not None:  # the lanes whose stack now holds the newest frame alone
+                stack_restart[t] = self.clearing.lost
             frames[t], actions[t], rewards[t] = self._frames(observations), chosen, reward
             terminated[t], truncated[t] = term, trunc
             for score, length in finished:
@@ -147,6 +152,7 @@ class ActorWorker:
             "terminated": terminated,
             "truncated": truncated,
             "learning_done": learning_done,
+            "stack_restart": stack_restart,
             "returns": returns,
             "lengths": lengths,
             "version": self.version,
@@ -156,7 +162,8 @@ class ActorWorker:
 
 def wire_bytes(chunk: dict[str, Any]) -> int:
     """Bytes of the arrays a round carries (frames, actions, rewards, flags)."""
-    names = ("frames", "actions", "rewards", "terminated", "truncated", "learning_done")
+    flags = ("terminated", "truncated", "learning_done", "stack_restart")
+    names = ("frames", "actions", "rewards", *flags)
     return sum(chunk[name].nbytes for name in names)
 
 
@@ -187,6 +194,7 @@ def add_round(replay: Any, chunks: list[dict[str, Any]], lanes: int, clip_reward
             joined("truncated", t),
             torch.from_numpy(joined("frames", t)),
             joined("learning_done", t),
+            joined("stack_restart", t),
         )
         # Entry 0 of a fresh chunk is a first frame, not a step.
         added += sum(lanes for chunk in chunks if not (chunk["fresh"] and t == 0))

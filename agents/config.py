@@ -342,10 +342,6 @@ def validate(cfg: DQNConfig) -> None:
     )
     check(not cfg.freeze_encoder or bool(cfg.init_from), "--freeze-encoder needs --init-from CKPT")
     check(
-        not (cfg.life_loss_clears_stack and cfg.actors),
-        "--life-loss-clears-stack is played by this process's envs only; drop it or --actors",
-    )
-    check(
         not cfg.n_step_end or cfg.n_step_end != cfg.n_step,
         f"--n-step-end {cfg.n_step_end} equals --n-step: leave it out (0) for a fixed n",
     )

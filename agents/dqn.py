@@ -16,7 +16,6 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
@@ -40,7 +39,7 @@ from agents.training import (
 from agents.update import evaluating
 from envs import GameSpaces, check_env_id, game_spaces, make_vector_env
 from envs.builtin import game_symmetries
-from envs.wrappers import VectorLifeLossClearsStack
+from envs.wrappers import stack_clearing
 from playground import tags
 from playground.device import resolve_device
 from playground.errors import UserError, check
@@ -154,7 +153,7 @@ def _train(
     observations, infos = envs.reset(seed=cfg.seed + step)
     replay.start(observations)
     games = EpisodeTracker(cfg.num_envs, cfg.life_loss_terminal, infos.get("lives"))
-    clearing = _stack_clearing(envs)
+    clearing = stack_clearing(envs)
     step_async, step_wait = _async_stepping(envs)
     last_log_step, last_log_time = step, time.perf_counter()
     log, evaluation, save = (
@@ -276,22 +275,13 @@ def _spaces(cfg: DQNConfig) -> GameSpaces:
     return spaces
 
 
-def _stack_clearing(envs: Any) -> VectorLifeLossClearsStack | None:
-    """The wrapper of `make_vector_env`'s env that clears stacks at lost lives, if it has one."""
-    while isinstance(envs, gym.vector.VectorWrapper):
-        if isinstance(envs, VectorLifeLossClearsStack):
-            return envs
-        envs = envs.env
-    return None
-
-
 def _async_stepping(envs: Any) -> tuple[Any, Any]:
     """The vector env's split step (send actions / receive results) when it has one, so the
     learner can run while the envs step; (None, None) otherwise. It bypasses the vector
     episode-statistics wrapper, which is why `EpisodeTracker` sums the games itself."""
     base = envs.unwrapped
     if hasattr(base, "send") and hasattr(base, "recv"):  # ale-py's AtariVectorEnv
-        clearing = _stack_clearing(envs)
+        clearing = stack_clearing(envs)
         if clearing is not None:  # --life-loss-clears-stack: its clearing after each step
             return base.send, lambda: clearing.after_step(base.recv())
         return base.send, base.recv

@@ -145,3 +145,12 @@ class VectorLifeLossClearsStack(gym.vector.VectorWrapper):
         observations, self.lost = self.clearing.step(observations, infos.get("lives"), self.ended)
         self.ended = np.logical_or(terminated, truncated)
         return observations, rewards, terminated, truncated, infos
+
+
+def stack_clearing(envs: gym.vector.VectorEnv) -> VectorLifeLossClearsStack | None:
+    """The wrapper of `make_vector_env`'s env that clears stacks at lost lives, if it has one."""
+    while isinstance(envs, gym.vector.VectorWrapper):
+        if isinstance(envs, VectorLifeLossClearsStack):
+            return envs
+        envs = envs.env
+    return None

@@ -51,27 +51,52 @@ class RecordingActor(ActorWorker):
         self.envs.step = step
 
 
-def test_rounds_from_actors_enter_the_buffer_exactly(tmp_path: Path) -> None:
-    cfg = tiny(tmp_path, envs_per_actor=2, frame_size=12, frame_stack=3, encoder="vgg")
+@pytest.mark.parametrize(
+    ("game", "rounds", "slots"),
+    [
+        # Catch, with a small ring (30 slots per lane) so the rounds wrap around it several times.
+        ({"env_id": "Playground/Catch-v0"}, 12, 30),
+        # Breakout with --life-loss-clears-stack: stacks that start anew at each lost life, the
+        # whole history kept so every lost life in it is checked.
+        (
+            {
+                "env_id": "ALE/Breakout-v5", "life_loss_clears_stack": True, "noop_max": 0,
+                "sticky_actions": "off",
+            },
+            60,
+            600,
+        ),
+    ],
+    ids=["catch", "breakout-clearing-stacks"],
+)  # fmt: skip
+def test_rounds_from_actors_enter_the_buffer_exactly(
+    tmp_path: Path, game: dict, rounds: int, slots: int
+) -> None:
+    cfg = tiny(tmp_path, envs_per_actor=2, frame_size=12, frame_stack=3, encoder="vgg", **game)
     lanes, actors_count = 2, 2
     shape = (3, 12, 12)
-    weights = {"q_network": build_q_network(shape, 3, "vgg").state_dict(), "version": 0}
+    actions = 4 if "Breakout" in cfg.env_id else 3
+    weights = {"q_network": build_q_network(shape, actions, "vgg").state_dict(), "version": 0}
     settings = dataclasses.asdict(cfg)
     actors = [RecordingActor(settings, index, 0.5, weights) for index in range(actors_count)]
-    # A small ring (30 slots per lane) so the rounds wrap around it several times.
-    replay = ReplayBuffer(120, actors_count * lanes, shape, 3, n_step=2, gamma=0.9, num_actions=3)
+    replay = ReplayBuffer(
+        slots * actors_count * lanes, actors_count * lanes, shape, 3, n_step=2, gamma=0.9,
+        num_actions=actions,
+    )  # fmt: skip
     replay.start_frames(np.concatenate([actor.first_frames() for actor in actors]))
     history: list[list[np.ndarray]] = [[] for _ in range(actors_count * lanes)]
     for index, actor in enumerate(actors):  # per lane: the observations in the buffer's order
         for lane in range(lanes):
             history[index * lanes + lane].append(actor.seen[0][lane])
-    for round_index in range(12):
+    restarts = 0
+    for round_index in range(rounds):
         if round_index == 5:
             # Actor 1 is "restarted": new envs, new episodes; its lanes are cut.
             actors[1] = RecordingActor(settings, 1, 0.5, weights)
         chunks = [actor.collect(9) for actor in actors]
-        assert wire_bytes(chunks[0]) == 9 * lanes * (144 + 8 + 4 + 3)
+        assert wire_bytes(chunks[0]) == 9 * lanes * (144 + 8 + 4 + 4)
         add_round(replay, chunks, lanes, clip_rewards=True)
+        restarts += sum(int(chunk["stack_restart"].sum()) for chunk in chunks)
         for index, actor in enumerate(actors):
             observations = actor.seen[-9:]
             if chunks[index]["fresh"]:  # its first frames stand in for step 0
@@ -79,6 +104,10 @@ def test_rounds_from_actors_enter_the_buffer_exactly(tmp_path: Path) -> None:
             for t in range(9):
                 for lane in range(lanes):
                     history[index * lanes + lane].append(observations[t][lane])
+    if cfg.life_loss_clears_stack:
+        assert restarts >= 4  # lives were lost, and their stacks cleared, in the checked steps
+    else:
+        assert restarts == 0
     # Every frame stack the buffer can rebuild equals what the env returned at that position.
     size, position = replay.slots_per_env, replay.position
     checked = 0
