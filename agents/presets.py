@@ -100,6 +100,14 @@ _ATARI_100K: dict[str, Any] = dict(
     exploration_after_warmup=True,
     end_epsilon=0.01,
     eval_epsilon=0.001,
+    # Dopamine's start and its stack at a lost life (since 2026-12-06): a game starts at the
+    # ALE's own reset (no random no-ops, no FIRE pressed for the agent), and a lost life clears
+    # the frame stack as Dopamine's agent begins each life as an episode. With them Breakout
+    # scored 23.6 / 27.8, Pong -0.6 / -20.9 and Boxing 8.3 / 12.0, where the start with 30
+    # no-ops and FIRE gave 16.8 / 12.8, -20.6 / -20.3 and 13.1 / 10.3 (docs/atari100k.md).
+    noop_max=0,
+    fire_reset=False,
+    life_loss_clears_stack=True,
     eval_every=20_000,
     eval_episodes=8,
     eval_envs=8,
@@ -128,6 +136,11 @@ _ATARI_100K_SPR: dict[str, Any] = {
     # 2 steps ahead (SPR's and BBF's 5 cost 4.1x the DrQ(eps) update): with 3 a run's training
     # step took 2.21x the atari-100k one's, with 2 1.78x (benchmarks/preset_speed.py, bf16).
     "spr_steps": 2,
+    # Measured with the start of 30 no-ops and FIRE at reset, the stack carried across a lost
+    # life (atari-100k's before 2026-12-06); not yet run with Dopamine's start.
+    "noop_max": 30,
+    "fire_reset": True,
+    "life_loss_clears_stack": False,
     # bf16 comes from atari-100k: SPR's extra passes make the update (3 steps ahead) 3.1x
     # DrQ(eps)'s in fp32 on a 2-core CPU and 2.0x in bf16, which learned Catch as fp32 does
     # (docs/benchmarks.md).
@@ -147,10 +160,11 @@ PRESETS: dict[str, Preset] = {
             "ALE games, the Atari 100k benchmark as Dopamine runs it (100,000 agent steps, no "
             "sticky actions, 100 games scored at the end) with DrQ(eps): replay ratio 1, "
             "10-step double-DQN targets, the target copied every update, dueling, random shifts "
-            "and intensity noise, epsilon to 0.01 over 5,000 steps after 1,600 random ones, bf16 "
+            "and intensity noise, epsilon to 0.01 over 5,000 steps after 1,600 random ones, "
+            "games started at the ALE's reset and the frame stack cleared at a lost life, bf16 "
             "where the hardware has it",
             _ATARI_100K,
-            "as it is (bf16, the head in fp32 since 2026-12-06), 2 seeds each: Pong -20.5 (-20.6 / -20.3), Breakout 14.8 (16.8 / 12.8), Boxing 11.7 (13.1 / 10.3), mean HNS 0.48 [0.41, 0.54], under DrQ(eps)'s 0.57; with the head in bf16 (2026-12-03 to 06), 2 seeds each: Pong -13.4 (-11.1 / -15.7), Breakout 15.6 (15.4 / 15.7), Boxing 21.5 (23.4 / 19.5), mean HNS 0.82 [0.75, 0.90]; fp32: Pong -14.8 (-8.3 / -16.2 / -19.8), Breakout 19.1 (18.9 / 15.7 / 22.8) over 3 seeds, Boxing 12.5 (8.4 / 16.6) over 2, mean HNS 0.60 (DrQ(eps): -9.1, 19.8, 9.0, HNS 0.57); outside the three (fp32, 1 seed), Freeway 0.0 and Krull 2908 (DrQ(eps): 20.3, 4402); 100 games each (docs/atari100k.md); in bf16 a run trains in 67-71 min beside another on one core each, under 40 min alone on 2",
+            "since 2026-12-06 (Dopamine's start and its stack at a lost life), 2 seeds each: Pong -10.8 (-0.6 / -20.9), Breakout 25.7 (23.6 / 27.8), Boxing 10.1 (8.3 / 12.0), mean HNS 0.65 [0.50, 0.80], above DrQ(eps) on Breakout and Boxing and on the mean (DrQ(eps): -9.1, 19.8, 9.0, HNS 0.57); with 30 no-ops and FIRE at reset before it, 2 seeds each, mean HNS 0.48 [0.41, 0.54] (bf16), 0.82 [0.75, 0.90] (the head in bf16), 0.60 (fp32); outside the three (fp32, 1 seed, before), Freeway 0.0 and Krull 2908 (DrQ(eps): 20.3, 4402); 100 games each (docs/atari100k.md); in bf16 a run trains in 27-36 min beside another on one core each (47-71 min in earlier sessions of the same VM), under 40 min alone on 2",
         ),
         Preset(
             "atari-100k-spr",

@@ -45,6 +45,8 @@ def test_the_preset_is_drq_eps_as_dopamine_configures_it() -> None:
     )
     assert (cfg.sticky_actions, cfg.max_episode_frames) == ("off", 108_000)
     assert (cfg.final_eval_episodes, cfg.eval_epsilon) == (100, 0.001)
+    # Dopamine's start (the ALE's reset, no no-ops, no FIRE) and its stack at a lost life.
+    assert (cfg.noop_max, cfg.fire_reset, cfg.life_loss_clears_stack) == (0, False, True)
     assert cfg.life_loss_terminal and cfg.clip_rewards
     assert target_is_online(cfg)
     assert cfg.precision == "bf16"  # Dopamine's is fp32: bf16 only where the hardware has it
