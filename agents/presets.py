@@ -164,7 +164,7 @@ PRESETS: dict[str, Preset] = {
             "games started at the ALE's reset and the frame stack cleared at a lost life, bf16 "
             "where the hardware has it",
             _ATARI_100K,
-            "since 2026-12-06 (Dopamine's start and its stack at a lost life), 2 seeds each: Pong -10.8 (-0.6 / -20.9), Breakout 25.7 (23.6 / 27.8), Boxing 10.1 (8.3 / 12.0), mean HNS 0.65 [0.50, 0.80], above DrQ(eps) on Breakout and Boxing and on the mean (DrQ(eps): -9.1, 19.8, 9.0, HNS 0.57); with 30 no-ops and FIRE at reset before it, 2 seeds each, mean HNS 0.48 [0.41, 0.54] (bf16), 0.82 [0.75, 0.90] (the head in bf16), 0.60 (fp32); outside the three, 1 seed: Krull 4781, above DrQ(eps)'s 4402, and Freeway 0.0, under its 20.3 (before: 2908 and 0.0); 100 games each (docs/atari100k.md); in bf16 a run trains in 27-36 min beside another on one core each (47-71 min in earlier sessions of the same VM), under 40 min alone on 2",
+            "since 2026-12-06 (Dopamine's start and its stack at a lost life), 3 seeds each: Pong -12.7 (-0.6 / -20.9 / -16.7), Breakout 27.4 (23.6 / 27.8 / 30.9), Boxing 11.3 (8.3 / 12.0 / 13.8), mean HNS 0.69 [0.57, 0.82], above DrQ(eps) on Breakout and Boxing and on the mean (DrQ(eps): -9.1, 19.8, 9.0, HNS 0.57); with 30 no-ops and FIRE at reset before it, 2 seeds each, mean HNS 0.48 [0.41, 0.54] (bf16), 0.82 [0.75, 0.90] (the head in bf16), 0.60 (fp32); outside the three, 1 seed: Krull 4781, above DrQ(eps)'s 4402, and Freeway 0.0, under its 20.3 (before: 2908 and 0.0); 100 games each (docs/atari100k.md); in bf16 a run trains in 27-36 min beside another on one core each (47-71 min in earlier sessions of the same VM), under 40 min alone on 2",
         ),
         Preset(
             "atari-100k-spr",
