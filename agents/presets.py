@@ -136,11 +136,8 @@ _ATARI_100K_SPR: dict[str, Any] = {
     # 2 steps ahead (SPR's and BBF's 5 cost 4.1x the DrQ(eps) update): with 3 a run's training
     # step took 2.21x the atari-100k one's, with 2 1.78x (benchmarks/preset_speed.py, bf16).
     "spr_steps": 2,
-    # Measured with the start of 30 no-ops and FIRE at reset, the stack carried across a lost
-    # life (atari-100k's before 2026-12-06); not yet run with Dopamine's start.
-    "noop_max": 30,
-    "fire_reset": True,
-    "life_loss_clears_stack": False,
+    # The protocol is atari-100k's, Dopamine's start and its stack at a lost life included
+    # (since 2026-12-06; the runs before started with 30 no-ops and FIRE: docs/atari100k.md).
     # bf16 comes from atari-100k: SPR's extra passes make the update (3 steps ahead) 3.1x
     # DrQ(eps)'s in fp32 on a 2-core CPU and 2.0x in bf16, which learned Catch as fp32 does
     # (docs/benchmarks.md).
@@ -172,7 +169,7 @@ PRESETS: dict[str, Preset] = {
             "self-predictive loss 2 steps ahead, 10-step targets, the target equal to the "
             "online network",
             _ATARI_100K_SPR,
-            "seed 1 over 100 games: Boxing 23.6 (SPR: 35.7, DrQ(eps): 9.0), Pong -11.2 (SPR: -5.4, DrQ(eps): -9.1), Breakout 18.7 (SPR: 19.6, DrQ(eps): 19.8), mean HNS 0.94 over the three (the atari-100k preset's seeds 1: 0.90; SPR: 1.34); with BBF's schedules, resets and weight decay (the preset before 2026-12-03) -25.0 at 20k and -29.8 at 80k on Boxing; one seed a game (docs/atari100k.md); an update takes 2.1x the atari-100k one's in bf16 and a training step 2.1x side by side (2.5x before glibc kept freed memory, 2026-12-06), over the 2x aimed at (docs/benchmarks.md)",
+            "with the first preset's protocol (since 2026-12-06), seed 1 over 100 games: Boxing 15.5 (SPR: 35.7, DrQ(eps): 9.0), Pong -19.7 (SPR: -5.4, DrQ(eps): -9.1), Breakout not yet run; with 30 no-ops and FIRE at reset before it, seed 1: Boxing 23.6, Pong -11.2, Breakout 18.7 (SPR: 19.6, DrQ(eps): 19.8), mean HNS 0.94 over the three (SPR: 1.34); one seed a game (docs/atari100k.md); an update takes 2.1x the atari-100k one's in bf16 and a training step 2.1x side by side, over the 2x aimed at (docs/benchmarks.md)",
         ),
         Preset(
             "catch",

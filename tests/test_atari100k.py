@@ -52,6 +52,26 @@ def test_the_preset_is_drq_eps_as_dopamine_configures_it() -> None:
     assert cfg.precision == "bf16"  # Dopamine's is fp32: bf16 only where the hardware has it
 
 
+def test_the_second_preset_runs_the_first_ones_protocol() -> None:
+    """atari-100k-spr changes the agent, never the benchmark: every setting of the protocol
+    (the env, its start and end, the budget and the final evaluation) is atari-100k's."""
+    presets = sys.modules["agents.presets"]
+    first, second = (
+        with_preset(DQNConfig, presets, name, env_id="ALE/Pong-v5")
+        for name in ("atari-100k", "atari-100k-spr")
+    )
+    validate(second)
+    protocol = (
+        "sticky_actions", "max_episode_frames", "noop_max", "fire_reset", "life_loss_clears_stack",
+        "life_loss_terminal", "clip_rewards", "frame_stack", "frame_size", "total_steps",
+        "final_eval_episodes", "eval_epsilon",
+    )  # fmt: skip
+    assert {name: getattr(second, name) for name in protocol} == {
+        name: getattr(first, name) for name in protocol
+    }
+    assert (second.distributional, second.spr_weight) == ("c51", 2.0)
+
+
 def test_epsilon_is_one_through_the_warmup_then_decays_over_its_steps() -> None:
     cfg = DQNConfig(
         learning_starts=1_600, exploration_steps=5_000, exploration_after_warmup=True,
