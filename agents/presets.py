@@ -169,7 +169,7 @@ PRESETS: dict[str, Preset] = {
             "self-predictive loss 2 steps ahead, 10-step targets, the target equal to the "
             "online network",
             _ATARI_100K_SPR,
-            "with the first preset's protocol (since 2026-12-06), seed 1 over 100 games: Boxing 15.5 (SPR: 35.7, DrQ(eps): 9.0), Pong -19.7 (SPR: -5.4, DrQ(eps): -9.1), Breakout not yet run; with 30 no-ops and FIRE at reset before it, seed 1: Boxing 23.6, Pong -11.2, Breakout 18.7 (SPR: 19.6, DrQ(eps): 19.8), mean HNS 0.94 over the three (SPR: 1.34); one seed a game (docs/atari100k.md); an update takes 2.1x the atari-100k one's in bf16 and a training step 2.1x side by side, over the 2x aimed at (docs/benchmarks.md)",
+            "with the first preset's protocol (since 2026-12-06), over 100 games: Boxing 15.5 / 11.7 (seeds 1 / 2; SPR: 35.7, DrQ(eps): 9.0), Breakout 18.6 (seed 1; SPR: 19.6, DrQ(eps): 19.8), Pong -19.7 (seed 1; SPR: -5.4, DrQ(eps): -9.1), mean HNS 0.58 (SPR: 1.34, DrQ(eps): 0.57); with 30 no-ops and FIRE at reset before it, seed 1: Boxing 23.6, Breakout 18.7, Pong -11.2, mean HNS 0.94 (docs/atari100k.md); an update takes 2.1x the atari-100k one's in bf16 and a whole run 2.1x to 2.4x, over the 2x aimed at (docs/benchmarks.md)",
         ),
         Preset(
             "catch",
