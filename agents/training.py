@@ -22,7 +22,7 @@ from agents.replay import ReplayBuffer
 from agents.rollout import play_games, score_games
 from envs import game_fps, is_atari
 from playground import tags
-from playground.checkpoint import write_json_atomic
+from playground.checkpoint import FINAL_EVAL, write_json_atomic
 from playground.device import memory_home
 from playground.display import display_available, start_beside
 from playground.errors import check
@@ -240,9 +240,6 @@ def replay_device(
         torch.uint8 if pixels else torch.float32,
     )
     return memory_home(needed, device)
-
-
-FINAL_EVAL = "final_eval.json"  # the end-of-training evaluation's scores, in the run folder
 
 
 def final_evaluation(

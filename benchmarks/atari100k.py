@@ -42,7 +42,7 @@ from playground.logger import read_scalars
 from playground.rundir import RunLock
 
 ROOT = Path(__file__).resolve().parents[1]
-FINAL_EVAL = "final_eval.json"  # agents.training.FINAL_EVAL; not imported, to stay light
+FINAL_EVAL = "final_eval.json"  # playground.checkpoint.FINAL_EVAL; not imported, to stay light
 
 # Random and human scores of the 26 Atari 100k games (Kaiser et al. 2020; the values every
 # paper since normalises with).

@@ -24,6 +24,7 @@ from typing import Any
 
 from compare.config import CompareConfig, flat, validate
 from playground import tags
+from playground.checkpoint import FINAL_EVAL, LATEST, load_checkpoint
 from playground.errors import UserError
 from playground.lifecycle import StopSignals
 from playground.logger import read_scalars
@@ -142,6 +143,15 @@ def run_compare(cfg: CompareConfig) -> Path:
         for variant, seed in jobs
         if not (parent / f"{variant.slug}_s{seed}" / RESULT).is_file()
     ]
+    for variant, seed in list(pending):
+        # Finished but not recorded: compare was stopped as the run ended, or the folder was
+        # brought in from another command (a run of benchmarks.atari100k, say).
+        run_dir = parent / f"{variant.slug}_s{seed}"
+        if finished_before(run_dir):
+            seconds = _add_wall_time(parent, run_dir.name, 0.0)
+            _record(trainer, run_dir, variant, seed, seconds or math.nan)
+            pending.remove((variant, seed))
+            say(f"compare: {run_dir.name} had finished before; recorded")
     say(
         f"compare: {len(jobs)} runs ({len(jobs) - len(pending)} already done) in {parent}, "
         f"{parallel} at a time with {threads} thread(s) each"
@@ -179,6 +189,22 @@ def run_compare(cfg: CompareConfig) -> Path:
             f"{len(failed)} run(s) failed: {', '.join(failed)}; the others are in {parent}"
         )
     return results
+
+
+def finished_before(run_dir: Path) -> bool:
+    """Whether a run folder holds a run at its last step (with its closing evaluation, where
+    it has one), so that resuming it has nothing left to do."""
+    if not (run_dir / LATEST).is_file():
+        return False
+    try:
+        state = load_checkpoint(run_dir / LATEST)
+    except UserError:
+        return False  # resuming it says what is wrong with it
+    config = state.get("config", {})
+    total = config.get("total_steps", config.get("steps"))  # train-dqn's, train-gan's
+    if total is None or int(state.get("step", 0)) < int(total):
+        return False
+    return not config.get("final_eval_episodes") or (run_dir / FINAL_EVAL).is_file()
 
 
 def _start(
@@ -222,11 +248,16 @@ def _record(trainer: str, run_dir: Path, variant: Variant, seed: int, seconds: f
     curve = _scalars(run_dir, tag)
     speeds = [value for _, value in _scalars(run_dir, speed_tag)]
     values = [value for _, value in curve]
+    # A DQN run with a final evaluation (--final-eval-episodes: the Atari 100k protocol's 100
+    # games) is scored by it, not by its last few-game evaluation.
+    closing = _scalars(run_dir, tags.FINAL_RETURN) if trainer == "train-dqn" else []
+    final = closing[-1][1] if closing else values[-1] if values else math.nan
     result = {
         "variant": variant.label,
         "seed": seed,
         "curve": curve,
-        "final": values[-1] if values else math.nan,
+        "final": final,
+        "final_is_closing_evaluation": bool(closing),
         "best": (max(values) if higher_better else min(values)) if values else math.nan,
         "speed": sum(speeds) / len(speeds) if speeds else math.nan,
         "wall_seconds": seconds,
@@ -251,12 +282,14 @@ def summarise(trainer: str, parent: Path, variants: list[Variant], seeds: int) -
     """comparison.json, comparison.md (also printed) and comparison.png in `parent`."""
     tag, higher_better, _, speed_unit = MEASURES[trainer]
     rows: list[dict[str, Any]] = []
+    closing = 0  # runs scored by their closing evaluation
     for variant in variants:
         results = [
             json.loads((parent / f"{variant.slug}_s{seed}" / RESULT).read_text())
             for seed in range(1, seeds + 1)
             if (parent / f"{variant.slug}_s{seed}" / RESULT).is_file()
         ]
+        closing += sum(bool(result.get("final_is_closing_evaluation")) for result in results)
         final, final_ci = mean_interval([result["final"] for result in results])
         best, best_ci = mean_interval([result["best"] for result in results])
         rows.append(
@@ -280,19 +313,29 @@ def summarise(trainer: str, parent: Path, variants: list[Variant], seeds: int) -
     for row in rows:
         lines.append(
             f"| {row['variant']} | {row['runs']} | {row['final']:.3g} ± {row['final_ci95']:.2g} "
-            f"| {row['best']:.3g} ± {row['best_ci95']:.2g} | {row['wall_seconds'] / 60:.1f} "
+            f"| {row['best']:.3g} ± {row['best_ci95']:.2g} | {_minutes(row['wall_seconds'])} "
             f"| {row['speed']:.0f} |"
         )
     table = "\n".join(lines)
+    footnote = "± is the half-width of a 95% confidence interval over the seeds."
+    if closing:
+        runs = sum(row["runs"] for row in rows)
+        footnote += (
+            " Final: a run's closing evaluation (--final-eval-episodes) where it has one "
+            f"({closing} of {runs} runs), else its last evaluation; best: its best evaluation "
+            "on the way."
+        )
     print(table)
-    print("(± is the half-width of a 95% confidence interval over the seeds)")
-    (parent / "comparison.md").write_text(
-        table + "\n\n± is the half-width of a 95% confidence interval over the seeds.\n"
-    )
+    print(f"({footnote})")
+    (parent / "comparison.md").write_text(f"{table}\n\n{footnote}\n")
     (parent / "comparison.json").write_text(json.dumps(rows, indent=1) + "\n")
     _plot(rows, parent / "comparison.png", tag, what)
     say(f"compare: wrote {parent / 'comparison.md'}, comparison.json and comparison.png")
     return parent
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f}" if math.isfinite(seconds) else "n/a"
 
 
 def _plot(rows: list[dict[str, Any]], path: Path, tag: str, what: str) -> None:

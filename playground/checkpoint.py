@@ -30,6 +30,8 @@ LATEST = "latest.pt"
 """The newest state of a run: what --resume continues from."""
 BEST = "best.pt"
 """The best state of a run by its own measure (evaluation score, FID)."""
+FINAL_EVAL = "final_eval.json"
+"""A DQN run's closing evaluation (--final-eval-episodes): every game's score, in its folder."""
 RUN_FOLDER_RULE = "a run folder means its best.pt, or its latest.pt while it has no best.pt"
 """Which checkpoint a run folder stands for, for every command that reads one."""
 

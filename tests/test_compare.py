@@ -72,6 +72,65 @@ def test_mean_and_confidence_interval() -> None:
     assert mean == 2.0 and half == pytest.approx(4.30 * 1.0 / 3**0.5)
 
 
+def test_a_run_with_a_closing_evaluation_is_scored_by_it(tmp_path: Path) -> None:
+    """An Atari 100k run's score is its 100 closing games, not its last 8-game evaluation."""
+    from compare.grid import Variant, _record, summarise
+    from playground import tags
+    from playground.logger import TensorBoardLogger
+
+    arm = Variant("as given", "run", ())
+    for seed, (last, closing) in enumerate([(4.0, 10.0), (6.0, None)], start=1):
+        with TensorBoardLogger(tmp_path / f"run_s{seed}") as logger:
+            logger.scalar(tags.EVAL_RETURN, 1.0, 500)
+            logger.scalar(tags.EVAL_RETURN, last, 1000)
+            if closing is not None:
+                logger.scalar(tags.FINAL_RETURN, closing, 1000)
+        _record("train-dqn", tmp_path / f"run_s{seed}", arm, seed, 60.0)
+    first, second = (
+        json.loads((tmp_path / f"run_s{s}" / "compare.json").read_text()) for s in (1, 2)
+    )
+    assert (first["final"], first["final_is_closing_evaluation"], first["best"]) == (
+        10.0,
+        True,
+        4.0,
+    )
+    assert (second["final"], second["final_is_closing_evaluation"]) == (6.0, False)
+    assert first["curve"] == [[500, 1.0], [1000, 4.0]]
+    summarise("train-dqn", tmp_path, [arm], seeds=2)
+    row = json.loads((tmp_path / "comparison.json").read_text())[0]
+    assert row["final"] == 8.0 and row["runs"] == 2
+    assert (
+        "closing evaluation (--final-eval-episodes) where it has one (1 of 2 runs)"
+        in (tmp_path / "comparison.md").read_text()
+    )
+
+
+def test_a_finished_run_is_recorded_not_resumed(tmp_path: Path) -> None:
+    """A run at its last step with its closing evaluation (compare stopped as it ended, or a
+    folder brought in from another command) counts as finished; one short of either does not."""
+    from compare.grid import finished_before
+    from playground.checkpoint import FINAL_EVAL, LATEST, save_checkpoint
+
+    def run(name: str, step: int, final_games: int, closing: bool) -> Path:
+        config = {"total_steps": 1000, "final_eval_episodes": final_games}
+        save_checkpoint(tmp_path / name / LATEST, {"kind": "dqn", "config": config, "step": step})
+        if closing:
+            (tmp_path / name / FINAL_EVAL).write_text("{}")
+        return tmp_path / name
+
+    assert finished_before(run("done", 1000, 100, closing=True))
+    assert finished_before(run("no-closing-games", 1000, 0, closing=False))
+    assert not finished_before(run("closing-games-pending", 1000, 100, closing=False))
+    assert not finished_before(run("short", 900, 0, closing=False))
+    assert not finished_before(tmp_path / "empty")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / LATEST).write_bytes(b"not a checkpoint")
+    assert not finished_before(tmp_path / "broken")  # resuming it says what is wrong
+    gan = tmp_path / "gan" / LATEST
+    save_checkpoint(gan, {"kind": "gan", "config": {"steps": 250}, "step": 250})
+    assert finished_before(gan.parent)
+
+
 def _compare(runs_dir: Path, name: str, *vary: str, seeds: int = 2) -> list[str]:
     return [
         sys.executable, str(ROOT / "run.py"), "compare", "--vary", *vary, "--seeds", str(seeds),
