@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -221,6 +222,19 @@ def _to_numpy(value: np.ndarray | torch.Tensor) -> np.ndarray:
 # ---- reading a run's event files back (compare, the web page, the benchmarks) ----
 
 
+def _purge_warning(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Detected out of order event.step")
+
+
+def _quiet_purge_warnings() -> None:
+    """A resumed run logs again from its checkpoint's step, so its folder's events go back in
+    step; TensorBoard drops the ones the resumed run redid (what it should) and warns of a
+    "TensorFlow restart" on every read. That is expected here: drop the warning, keep others."""
+    tensorboard_logger = logging.getLogger("tensorboard")
+    if _purge_warning not in tensorboard_logger.filters:
+        tensorboard_logger.addFilter(_purge_warning)
+
+
 class EventReader:
     """The scalars and images of a run folder's TensorBoard event files. `reload` reads what
     was written since the last call (a run still writing them is read as far as it got)."""
@@ -228,6 +242,7 @@ class EventReader:
     def __init__(self, run_dir: str | Path, images: int = 4) -> None:
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+        _quiet_purge_warnings()
         # size_guidance 0: every scalar point; `images`: the newest that many of each tag.
         self._events = EventAccumulator(
             str(run_dir), size_guidance={"scalars": 0, "images": images}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import pickle
 import random
@@ -142,6 +143,30 @@ def test_tensorboard_logger_writes_every_kind(tmp_path: Path) -> None:
     assert {"samples/grid", "eval/video"} <= set(tags["images"])
     assert read_scalars(tmp_path, "charts/x") == [(3, 1.5)]
     assert "_hparams_/experiment" in hparams_tags(tmp_path)
+
+
+def test_a_resumed_runs_events_read_as_the_resumed_run_without_warnings(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Steps 0-40 logged, then the run resumed from its checkpoint at 20: the reader keeps the
+    first session's points before 20 and the second's from 20 on, and says nothing of it."""
+    import time
+
+    from playground.logger import EventReader
+
+    with TensorBoardLogger(tmp_path) as logger:
+        for step in range(0, 50, 10):
+            logger.scalar("charts/x", 1.0, step)
+    time.sleep(1.1)  # a second event file (its name carries the time)
+    with TensorBoardLogger(tmp_path, purge_step=20) as logger:
+        for step in range(20, 40, 10):
+            logger.scalar("charts/x", 2.0, step)
+    with caplog.at_level(logging.WARNING):
+        points = [
+            (step, value) for step, value, _ in EventReader(tmp_path).reload().scalars("charts/x")
+        ]
+    assert points == [(0, 1.0), (10, 1.0), (20, 2.0), (30, 2.0)]
+    assert not caplog.records
 
 
 def test_null_logger_accepts_everything_and_writes_nothing(
