@@ -7,7 +7,10 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +30,8 @@ from benchmarks import atari100k
 from envs import make_env, make_vector_env
 from playground.errors import UserError
 from playground.presets import with_preset
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CATCH = "Playground/Catch-v0"
 
@@ -320,6 +325,38 @@ def test_the_benchmark_resumes_skips_and_starts_runs(tmp_path: Path) -> None:
     assert resume is not None and resume[-2:] == ["--resume", str(tmp_path / "Pong-s1")]
     (tmp_path / "Pong-s1" / FINAL_EVAL).write_text("{}")
     assert atari100k.run_command("Pong", 1, tmp_path, "atari-100k", []) is None
+
+
+def test_a_stopped_benchmark_has_every_run_save_and_says_how_to_continue(tmp_path: Path) -> None:
+    """SIGTERM (or a Ctrl-C) to the harness: each running trainer gets one SIGINT, saves its
+    latest.pt and stops; the harness says how to continue, with no traceback, and exits 0."""
+    command = [
+        sys.executable, "-m", "benchmarks.atari100k", "--games", "Pong", "Breakout",
+        "--seeds", "1", "--parallel", "2", "--threads", "1", "--runs-dir", str(tmp_path),
+        "--", "--learning-starts", "50", "--log-every", "50", "--checkpoint-every", "100000",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    # Both trainers are past their start once their event files exist (signals are theirs).
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not all(
+        any((tmp_path / f"{game}-s1").glob("events.out.tfevents.*"))
+        for game in ("Pong", "Breakout")
+    ):
+        time.sleep(0.5)
+    time.sleep(3)  # into their first steps
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=240)
+    assert process.returncode == 0, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert "SIGTERM: stopping every run" in stdout
+    assert "stopped; run the same command again to continue" in stdout
+    for game in ("Pong", "Breakout"):
+        assert (tmp_path / f"{game}-s1" / "latest.pt").is_file()
+        assert "Stopped by SIGINT" in (tmp_path / f"{game}-s1.log").read_text()
+        resume = atari100k.run_command(game, 1, tmp_path, "atari-100k", [])
+        assert resume is not None and "--resume" in resume
 
 
 def test_the_benchmark_report_normalises_and_aggregates() -> None:
