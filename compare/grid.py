@@ -303,6 +303,12 @@ def summarise(trainer: str, parent: Path, variants: list[Variant], seeds: int) -
                 "wall_seconds": mean_interval([r["wall_seconds"] for r in results])[0],
                 "speed": mean_interval([r["speed"] for r in results])[0],
                 "curves": [result["curve"] for result in results],
+                # (last step, score) of each run scored by its closing evaluation
+                "closing": [
+                    (result["curve"][-1][0] if result["curve"] else 0, result["final"])
+                    for result in results
+                    if result.get("final_is_closing_evaluation")
+                ],
             }
         )
     what = "evaluation return" if trainer == "train-dqn" else "FID (lower is better)"
@@ -312,9 +318,9 @@ def summarise(trainer: str, parent: Path, variants: list[Variant], seeds: int) -
     ]
     for row in rows:
         lines.append(
-            f"| {row['variant']} | {row['runs']} | {row['final']:.3g} ± {row['final_ci95']:.2g} "
-            f"| {row['best']:.3g} ± {row['best_ci95']:.2g} | {_minutes(row['wall_seconds'])} "
-            f"| {row['speed']:.0f} |"
+            f"| {row['variant']} | {row['runs']} | {_number(row['final'])} ± "
+            f"{_number(row['final_ci95'])} | {_number(row['best'])} ± {_number(row['best_ci95'])} "
+            f"| {_minutes(row['wall_seconds'])} | {_number(row['speed'])} |"
         )
     table = "\n".join(lines)
     footnote = "± is the half-width of a 95% confidence interval over the seeds."
@@ -334,12 +340,21 @@ def summarise(trainer: str, parent: Path, variants: list[Variant], seeds: int) -
     return parent
 
 
+def _number(value: float) -> str:
+    """3 significant digits, without exponents (a Krull score is 4,781, not 4.78e+03)."""
+    if not math.isfinite(value):
+        return "n/a"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f}" if math.isfinite(seconds) else "n/a"
 
 
 def _plot(rows: list[dict[str, Any]], path: Path, tag: str, what: str) -> None:
-    """Mean curve of each variant with its 95% confidence band over the seeds."""
+    """Each variant's mean curve over its seeds, each run's own curve thin beside it, the
+    95% confidence band where 3 or more seeds make it mean something (with 2, Student's t
+    widens it past every run), and the closing evaluations as dots at the runs' last step."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -360,15 +375,29 @@ def _plot(rows: list[dict[str, Any]], path: Path, tag: str, what: str) -> None:
             lows.append(mean - half)
             highs.append(mean + half)
         (line,) = axes.plot(steps, means, lw=2, label=f"{row['variant']} ({len(curves)} runs)")
-        axes.fill_between(steps, lows, highs, color=line.get_color(), alpha=0.2, lw=0)
+        if len(curves) >= 3:
+            axes.fill_between(steps, lows, highs, color=line.get_color(), alpha=0.2, lw=0)
+        if len(curves) > 1:
+            for curve in curves:
+                run_steps = sorted(curve)
+                run_values = [curve[step] for step in run_steps]
+                axes.plot(run_steps, run_values, lw=0.8, alpha=0.4, color=line.get_color())
+        for step, score in row.get("closing", []):
+            axes.plot(step, score, "o", ms=5, color=line.get_color())
+            observed.append(score)
     if observed:
-        # With few seeds the t-interval reaches far beyond any run; the axes keep to the runs.
+        # The t-interval of few seeds reaches far beyond any run; the axes keep to the runs.
         low, high = min(observed), max(observed)
         margin = 0.1 * (high - low) or 1.0
         axes.set_ylim(low - margin, high + margin)
     axes.set_xlabel("steps")
     axes.set_ylabel(what)
-    axes.set_title(f"{tag}: mean and 95% confidence band over seeds")
+    closing = any(row.get("closing") for row in rows)
+    axes.set_title(
+        f"{tag}: mean over seeds, each run thin"
+        + (", closing evaluations as dots" if closing else ""),
+        fontsize=9,
+    )
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()

@@ -64,6 +64,15 @@ def test_named_arms_run_beside_the_command_as_given() -> None:
     assert with_grid[2].flags == ("--distributional", "c51", "--seed-offset", "1")
 
 
+def test_table_numbers_keep_three_digits_without_exponents() -> None:
+    from compare.grid import _number
+
+    assert [_number(value) for value in (4780.9, 321.6, 27.84, 0.1234, -9.06)] == [
+        "4,781", "322", "27.8", "0.123", "-9.06",
+    ]  # fmt: skip
+    assert _number(float("nan")) == "n/a"
+
+
 def test_mean_and_confidence_interval() -> None:
     assert mean_interval([2.0]) == (2.0, 0.0)
     mean, half = mean_interval([1.0, 3.0])
@@ -99,6 +108,8 @@ def test_a_run_with_a_closing_evaluation_is_scored_by_it(tmp_path: Path) -> None
     summarise("train-dqn", tmp_path, [arm], seeds=2)
     row = json.loads((tmp_path / "comparison.json").read_text())[0]
     assert row["final"] == 8.0 and row["runs"] == 2
+    assert row["closing"] == [[1000, 10.0]]  # the dot drawn at the run's last step
+    assert (tmp_path / "comparison.png").stat().st_size > 10_000
     assert (
         "closing evaluation (--final-eval-episodes) where it has one (1 of 2 runs)"
         in (tmp_path / "comparison.md").read_text()
