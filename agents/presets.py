@@ -169,7 +169,7 @@ PRESETS: dict[str, Preset] = {
             "self-predictive loss 2 steps ahead, 10-step targets, the target equal to the "
             "online network",
             _ATARI_100K_SPR,
-            "with the first preset's protocol (since 2026-12-06), over 100 games: Boxing 15.5 / 11.7 (seeds 1 / 2; SPR: 35.7, DrQ(eps): 9.0), Breakout 18.6 (seed 1; SPR: 19.6, DrQ(eps): 19.8), Pong -19.7 (seed 1; SPR: -5.4, DrQ(eps): -9.1), mean HNS 0.58 (SPR: 1.34, DrQ(eps): 0.57); with 30 no-ops and FIRE at reset before it, seed 1: Boxing 23.6, Breakout 18.7, Pong -11.2, mean HNS 0.94 (docs/atari100k.md); an update takes 2.1x the atari-100k one's in bf16 and a whole run 2.1x to 2.4x, over the 2x aimed at (docs/benchmarks.md)",
+            "with the first preset's protocol (since 2026-12-06), 2 seeds a game over 100 games: Boxing 15.5 / 11.7 (SPR: 35.7, DrQ(eps): 9.0), Breakout 18.6 / 30.0 (SPR: 19.6, DrQ(eps): 19.8), Pong -19.7 / -17.8 (SPR: -5.4, DrQ(eps): -9.1), mean HNS 0.65 [0.54, 0.77] (SPR: 1.34, DrQ(eps): 0.57, atari-100k: 0.69); with 30 no-ops and FIRE at reset before it, seed 1: Boxing 23.6, Breakout 18.7, Pong -11.2, mean HNS 0.94 (docs/atari100k.md); an update takes 2.1x the atari-100k one's in bf16 and a whole run 2.1x to 2.4x, over the 2x aimed at (docs/benchmarks.md)",
         ),
         Preset(
             "catch",
