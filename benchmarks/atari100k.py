@@ -39,13 +39,13 @@ from typing import Any
 import numpy as np
 
 from playground import tags
+from playground.checkpoint import FINAL_EVAL
 from playground.errors import UserError
 from playground.lifecycle import StopSignals
 from playground.logger import read_scalars
 from playground.rundir import RunLock
 
 ROOT = Path(__file__).resolve().parents[1]
-FINAL_EVAL = "final_eval.json"  # playground.checkpoint.FINAL_EVAL; not imported, to stay light
 
 # Random and human scores of the 26 Atari 100k games (Kaiser et al. 2020; the values every
 # paper since normalises with).
