@@ -14,7 +14,7 @@ GPUs, `--resource` a custom resource); a task lost with its node is retried by R
 retry resumes from the run's last checkpoint (the run folders must be on storage every node
 sees).
 
-The report (`--report`, default docs/atari100k.md) has, per game, the mean final score over
+The report (`--report`, default `<runs-dir>/atari100k.md`) has, per game, the mean final score over
 seeds and its human-normalised score beside DrQ(eps), SPR and BBF's published means (100 runs
 each), then the mean, median and interquartile mean of the human-normalised scores with 95%
 stratified-bootstrap confidence intervals (rliable), and a learning-curve plot per game.
@@ -391,9 +391,10 @@ def aggregates(scores: np.ndarray, reps: int = 50_000) -> dict[str, tuple[float,
 
 def plot_curves(
     records: list[dict[str, Any]], games: list[str], path: Path, preset: str = "atari-100k"
-) -> None:
+) -> bool:
     """One panel per game: each seed's training returns (full games, smoothed over 10) against
-    agent steps, DrQ(eps)'s and SPR's final means and the random score as lines."""
+    agent steps, DrQ(eps)'s and SPR's final means and the random score as lines. False, and
+    nothing written, where no run has a curve."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -401,7 +402,7 @@ def plot_curves(
 
     shown = [game for game in games if any(r["game"] == game and r["curve"] for r in records)]
     if not shown:
-        return
+        return False
     figure, axes = plt.subplots(
         1, len(shown), figsize=(4.2 * len(shown), 3.3), dpi=100, squeeze=False
     )
@@ -426,6 +427,7 @@ def plot_curves(
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
     plt.close(figure)
+    return True
 
 
 def report(records: list[dict[str, Any]], games: list[str], preset: str, reps: int = 50_000) -> str:
@@ -598,8 +600,12 @@ def main() -> None:
     parser.add_argument("--cpus-per-run", type=float, default=1.0)
     parser.add_argument("--gpus-per-run", type=float, default=0.0)
     parser.add_argument("--resource", default="", help="a Ray custom resource each run needs")
-    parser.add_argument("--report", type=Path, default=Path("docs/atari100k-results.md"))
-    parser.add_argument("--plot", type=Path, default=Path("docs/atari100k.png"))
+    parser.add_argument(
+        "--report", type=Path, default=None, help="the table (default: <runs-dir>/atari100k.md)"
+    )
+    parser.add_argument(
+        "--plot", type=Path, default=None, help="the curves (default: <runs-dir>/atari100k.png)"
+    )
     parser.add_argument("--report-only", action="store_true", help="report the runs there are")
     parser.add_argument(
         "--scores",
@@ -618,6 +624,9 @@ def main() -> None:
         "extra", nargs="*", default=[], help="more train-dqn flags for new runs (after --)"
     )
     args = parser.parse_args()
+    # Beside the runs, so that a run from a checkout never overwrites its docs unasked.
+    args.report = args.report or args.runs_dir / "atari100k.md"
+    args.plot = args.plot or args.runs_dir / "atari100k.png"
     unknown = sorted(set(args.games) - set(RANDOM_HUMAN))
     if unknown:
         raise SystemExit(f"not an Atari 100k game: {', '.join(unknown)}")
@@ -648,10 +657,11 @@ def main() -> None:
     print(table)
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(table)
-    plot_curves(records, args.games, args.plot, setting)
+    plotted = plot_curves(records, args.games, args.plot, setting)
     args.runs_dir.mkdir(parents=True, exist_ok=True)
     (args.runs_dir / "atari100k.json").write_text(json.dumps(records, indent=1) + "\n")
-    print(f"wrote {args.report}, {args.plot}, {args.runs_dir / 'atari100k.json'}")
+    written = [args.report, *([args.plot] if plotted else []), args.runs_dir / "atari100k.json"]
+    print("wrote " + ", ".join(map(str, written)))
 
 
 if __name__ == "__main__":

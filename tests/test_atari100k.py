@@ -511,6 +511,27 @@ def test_report_only_reads_the_runs_kept_under_the_setting_named(
     assert "-8.3" in report.read_text() and "-15.5" not in report.read_text()
 
 
+def test_the_report_and_plot_go_beside_the_runs_unless_told_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run from a checkout with no --report or --plot, the benchmark leaves its docs alone."""
+    kept = tmp_path / "scores.json"
+    kept.write_text(json.dumps([
+        {"preset": "atari-100k", "game": "Pong", "seed": 1, "final": -8.3, "games": 100,
+         "curve": [[s * 1000, -21.0 + s / 10] for s in range(1, 100)]},
+    ]))  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(atari100k, "report", functools.partial(atari100k.report, reps=500))
+    monkeypatch.setattr(sys, "argv", [
+        "atari100k", "--report-only", "--games", "Pong", "--seeds", "1", "--runs-dir",
+        "elsewhere", "--scores", str(kept),
+    ])  # fmt: skip
+    atari100k.main()
+    assert "-8.3" in (tmp_path / "elsewhere" / "atari100k.md").read_text()
+    assert (tmp_path / "elsewhere" / "atari100k.png").stat().st_size > 0
+    assert not (tmp_path / "docs").exists()
+
+
 @pytest.mark.parametrize("preset", ["atari-100k", "atari-100k-spr"])
 def test_an_atari_100k_preset_trains_on_the_real_game_then_evaluates_watches_and_resumes(
     preset: str, tmp_path: Path
