@@ -27,7 +27,6 @@ from agents.learner import build_learner
 from agents.replay import ReplayBuffer
 from agents.rollout import epsilon_greedy
 from agents.training import (
-    FINAL_EVAL,
     EpisodeTracker,
     Every,
     LiveViewer,
@@ -41,6 +40,7 @@ from envs import GameSpaces, check_env_id, game_spaces, make_vector_env
 from envs.builtin import game_symmetries
 from envs.wrappers import stack_clearing
 from playground import tags
+from playground.checkpoint import run_complete
 from playground.device import resolve_device
 from playground.errors import UserError, check
 from playground.lifecycle import Run, new_run_dir, read_resume
@@ -70,8 +70,8 @@ def train_dqn(
     if cfg.resume:
         run_dir, previous = read_resume(cfg.resume, cfg.runs_dir, "dqn", dqn_checkpoint.RESUME_KEYS)
         cfg = resumed_settings(DQNConfig, previous["config"], cfg, RESUME_OVERRIDABLE, given)
-        final_pending = cfg.final_eval_episodes and not (run_dir / FINAL_EVAL).is_file()
-        if int(previous["step"]) >= cfg.total_steps and not final_pending:
+        step = int(previous["step"])
+        if run_complete(run_dir, step, cfg.total_steps, cfg.final_eval_episodes):
             raise UserError(
                 f"{run_dir} is already at step {previous['step']}; pass --total-steps above it "
                 "to continue"

@@ -24,7 +24,7 @@ from typing import Any
 
 from compare.config import CompareConfig, flat, validate
 from playground import tags
-from playground.checkpoint import FINAL_EVAL, LATEST, load_checkpoint
+from playground.checkpoint import LATEST, load_checkpoint, run_complete
 from playground.errors import UserError
 from playground.lifecycle import StopSignals
 from playground.logger import read_scalars
@@ -202,9 +202,10 @@ def finished_before(run_dir: Path) -> bool:
         return False  # resuming it says what is wrong with it
     config = state.get("config", {})
     total = config.get("total_steps", config.get("steps"))  # train-dqn's, train-gan's
-    if total is None or int(state.get("step", 0)) < int(total):
-        return False
-    return not config.get("final_eval_episodes") or (run_dir / FINAL_EVAL).is_file()
+    step = int(state.get("step", 0))
+    return total is not None and run_complete(
+        run_dir, step, int(total), config.get("final_eval_episodes", 0)
+    )
 
 
 def _start(

@@ -33,6 +33,7 @@ from gan.distributed import Distributed, sync_batch_norm
 from gan.losses import discriminator_loss, generator_loss, top_k
 from gan.models import architecture, build_models, ema_decay, generate, update_ema
 from playground import tags
+from playground.checkpoint import run_complete
 from playground.device import resolve_device
 from playground.display import start_beside
 from playground.errors import UserError
@@ -124,7 +125,7 @@ def _train_gan(
     if previous is None:
         run_name = cfg.run_name or default_run_name("gan", cfg.dataset, cfg.seed)
         run_dir = distributed.run_on_main(lambda: new_run_dir(cfg.runs_dir, run_name))
-    elif start_step >= cfg.steps:
+    elif run_complete(run_dir, start_step, cfg.steps):
         raise UserError(
             f"{run_dir} is already at step {start_step}; pass --steps above it to continue"
         )

@@ -36,6 +36,13 @@ RUN_FOLDER_RULE = "a run folder means its best.pt, or its latest.pt while it has
 """Which checkpoint a run folder stands for, for every command that reads one."""
 
 
+def run_complete(run_dir: Path, step: int, total_steps: int, final_eval_episodes: int = 0) -> bool:
+    """Whether a run at `step` has nothing left to do: at its last step, with its closing
+    evaluation written where it has one (a run stopped between the two still owes it). What
+    `--resume` refuses, and what compare records instead of resuming."""
+    return step >= total_steps and (not final_eval_episodes or (run_dir / FINAL_EVAL).is_file())
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
     """The checkpoint file `path` names: itself when it is a file; for a run folder its best.pt,
     or its latest.pt while it has no best.pt (RUN_FOLDER_RULE). A missing path is returned as
