@@ -26,11 +26,8 @@ import argparse
 import functools
 import json
 import os
-import signal
-import subprocess
 import sys
 import textwrap
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
@@ -44,6 +41,7 @@ from playground.errors import UserError
 from playground.lifecycle import StopSignals
 from playground.logger import read_scalars
 from playground.rundir import RunLock
+from playground.trainers import Trainers
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -143,8 +141,18 @@ def run_command(
     ]  # fmt: skip
 
 
-def train(game: str, seed: int, runs_dir: Path, preset: str, extra: list[str], threads: int) -> str:
-    """Bring one run to its final evaluation (a process of its own); returns a line on it."""
+def train(
+    game: str,
+    seed: int,
+    runs_dir: Path,
+    preset: str,
+    extra: list[str],
+    threads: int,
+    trainers: Trainers | None = None,
+) -> str:
+    """Bring one run to its final evaluation (a process of its own, started through
+    `trainers`, which may stop it); returns a line on it."""
+    trainers = trainers or Trainers()
     command = run_command(game, seed, runs_dir, preset, extra)
     name = f"{game}-s{seed}"
     if command is None:
@@ -154,62 +162,40 @@ def train(game: str, seed: int, runs_dir: Path, preset: str, extra: list[str], t
     if threads:
         environment["OMP_NUM_THREADS"] = str(threads)
     runs_dir.mkdir(parents=True, exist_ok=True)
-    if _STOP.is_set():
-        return f"{name}: not started (stopped)"
     start = time.perf_counter()
     with open(runs_dir / f"{name}.log", "a") as log:
-        # A session of its own: a Ctrl-C in the terminal reaches this harness alone, which
-        # passes one SIGINT on (a trainer's second one would cut its save short).
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=environment, stdout=log, stderr=log,
-            preexec_fn=_die_with_parent, start_new_session=True,
-        )  # fmt: skip
-        with _RUNNING_LOCK:
-            _RUNNING.add(process)
-            if _STOP.is_set():
-                process.send_signal(signal.SIGINT)
-        try:
-            returncode = process.wait()
-        finally:
-            with _RUNNING_LOCK:
-                _RUNNING.discard(process)
+        process = trainers.start(
+            command, cwd=ROOT, env=environment, stdout=log, stderr=log, preexec_fn=_die_with_parent
+        )
+        if process is None:
+            return f"{name}: not started (stopped)"
+        returncode = trainers.wait(process)
     minutes = (time.perf_counter() - start) / 60
-    if _STOP.is_set():
+    if trainers.stopping:
         return f"{name}: stopped after {minutes:.1f} min (its latest.pt continues it)"
     if returncode != 0:
         raise RuntimeError(f"{name} exited {returncode}; see {runs_dir / name}.log")
     return f"{name}: {minutes:.1f} min this time"
 
 
-_STOP = threading.Event()  # set at a Ctrl-C or SIGTERM: no run starts, the running ones save
-_RUNNING: set[subprocess.Popen] = set()
-_RUNNING_LOCK = threading.Lock()
-
-
-def _stop_all() -> None:
-    """Ask every running trainer to save its last step and stop (one SIGINT each)."""
-    with _RUNNING_LOCK:
-        _STOP.set()
-        for process in _RUNNING:
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-
-
 def train_here(jobs: list[tuple[str, int]], args: argparse.Namespace) -> bool:
     """Every run on this machine, `--parallel` at a time; False when a Ctrl-C or SIGTERM
     stopped them (each saved its latest.pt; the same command continues them)."""
+    trainers = Trainers()
     with StopSignals() as stop, ThreadPoolExecutor(args.parallel) as pool:
         pending = {
-            pool.submit(train, game, seed, args.runs_dir, args.preset, args.extra, args.threads)
+            pool.submit(
+                train, game, seed, args.runs_dir, args.preset, args.extra, args.threads, trainers
+            )
             for game, seed in jobs
         }
         while pending:
             done, pending = wait(pending, timeout=0.5)
             for future in done:
                 print(future.result(), flush=True)
-            if stop.requested and not _STOP.is_set():
+            if stop.requested and not trainers.stopping:
                 print(f"{stop.signal_name}: stopping every run at its next step", flush=True)
-                _stop_all()
+                trainers.stop()
     return not stop.requested
 
 

@@ -14,7 +14,6 @@ import math
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from playground.errors import UserError
 from playground.lifecycle import StopSignals
 from playground.logger import read_scalars
 from playground.notes import note, say
+from playground.trainers import Trainers
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = "compare.json"
@@ -158,19 +158,20 @@ def run_compare(cfg: CompareConfig) -> Path:
     )
     running: dict[subprocess.Popen, tuple[Variant, int, float]] = {}
     failed: list[str] = []
+    trainers = Trainers()
     with StopSignals() as stop:
         while (pending and not stop.requested) or running:
             while pending and len(running) < parallel and not stop.requested:
                 variant, seed = pending.pop(0)
-                running[_start(cfg, variant, seed, parent, threads)] = (
-                    variant, seed, time.perf_counter(),
-                )  # fmt: skip
+                process = _start(trainers, cfg, variant, seed, parent, threads)
+                if process is not None:
+                    running[process] = (variant, seed, time.perf_counter())
             time.sleep(0.2)
             if stop.requested:
-                for process in running:
-                    if process.poll() is None:
-                        process.send_signal(signal.SIGINT)  # each trainer saves and exits
-            for process in [process for process in running if process.poll() is not None]:
+                trainers.stop()  # one SIGINT each: every trainer saves its step and exits
+            for process in [
+                process for process in running if trainers.finished(process) is not None
+            ]:
                 variant, seed, started = running.pop(process)
                 run_dir = parent / f"{variant.slug}_s{seed}"
                 seconds = _add_wall_time(parent, run_dir.name, time.perf_counter() - started)
@@ -209,23 +210,22 @@ def finished_before(run_dir: Path) -> bool:
 
 
 def _start(
-    cfg: CompareConfig, variant: Variant, seed: int, parent: Path, threads: int
-) -> subprocess.Popen:
+    trainers: Trainers, cfg: CompareConfig, variant: Variant, seed: int, parent: Path, threads: int
+) -> subprocess.Popen | None:
     run_dir = parent / f"{variant.slug}_s{seed}"
     argv = command(cfg, variant, seed, parent)
     if (run_dir / "latest.pt").is_file():
         argv = [cfg.base[0], "--resume", str(run_dir), "--no-progress"]
-    log = open(parent / "logs" / f"{run_dir.name}.log", "a")  # noqa: SIM115 (the child owns it)
     environment = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    # Its own process group: a Ctrl-C in the terminal reaches compare alone, which passes it on.
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "run.py"), *argv],
-        cwd=ROOT,
-        env=environment,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    # Its own session: a Ctrl-C in the terminal reaches compare alone, which passes it on.
+    with open(parent / "logs" / f"{run_dir.name}.log", "a") as log:  # the child keeps its copy
+        return trainers.start(
+            [sys.executable, str(ROOT / "run.py"), *argv],
+            cwd=ROOT,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def _scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:

@@ -9,6 +9,7 @@ import pickle
 import random
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -256,3 +257,39 @@ def test_keeping_freed_memory_serves_megabyte_tensors_from_the_heap(
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
     monkeypatch.setattr("sys.platform", "darwin")
     assert keep_freed_memory() is False
+
+
+# A trainer's stop, as playground.lifecycle.Run takes it: the first SIGINT asks it to save and
+# exit; its save takes a while, and a second SIGINT then would interrupt it.
+SAVING_TRAINER = """
+import sys, time
+from pathlib import Path
+from playground.lifecycle import StopSignals
+folder = Path(sys.argv[1])
+with StopSignals() as stop:
+    (folder / "started").write_text("")
+    while not stop.requested:
+        time.sleep(0.01)
+    time.sleep(1.0)  # the save
+    (folder / "saved").write_text("")
+"""
+
+
+def test_stopped_trainers_get_one_sigint_each_and_finish_their_save(tmp_path: Path) -> None:
+    from playground.trainers import Trainers
+
+    trainers = Trainers()
+    folders = [tmp_path / name for name in ("a", "b")]
+    processes = []
+    for folder in folders:
+        folder.mkdir()
+        argv = [sys.executable, "-c", SAVING_TRAINER, str(folder)]
+        processes.append(trainers.start(argv, cwd=Path(__file__).parent.parent))
+    while not all((folder / "started").exists() for folder in folders):
+        assert all(process.poll() is None for process in processes)
+    for _ in range(4):  # a command's loop asks again and again while its trainers save
+        trainers.stop()
+        time.sleep(0.2)
+    assert [trainers.wait(process) for process in processes] == [0, 0]
+    assert all((folder / "saved").exists() for folder in folders)
+    assert trainers.start([sys.executable, "-c", "pass"]) is None  # nothing starts after a stop
