@@ -73,8 +73,7 @@ def train_dqn(
         step = int(previous["step"])
         if run_complete(run_dir, step, cfg.total_steps, cfg.final_eval_episodes):
             raise UserError(
-                f"{run_dir} is already at step {previous['step']}; pass --total-steps above it "
-                "to continue"
+                f"{run_dir} is already at step {step}; pass --total-steps above it to continue"
             )
     validate(cfg)
     check_env_id(cfg.env_id)

@@ -287,6 +287,7 @@ def test_stopped_trainers_get_one_sigint_each_and_finish_their_save(tmp_path: Pa
         processes.append(trainers.start(argv, cwd=Path(__file__).parent.parent))
     while not all((folder / "started").exists() for folder in folders):
         assert all(process.poll() is None for process in processes)
+        time.sleep(0.05)
     for _ in range(4):  # a command's loop asks again and again while its trainers save
         trainers.stop()
         time.sleep(0.2)
