@@ -298,12 +298,21 @@ class Viewer(ViewerSession):
         return y + 12
 
     def _draw_panel(self, surface: pygame.Surface, left: int) -> None:
+        """The side panel, top to bottom: who plays what, the action values (and a
+        distributional head's returns), score and speed, status chips, the keys."""
         pygame.draw.rect(surface, PANEL, (left, 0, PANEL_WIDTH, self.size[1]))
         x, right = left + PADDING, left + PANEL_WIDTH - PADDING
         inner = PANEL_WIDTH - 2 * PADDING
-        y = PADDING
+        y = self._divider(surface, left, self._draw_source(surface, x, PADDING, inner) + 8)
+        y = self._divider(surface, left, self._draw_action_values(surface, x, right, y) + 2)
+        if self.distribution is not None:
+            y = self._divider(surface, left, self._draw_distribution(surface, x, y, inner) + 2)
+        y = self._divider(surface, left, self._draw_score(surface, x, right, y) + 2)
+        y = self._draw_status(surface, x, y, inner)
+        self._draw_keys(surface, x, y, inner)
 
-        # Who is playing what.
+    def _draw_source(self, surface: pygame.Surface, x: int, y: int, inner: int) -> int:
+        """Who is playing what: the game, the checkpoint and its training steps."""
         self._text(surface, self._fit(self.env_id, "title", inner), (x, y), "title")
         y += 28
         if self.checkpoint_path is not None:
@@ -318,9 +327,11 @@ class Viewer(ViewerSession):
             y += 4
             self._text(surface, "you are playing", (x, y), "small", ACCENT)
             y += 18
-        y = self._divider(surface, left, y + 8)
+        return y
 
-        # Q-values: one row per action, bars scaled from the lowest to the highest value.
+    def _draw_action_values(self, surface: pygame.Surface, x: int, right: int, y: int) -> int:
+        """One row per action, bars scaled from the lowest to the highest value, the chosen
+        action highlighted."""
         self._text(surface, "ACTION VALUES (Q)", (x, y), "small", MUTED)
         y += 22
         font = "small" if self.compact else "body"
@@ -349,12 +360,10 @@ class Viewer(ViewerSession):
             )
             self._text(surface, f"{value:.2f}", (right, y), font, color, align="right")
             y += self.row_height
-        y = self._divider(surface, left, y + 2)
-        if self.distribution is not None:
-            y = self._draw_distribution(surface, x, y, inner)
-            y = self._divider(surface, left, y + 2)
+        return y
 
-        # Score and speed.
+    def _draw_score(self, surface: pygame.Surface, x: int, right: int, y: int) -> int:
+        """Score, game, mean score, epsilon and speed, one labelled row each."""
         mean = f"{np.mean(self.scores):.2f}   (last {self.scores[-1]:g})" if self.scores else "-"
         target = "max" if self.speed == UNCAPPED else f"{self.speed}"
         if self.headless:  # runs flat out; the speed is the recording's frame rate
@@ -376,9 +385,10 @@ class Viewer(ViewerSession):
             self._text(surface, label, (x, y), "body", MUTED)
             self._text(surface, value, (right, y), "body", TEXT, align="right")
             y += 24
-        y = self._divider(surface, left, y + 2)
+        return y
 
-        # Status: paused, recording, saliency, messages.
+    def _draw_status(self, surface: pygame.Surface, x: int, y: int, inner: int) -> int:
+        """Chips for paused, recording, saliency and game over, then the current message."""
         chips: list[tuple[str, tuple[int, int, int]]] = []
         if self.paused:
             chips.append(("PAUSED", ACCENT))
@@ -403,8 +413,11 @@ class Viewer(ViewerSession):
         y += 28
         if self.message:
             self._text(surface, self._fit(self.message, "small", inner), (x, y), "small", TEXT)
+        return y
 
-        # The keys, at the bottom: all of them where there is room, else where to find them.
+    def _draw_keys(self, surface: pygame.Surface, x: int, y: int, inner: int) -> None:
+        """The keys, at the bottom: all of them where there is room below `y`, else where to
+        find them."""
         pause = "p" if self.human else "space"
         step = "n" if self.human else "right"
         legend = [
