@@ -43,6 +43,7 @@ class Variant:
     ema_target: bool = False  # a separate target network, Polyak-averaged after every update
     spr: int = 0  # SPR's loss this many steps ahead, weight 2 (the batch carries as many stacks)
     bf16: bool = False  # bf16 autocast (AMX / AVX-512 BF16)
+    prioritized: bool = False  # prioritized replay (alpha 0.5) over a 100,000-slot sum tree
     network: dict = field(default_factory=dict)
 
 
@@ -62,14 +63,21 @@ VARIANTS = [
     Variant("c51 + SPR 3 steps + schedule, bf16", head="c51", spr=3, schedule=True, bf16=True),
     Variant("DrQ(eps), bf16", bf16=True),
     Variant("c51 + SPR 2 steps, bf16 (atari-100k-spr)", head="c51", spr=2, bf16=True),
+    Variant("+ prioritized", prioritized=True),
+    Variant("c51, bf16", head="c51", bf16=True),
+    Variant("c51 + prioritized, bf16", head="c51", prioritized=True, bf16=True),
 ]
 
 
-def filled_replay(steps: int, future_steps: int = 0, seed: int = 0) -> ReplayBuffer:
+def filled_replay(
+    steps: int, future_steps: int = 0, seed: int = 0, capacity: int = 0,
+    priority_alpha: float | None = None,
+) -> ReplayBuffer:  # fmt: skip
+    """`steps` random transitions in a buffer of `capacity` slots (just enough by default)."""
     rng = np.random.default_rng(seed)
     replay = ReplayBuffer(
-        steps + 64, 1, SHAPE, 4, n_step=10, gamma=0.99, num_actions=ACTIONS,
-        future_steps=future_steps,
+        capacity or steps + 64, 1, SHAPE, 4, n_step=10, gamma=0.99, num_actions=ACTIONS,
+        future_steps=future_steps, priority_alpha=priority_alpha,
     )  # fmt: skip
     first = np.zeros((1, *SHAPE), dtype=np.uint8)  # a new episode's stack: zero-padded
     first[:, -1] = rng.integers(0, 256, SHAPE[1:], dtype=np.uint8)
@@ -111,6 +119,8 @@ def make_update(variant: Variant, replay: ReplayBuffer) -> Callable[[], None]:
     rule = replace(rule, head=variant.head, spr_weight=2.0 if variant.spr else 0.0)
     if variant.spr:
         replay = replay_for(variant.spr)
+    if variant.prioritized:  # an Atari 100k run's buffer: the sum tree's depth is its size's
+        replay = filled_replay(2_000, capacity=100_000, priority_alpha=0.5)
     update = DQNUpdate(
         replay, online, online if rule.target_is_online else target, optimizer, rule, 32,
         torch.device("cpu"), augment=True, intensity=0.05, autocast=variant.bf16,
@@ -118,10 +128,13 @@ def make_update(variant: Variant, replay: ReplayBuffer) -> Callable[[], None]:
     count = [0]
 
     def step() -> None:
+        count[0] += 1
         if variant.schedule:
-            count[0] += 1
             replay.set_horizon(10 - count[0] % 7, 0.97 + 0.027 * (count[0] % 2))
         update.step()
+        if variant.prioritized:  # the env step's new transition enters the tree, as in a run
+            slot = torch.tensor([count[0] % 2_000])
+            replay.priorities.set(slot, replay.max_priority.reshape(1) ** 0.5)
         if variant.ema_target:
             update_target(target, online, 0.005)
 
