@@ -143,6 +143,20 @@ _ATARI_100K_SPR: dict[str, Any] = {
     # (docs/benchmarks.md).
 }
 
+# The first preset's protocol and agent with the two parts of Rainbow that SPR's and BBF's agents
+# are built on: C51's return distribution (51 atoms on [-10, 10]) and prioritized replay,
+# proportional with alpha 0.5 (Dopamine's and SPR's; beta 0.4 annealed to 1 over the run, SPR's),
+# the priorities C51's own losses. Nothing of SPR's or BBF's additions: over Pong, Breakout and
+# Boxing it is level with SPR's mean HNS without them (1.337 over two seeds a game, SPR 1.340), an
+# update 1.0x to 1.27x the first preset's, where SPR's loss 2 steps ahead cost 2.1x
+# (docs/atari100k.md, docs/rainbow.md).
+_ATARI_100K_C51_PER: dict[str, Any] = {
+    **_ATARI_100K,
+    "distributional": "c51",
+    "prioritized": True,
+    "priority_alpha": 0.5,
+}
+
 PRESETS: dict[str, Preset] = {
     preset.name: preset
     for preset in (
@@ -170,6 +184,13 @@ PRESETS: dict[str, Preset] = {
             "online network",
             _ATARI_100K_SPR,
             "with the first preset's protocol (since 2026-12-06), 2 seeds a game over 100 games: Boxing 15.5 / 11.7 (SPR: 35.7, DrQ(eps): 9.0), Breakout 18.6 / 30.0 (SPR: 19.6, DrQ(eps): 19.8), Pong -19.7 / -17.8 (SPR: -5.4, DrQ(eps): -9.1), mean HNS 0.65 [0.54, 0.77] (SPR: 1.34, DrQ(eps): 0.57, atari-100k: 0.69); with 30 no-ops and FIRE at reset before it, seed 1: Boxing 23.6, Breakout 18.7, Pong -11.2, mean HNS 0.94 (docs/atari100k.md); an update takes 2.1x the atari-100k one's in bf16 and a whole run 2.1x to 2.4x, over the 2x aimed at (docs/benchmarks.md)",
+        ),
+        Preset(
+            "atari-100k-c51-per",
+            "ALE games, the Atari 100k protocol of atari-100k with C51 and prioritized replay "
+            "(alpha 0.5) added to its agent",
+            _ATARI_100K_C51_PER,
+            "2 seeds a game over 100 games: Boxing 30.9 / 36.2 (SPR: 35.7, DrQ(eps): 9.0), Breakout 36.1 / 32.5 (SPR: 19.6, DrQ(eps): 19.8), Pong -17.1 / -18.0 (SPR: -5.4, DrQ(eps): -9.1), mean HNS 1.337 [1.24, 1.43], level with SPR's 1.340 and 0.003 under it (DrQ(eps): 0.57, atari-100k: 0.69), IQM 1.23 (SPR: 0.81); outside the three: Krull 4172 (1 seed; DrQ(eps): 4402, SPR: 3682); an update takes 1.0x to 1.27x the atari-100k one's, a run trains in 38 min beside another on one core each (atari-100k: 27-33 min in earlier sessions) (docs/atari100k.md)",
         ),
         Preset(
             "catch",

@@ -57,20 +57,34 @@ def test_the_preset_is_drq_eps_as_dopamine_configures_it() -> None:
     assert cfg.precision == "bf16"  # Dopamine's is fp32: bf16 only where the hardware has it
 
 
-def test_the_second_preset_runs_the_first_ones_protocol() -> None:
-    """atari-100k-spr changes the agent, never the benchmark: every setting of the protocol
-    (the env, its start and end, the budget and the final evaluation) is atari-100k's."""
+@pytest.mark.parametrize(
+    "name, agent",
+    [
+        ("atari-100k-spr", {"distributional": "c51", "spr_weight": 2.0, "prioritized": False}),
+        (
+            "atari-100k-c51-per",
+            {"distributional": "c51", "spr_weight": 0.0, "prioritized": True,
+             "priority_alpha": 0.5},
+        ),
+    ],
+)  # fmt: skip
+def test_the_other_atari_100k_presets_run_the_first_ones_protocol(
+    name: str, agent: dict[str, object]
+) -> None:
+    """The other Atari 100k presets change the agent, never the benchmark: every setting of the
+    protocol (the env, its start and end, the budget and the final evaluation) is
+    atari-100k's."""
     presets = sys.modules["agents.presets"]
-    first, second = (
-        with_preset(DQNConfig, presets, name, env_id="ALE/Pong-v5")
-        for name in ("atari-100k", "atari-100k-spr")
+    first, other = (
+        with_preset(DQNConfig, presets, preset, env_id="ALE/Pong-v5")
+        for preset in ("atari-100k", name)
     )
-    validate(second)
+    validate(other)
     # The line a run prints at start names every setting of the protocol, whatever is added
     # to it; the observation (what the network is given) is checked beside it.
-    assert protocol_line(second) == protocol_line(first)
-    assert (second.frame_stack, second.frame_size) == (first.frame_stack, first.frame_size)
-    assert (second.distributional, second.spr_weight) == ("c51", 2.0)
+    assert protocol_line(other) == protocol_line(first)
+    assert (other.frame_stack, other.frame_size) == (first.frame_stack, first.frame_size)
+    assert {key: getattr(other, key) for key in agent} == agent
 
 
 def test_epsilon_is_one_through_the_warmup_then_decays_over_its_steps() -> None:
@@ -528,7 +542,7 @@ def test_the_report_and_plot_go_beside_the_runs_unless_told_otherwise(
     assert not (tmp_path / "docs").exists()
 
 
-@pytest.mark.parametrize("preset", ["atari-100k", "atari-100k-spr"])
+@pytest.mark.parametrize("preset", ["atari-100k", "atari-100k-spr", "atari-100k-c51-per"])
 def test_an_atari_100k_preset_trains_on_the_real_game_then_evaluates_watches_and_resumes(
     preset: str, tmp_path: Path
 ) -> None:
@@ -544,7 +558,7 @@ def test_an_atari_100k_preset_trains_on_the_real_game_then_evaluates_watches_and
     run_dir = tmp_path / "x"
     checkpoint = torch.load(run_dir / "latest.pt", map_location="cpu", weights_only=False)
     assert checkpoint["step"] == 40
-    assert checkpoint["network"]["head"] == ("c51" if preset == "atari-100k-spr" else "expected")
+    assert checkpoint["network"]["head"] == ("expected" if preset == "atari-100k" else "c51")
     gif = tmp_path / "pong.gif"
     watch = ["watch", "--checkpoint", str(run_dir), "--headless", "--max-steps", "6"]
     assert run.main([*watch, "--record", str(gif)]) == 0
