@@ -190,7 +190,7 @@ PRESETS: dict[str, Preset] = {
             "ALE games, the Atari 100k protocol of atari-100k with C51 and prioritized replay "
             "(alpha 0.5) added to its agent",
             _ATARI_100K_C51_PER,
-            "2 seeds a game over 100 games: Boxing 30.9 / 36.2 (SPR: 35.7, DrQ(eps): 9.0), Breakout 36.1 / 32.5 (SPR: 19.6, DrQ(eps): 19.8), Pong -17.1 / -18.0 (SPR: -5.4, DrQ(eps): -9.1), mean HNS 1.337 [1.24, 1.43], level with SPR's 1.340 and 0.003 under it (DrQ(eps): 0.57, atari-100k: 0.69), IQM 1.23 (SPR: 0.81); outside the three: Krull 4172 (1 seed; DrQ(eps): 4402, SPR: 3682); an update takes 1.0x to 1.27x the atari-100k one's, a run trains in 38 min beside another on one core each (atari-100k: 27-33 min in earlier sessions) (docs/atari100k.md)",
+            "2 seeds a game over 100 games: Boxing 30.9 / 36.2 (SPR: 35.7, DrQ(eps): 9.0), Breakout 36.1 / 32.5 (SPR: 19.6, DrQ(eps): 19.8), Pong -17.1 / -18.0 (SPR: -5.4, DrQ(eps): -9.1), mean HNS 1.337 [1.24, 1.43], level with SPR's 1.340 and 0.003 under it (DrQ(eps): 0.57, atari-100k: 0.69), IQM 1.23 (SPR: 0.81); outside the three: Krull 4172 (1 seed; DrQ(eps): 4402, SPR: 3682); a training step takes 1.22x the atari-100k one's side by side (Boxing, 4,000 steps), a run trains in 38 min beside another on one core each (atari-100k: 27-33 min in earlier sessions) (docs/atari100k.md)",
         ),
         Preset(
             "catch",
