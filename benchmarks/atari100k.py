@@ -297,7 +297,9 @@ def collect(runs_dir: Path, games: list[str], seeds: list[int]) -> list[dict[str
                     "final": final["mean"] if final else None,
                     "final_games": len(final["scores"]) if final else 0,
                     "final_eval_minutes": (final or {}).get("minutes"),
-                    "steps": max((step for step, _, _ in curve), default=0),
+                    # A finished run's last step is its final evaluation's; the last training
+                    # game usually ends a little before it.
+                    "steps": final["step"] if final else max((s for s, _, _ in curve), default=0),
                     "minutes": training_minutes(run_dir),
                     "curve": [(step, value) for step, value, _ in curve],
                 }

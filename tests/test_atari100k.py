@@ -28,7 +28,9 @@ from agents.training import FINAL_EVAL, protocol_line
 from agents.update import UpdateRule, dqn_update
 from benchmarks import atari100k
 from envs import make_env, make_vector_env
+from playground import tags
 from playground.errors import UserError
+from playground.logger import TensorBoardLogger
 from playground.presets import with_preset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -540,6 +542,24 @@ def test_the_report_and_plot_go_beside_the_runs_unless_told_otherwise(
     assert "-8.3" in (tmp_path / "elsewhere" / "atari100k.md").read_text()
     assert (tmp_path / "elsewhere" / "atari100k.png").stat().st_size > 0
     assert not (tmp_path / "docs").exists()
+
+
+def test_a_finished_run_is_reported_at_its_last_step_not_its_last_games(tmp_path: Path) -> None:
+    """The report's step of a finished run is the final evaluation's, though its last training
+    game ended earlier; an unfinished run's is its last game's."""
+    for seed, final in ((1, True), (2, False)):
+        run_dir = tmp_path / f"Pong-s{seed}"
+        logger = TensorBoardLogger(run_dir)
+        logger.scalar(tags.EPISODIC_RETURN, -20.0, 97_000)
+        logger.scalar(tags.EPISODIC_RETURN, -18.0, 98_284)
+        logger.close()
+        if final:
+            (run_dir / FINAL_EVAL).write_text(
+                json.dumps({"step": 100_000, "mean": -17.0, "scores": [-17.0] * 4})
+            )
+    records = {r["seed"]: r for r in atari100k.collect(tmp_path, ["Pong"], [1, 2])}
+    assert (records[1]["steps"], records[1]["final"]) == (100_000, -17.0)
+    assert (records[2]["steps"], records[2]["final"]) == (98_284, None)
 
 
 @pytest.mark.parametrize("preset", ["atari-100k", "atari-100k-spr", "atari-100k-c51-per"])
