@@ -134,7 +134,7 @@ def make_update(variant: Variant, replay: ReplayBuffer) -> Callable[[], None]:
         update.step()
         if variant.prioritized:  # the env step's new transition enters the tree, as in a run
             slot = torch.tensor([count[0] % 2_000])
-            replay.priorities.set(slot, replay.max_priority.reshape(1) ** 0.5)
+            replay.priorities.set(slot, replay.max_priority.reshape(1) ** replay.priority_alpha)
         if variant.ema_target:
             update_target(target, online, 0.005)
 
