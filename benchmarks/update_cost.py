@@ -32,6 +32,7 @@ from playground.optim import make_optimizer
 
 SHAPE = (4, 84, 84)
 ACTIONS = 6
+FILLED = 2_000  # random transitions in each buffer the updates sample from
 
 
 @dataclass(frozen=True)
@@ -99,12 +100,12 @@ _REPLAYS: dict[int, ReplayBuffer] = {}
 def replay_for(future_steps: int) -> ReplayBuffer:
     """One filled buffer per number of future steps, shared by the variants that use it."""
     if future_steps not in _REPLAYS:
-        _REPLAYS[future_steps] = filled_replay(2_000, future_steps=future_steps)
+        _REPLAYS[future_steps] = filled_replay(FILLED, future_steps=future_steps)
     return _REPLAYS[future_steps]
 
 
-def make_update(variant: Variant, replay: ReplayBuffer) -> Callable[[], None]:
-    """One update of this variant, as the learner makes it."""
+def make_update(variant: Variant, replay: ReplayBuffer) -> tuple[Callable[[], None], DQNUpdate]:
+    """One update of this variant, as the learner makes it, and the `DQNUpdate` it steps."""
     torch.manual_seed(0)
     options = {
         "dueling": True, "head": variant.head, "noisy": variant.noisy, "spr": variant.spr > 0
@@ -120,7 +121,7 @@ def make_update(variant: Variant, replay: ReplayBuffer) -> Callable[[], None]:
     if variant.spr:
         replay = replay_for(variant.spr)
     if variant.prioritized:  # an Atari 100k run's buffer: the sum tree's depth is its size's
-        replay = filled_replay(2_000, capacity=100_000, priority_alpha=0.5)
+        replay = filled_replay(FILLED, capacity=100_000, priority_alpha=0.5)
     update = DQNUpdate(
         replay, online, online if rule.target_is_online else target, optimizer, rule, 32,
         torch.device("cpu"), augment=True, intensity=0.05, autocast=variant.bf16,
@@ -133,12 +134,12 @@ def make_update(variant: Variant, replay: ReplayBuffer) -> Callable[[], None]:
             replay.set_horizon(10 - count[0] % 7, 0.97 + 0.027 * (count[0] % 2))
         update.step()
         if variant.prioritized:  # the env step's new transition enters the tree, as in a run
-            slot = torch.tensor([count[0] % 2_000])
+            slot = torch.tensor([count[0] % FILLED])
             replay.priorities.set(slot, replay.max_priority.reshape(1) ** replay.priority_alpha)
         if variant.ema_target:
             update_target(target, online, 0.005)
 
-    return step
+    return step, update
 
 
 def reset_seconds(repeats: int = 5) -> float:
@@ -168,7 +169,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     keep_freed_memory()  # as a training run does (playground.lifecycle.Run)
     chosen = [v for v in VARIANTS if not args.only or v.name in args.only or v.name == "DrQ(eps)"]
-    steps = {variant.name: make_update(variant, replay_for(0)) for variant in chosen}
+    steps = {variant.name: make_update(variant, replay_for(0))[0] for variant in chosen}
     for step in steps.values():  # warm-up: allocations, kernels
         for _ in range(3):
             step()

@@ -94,3 +94,28 @@ def test_a_presets_run_is_rescored_from_the_checkpoint_its_folder_means(
     # For real: three random-ish games of the run's best.pt at epsilon 0.25.
     score = presets.rescore(run_dir, games=3)
     assert 8 <= score <= 500
+
+
+def test_every_update_cost_variant_builds_and_its_update_moves_the_network(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # benchmarks.update_cost is run by hand: this keeps each variant it times building and
+    # learning, so a flag that stops composing with the others fails here, not in a report.
+    import torch
+
+    from benchmarks import update_cost
+
+    monkeypatch.setattr(update_cost, "FILLED", 200)  # enough for batches of 32, 10-step returns
+    monkeypatch.setattr(update_cost, "_REPLAYS", {})
+    for variant in update_cost.VARIANTS:
+        step, update = update_cost.make_update(variant, update_cost.replay_for(0))
+        before = [p.detach().clone() for p in update.q_network.parameters()]
+        tree = update.replay.priorities
+        total = float(tree.total) if tree is not None else None
+        step()
+        after = list(update.q_network.parameters())
+        moved = [not torch.equal(a, b) for a, b in zip(before, after, strict=True)]
+        assert any(moved), f"{variant.name}: one update left every weight as it was"
+        assert (tree is not None) == variant.prioritized, variant.name
+        if tree is not None:  # the sampled transitions' priorities were set from their loss
+            assert float(tree.total) != total, f"{variant.name}: the sum tree did not change"
