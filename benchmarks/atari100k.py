@@ -332,6 +332,8 @@ def with_kept_scores(
             entry = by_key.setdefault(key, {"preset": setting, "game": record["game"]})
             entry.update(seed=record["seed"], final=record["final"], games=record["final_games"])
             entry["curve"] = [[step, round(value, 2)] for step, value in record["curve"]]
+            if record.get("steps"):  # the final evaluation's step, where the plot puts its dot
+                entry["step"] = record["steps"]
     finished = {(r["game"], r["seed"]) for r in records if r["final"] is not None}
     merged = [r for r in records if (r["game"], r["seed"]) in finished]
     unfinished = {(r["game"], r["seed"]): r for r in records if r["final"] is None}
@@ -341,8 +343,10 @@ def with_kept_scores(
         if (game, seed) in finished:
             continue
         curve = [tuple(point) for point in entry.get("curve", [])]
+        # Entries kept before the file had "step": their last training game's step.
+        last = entry.get("step") or max((step for step, _ in curve), default=0)
         record = unfinished.pop((game, seed), None) or {
-            "curve": curve, "steps": max((step for step, _ in curve), default=0), "minutes": 0.0
+            "curve": curve, "steps": last, "minutes": 0.0
         }  # fmt: skip
         merged.append(
             {**record, "game": game, "seed": seed, "final": entry["final"],

@@ -477,8 +477,23 @@ def test_kept_scores_count_where_the_folder_has_no_final_and_gather_the_new_ones
     assert rows["atari-100k", 2]["curve"] == [[1, -21.0]]
     again = atari100k.with_kept_scores([], kept, "atari-100k", ["Pong"], [2])
     assert again[0]["final"] == -12.0 and again[0]["curve"] == [(1, -21.0)]
+    assert again[0]["steps"] == 1  # no final step known: the last training game's
     table = atari100k.report(merged, ["Pong"], "atari-100k", reps=500)
     assert "| Pong | 2 | -10.2 | -8.3 / -12.0 |" in table
+
+
+def test_a_kept_run_is_placed_at_its_final_step_once_its_folder_is_gone(tmp_path: Path) -> None:
+    """The file keeps a finished run's final step, so the plot and the per-run line put a run
+    known only from the file where its final evaluation was, not at its last training game."""
+    kept = tmp_path / "scores.json"
+    here = [
+        {"game": "Pong", "seed": 1, "final": -9.0, "final_games": 100, "steps": 100_000,
+         "curve": [(50_000, -20.0), (98_284, -11.0)]},
+    ]  # fmt: skip
+    atari100k.with_kept_scores(here, kept, "atari-100k", ["Pong"], [1])
+    assert json.loads(kept.read_text())[0]["step"] == 100_000
+    (gone,) = atari100k.with_kept_scores([], kept, "atari-100k", ["Pong"], [1])
+    assert (gone["steps"], gone["final"], gone["kept"]) == (100_000, -9.0, True)
 
 
 def test_runs_with_more_flags_are_kept_apart_from_the_plain_preset(tmp_path: Path) -> None:
