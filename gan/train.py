@@ -181,11 +181,7 @@ def _train(
     start_step = int(previous["step"]) if previous is not None else 0
     state = build_state(cfg, arch, distributed, device, precision)
     if previous is not None:
-        check_same_network(previous, arch, run.dir / "latest.pt")
-        if not state.restore(previous, reseed=cfg.seed + start_step) and run.main:
-            note("resumed on another device; the batch draws are reseeded")
-        if run.main:
-            note(f"resuming {run.dir} at step {start_step}")
+        _restore(state, previous, arch, run, cfg.seed + start_step)
     if distributed.rank > 0:
         # Augmentation draws differ between ranks (rank 0 keeps the run's own stream).
         seed_everything(distributed.seed(cfg.seed) + start_step)
@@ -205,7 +201,7 @@ def _train(
 
     metric = None
     if cfg.metric_every > 0 and run.main:
-        from gan.metrics import make_quality_metric, measure_quality
+        from gan.metrics import make_quality_metric
 
         metric = make_quality_metric(cfg, data, device)
     if previous is None and run.main:
@@ -218,12 +214,8 @@ def _train(
     step = start_step
     try:
         for step in range(start_step + 1, cfg.steps + 1):
-            if cfg.learning_rate_decay == "linear":  # to zero at --steps, from the step alone
-                scale = linear_schedule(1.0, 0.0, cfg.steps, step - 1)
-                set_learning_rate(state.generator_optimizer, cfg.generator_learning_rate * scale)
-                set_learning_rate(
-                    state.discriminator_optimizer, cfg.discriminator_learning_rate * scale
-                )
+            if cfg.learning_rate_decay == "linear":
+                _decay_learning_rates(cfg, state, step)
             # A conditional GAN draws its fakes with the real batch's labels (so the classes
             # come as often as in the data) and D sees each image with its label.
             noise, real, labels = draw_batch(
@@ -255,13 +247,7 @@ def _train(
                 logger.image(tags.SAMPLES, grid, step)
             if metric is not None and (due(step, cfg.metric_every) or step == cfg.steps):
                 run.check_finite(finite_values(), "the losses", step)
-                scores = measure_quality(metric, state.sampler, cfg, device, step)
-                scores = {tags.metric(name): value for name, value in scores.items()}
-                logger.scalars(scores, step)
-                last.update(scores)
-                if scores[tags.FID] < state.best_fid:
-                    state.best_fid = scores[tags.FID]
-                    run.save_best(state.checkpoint(step, cfg, arch, dataset), step)
+                last.update(_measure(metric, state, cfg, arch, dataset, run, device, step))
             if not distributed.enabled:
                 stopping = run.stop_requested  # also a signal during this step's logs
             if due(step, cfg.checkpoint_every) or final or stopping:
@@ -283,6 +269,41 @@ def _train(
     finally:
         progress.close()
     return step
+
+
+def _restore(
+    state: GanState, previous: dict[str, Any], arch: dict[str, int | bool], run: Run, reseed: int
+) -> None:
+    """Load a resumed checkpoint into `state` (the same networks, or a one-line error)."""
+    check_same_network(previous, arch, run.dir / "latest.pt")
+    if not state.restore(previous, reseed=reseed) and run.main:
+        note("resumed on another device; the batch draws are reseeded")
+    if run.main:
+        note(f"resuming {run.dir} at step {int(previous['step'])}")
+
+
+def _decay_learning_rates(cfg: GanConfig, state: GanState, step: int) -> None:
+    """--learning-rate-decay linear: both rates go to zero at --steps, set from the step alone
+    (so a resumed run continues the same line)."""
+    scale = linear_schedule(1.0, 0.0, cfg.steps, step - 1)
+    set_learning_rate(state.generator_optimizer, cfg.generator_learning_rate * scale)
+    set_learning_rate(state.discriminator_optimizer, cfg.discriminator_learning_rate * scale)
+
+
+def _measure(
+    metric: Any, state: GanState, cfg: GanConfig, arch: dict[str, int | bool],
+    dataset: dict[str, Any], run: Run, device: torch.device, step: int,
+) -> dict[str, float]:  # fmt: skip
+    """FID and KID of the sampler now, logged; a new lowest FID saves best.pt."""
+    from gan.metrics import measure_quality
+
+    scores = measure_quality(metric, state.sampler, cfg, device, step)
+    scores = {tags.metric(name): value for name, value in scores.items()}
+    run.logger.scalars(scores, step)
+    if scores[tags.FID] < state.best_fid:
+        state.best_fid = scores[tags.FID]
+        run.save_best(state.checkpoint(step, cfg, arch, dataset), step)
+    return scores
 
 
 def memory_format(channels_last: bool) -> torch.memory_format:

@@ -373,6 +373,23 @@ def test_resume_continues_exactly(tmp_path: Path):
     assert [event.step for event in read_events(resumed).Scalars("losses/d_loss")] == [2, 4, 6, 8]
 
 
+def test_linear_learning_rate_decay_follows_the_step_across_a_resume(tmp_path: Path):
+    # --learning-rate-decay linear: step k trains at rate * (1 - (k - 1) / steps), for both
+    # networks, a resumed run going on along the same line.
+    rates = dict(generator_learning_rate=2e-4, discriminator_learning_rate=1e-4)
+    settings = dict(learning_rate_decay="linear", steps=8, checkpoint_every=4, **rates)
+    half = train_gan(tiny_config(tmp_path, **{**settings, "steps": 4}))
+    saved = load_checkpoint(half / "latest.pt")
+    for name, rate in (("generator", 2e-4), ("discriminator", 1e-4)):
+        (group,) = saved[f"{name}_optimizer"]["param_groups"]
+        assert group["lr"] == pytest.approx(rate * (1 - 3 / 4)), name  # steps 4 of 4
+    train_gan(tiny_config(tmp_path, steps=8, resume=str(half)))
+    resumed = load_checkpoint(half / "latest.pt")
+    for name, rate in (("generator", 2e-4), ("discriminator", 1e-4)):
+        (group,) = resumed[f"{name}_optimizer"]["param_groups"]
+        assert group["lr"] == pytest.approx(rate * (1 - 7 / 8)), name  # step 8 of 8
+
+
 def test_resume_keeps_the_saved_network_and_refuses_a_finished_run(tmp_path: Path):
     run_dir = train_gan(tiny_config(tmp_path, steps=2))
     # The saved settings win over the command line's, except the steps (and device, progress).
