@@ -23,7 +23,7 @@ from agents import checkpoint as dqn_checkpoint
 from agents import presets
 from agents.config import RESUME_OVERRIDABLE, DQNConfig, env_options, validate
 from agents.heads import explore_with_noise
-from agents.learner import build_learner
+from agents.learner import Learner, build_learner
 from agents.replay import ReplayBuffer
 from agents.rollout import epsilon_greedy
 from agents.training import (
@@ -143,7 +143,7 @@ def _train(
             cfg.replay_device, device, cfg.buffer_size, spaces.observation_shape, cfg.frame_stack
         ),
     )
-    q_network, replay, rng = learner.q_network, learner.replay, learner.rng
+    q_network, replay = learner.q_network, learner.replay
     viewer = LiveViewer(cfg, learner, run.dir)  # with --watch, a viewer beside the run
 
     step = learner.step
@@ -166,17 +166,7 @@ def _train(
         while step < cfg.total_steps and not run.stop_requested:
             # Act.
             epsilon = exploration_epsilon(cfg, step)
-            if epsilon >= 1.0:
-                actions = rng.integers(0, num_actions, cfg.num_envs)
-            else:
-                with (
-                    torch.no_grad(),
-                    torch.autocast(device.type, dtype=torch.bfloat16, enabled=learner.autocast),
-                    evaluating(q_network, learner.stochastic_layers),
-                ):
-                    explore_with_noise(q_network)  # --noisy with batch norm or dropout
-                    q_values = q_network(torch.as_tensor(observations, device=device))
-                actions = epsilon_greedy(q_values, epsilon, rng)
+            actions = _act(learner, observations, epsilon, num_actions, device)
             if step_async is not None:
                 step_async(actions)
             else:
@@ -236,6 +226,26 @@ def _train(
         final_evaluation(cfg, run, q_network, device, step)
     viewer.close()
     run.finish(step, cfg.runs_dir)
+
+
+def _act(
+    learner: Learner, observations: np.ndarray, epsilon: float, num_actions: int,
+    device: torch.device,
+) -> np.ndarray:  # fmt: skip
+    """One action per env: uniform while epsilon is 1 (before learning starts), else
+    epsilon-greedy on the Q-values, under the update's autocast, with --noisy's layers drawing
+    fresh noise and batch norm / dropout in evaluation mode."""
+    if epsilon >= 1.0:
+        return learner.rng.integers(0, num_actions, len(observations))
+    q_network = learner.q_network
+    with (
+        torch.no_grad(),
+        torch.autocast(device.type, dtype=torch.bfloat16, enabled=learner.autocast),
+        evaluating(q_network, learner.stochastic_layers),
+    ):
+        explore_with_noise(q_network)  # --noisy with batch norm or dropout
+        q_values = q_network(torch.as_tensor(observations, device=device))
+    return epsilon_greedy(q_values, epsilon, learner.rng)
 
 
 def exploration_epsilon(cfg: DQNConfig, step: int) -> float:
