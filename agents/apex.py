@@ -353,25 +353,10 @@ def _loop(cfg, run, device, learner, ray, lanes) -> None:
                     learner.update_once()
                     if run.stop_requested:
                         break
-            chunks, died = [], []
-            for index, reference in pending.items():
-                try:
-                    chunks.append(ray.get(reference))
-                except ray.exceptions.RayActorError:
-                    died.append(index)
+            chunks, died = _gather_round(ray, pending, actors, length, weights_ref, step)
             if died:
-                # A dead actor's round never arrives (Ray returns results whole, so nothing
-                # half-received can enter the buffer). Ray restarts it with new envs; its lanes'
-                # episodes are cut and its first round after the restart, which starts with
-                # its first frames, stands in for the lost one.
-                restarts += len(died)
-                note(
-                    f"actor(s) {', '.join(map(str, died))} died at step {step}; Ray restarted "
-                    "them; their games start over, the run goes on"
-                )
+                restarts += died
                 logger.scalar(tags.ACTOR_RESTARTS, restarts, step)
-                for index in died:
-                    chunks.append(_restarted_round(ray, actors[index], length, weights_ref))
             # The next round starts now, with new weights when they are due.
             if learner.updates - updates_at_sync >= cfg.weight_sync_every:
                 version += 1
@@ -436,6 +421,32 @@ def _loop(cfg, run, device, learner, ray, lanes) -> None:
         f"{learner.updates:,} updates for {step:,} env steps; actor restarts: {restarts}"
     )
     run.finish(step, cfg.runs_dir)
+
+
+def _gather_round(
+    ray: Any, pending: dict[int, Any], actors: list[Any], length: int, weights_ref: Any,
+    step: int,
+) -> tuple[list[dict[str, Any]], int]:  # fmt: skip
+    """This round's chunks, one per actor, and how many actors died playing it.
+
+    A dead actor's round never arrives (Ray returns results whole, so nothing half-received
+    can enter the buffer). Ray restarts it with new envs; its lanes' episodes are cut and its
+    first round after the restart, which starts with its first frames, stands in for the lost
+    one."""
+    chunks, died = [], []
+    for index, reference in pending.items():
+        try:
+            chunks.append(ray.get(reference))
+        except ray.exceptions.RayActorError:
+            died.append(index)
+    if died:
+        note(
+            f"actor(s) {', '.join(map(str, died))} died at step {step}; Ray restarted them; "
+            "their games start over, the run goes on"
+        )
+        for index in died:
+            chunks.append(_restarted_round(ray, actors[index], length, weights_ref))
+    return chunks, len(died)
 
 
 def _log_speeds(
