@@ -375,17 +375,18 @@ def test_resume_continues_exactly(tmp_path: Path):
 
 def test_linear_learning_rate_decay_follows_the_step_across_a_resume(tmp_path: Path):
     # --learning-rate-decay linear: step k trains at rate * (1 - (k - 1) / steps), for both
-    # networks, a resumed run going on along the same line.
-    rates = dict(generator_learning_rate=2e-4, discriminator_learning_rate=1e-4)
-    settings = dict(learning_rate_decay="linear", steps=8, checkpoint_every=4, **rates)
-    half = train_gan(tiny_config(tmp_path, **{**settings, "steps": 4}))
+    # networks; a resumed run sets its rate from its own step and --steps.
+    rates = {"generator": 2e-4, "discriminator": 1e-4}
+    settings = dict(learning_rate_decay="linear", checkpoint_every=4)
+    settings.update({f"{name}_learning_rate": rate for name, rate in rates.items()})
+    half = train_gan(tiny_config(tmp_path, steps=4, **settings))
     saved = load_checkpoint(half / "latest.pt")
-    for name, rate in (("generator", 2e-4), ("discriminator", 1e-4)):
+    for name, rate in rates.items():
         (group,) = saved[f"{name}_optimizer"]["param_groups"]
-        assert group["lr"] == pytest.approx(rate * (1 - 3 / 4)), name  # steps 4 of 4
+        assert group["lr"] == pytest.approx(rate * (1 - 3 / 4)), name  # step 4 of 4
     train_gan(tiny_config(tmp_path, steps=8, resume=str(half)))
     resumed = load_checkpoint(half / "latest.pt")
-    for name, rate in (("generator", 2e-4), ("discriminator", 1e-4)):
+    for name, rate in rates.items():
         (group,) = resumed[f"{name}_optimizer"]["param_groups"]
         assert group["lr"] == pytest.approx(rate * (1 - 7 / 8)), name  # step 8 of 8
 
