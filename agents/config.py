@@ -20,6 +20,7 @@ from playground.optim import CAPTURABLE_OPTIMIZERS, OptimizerName, check_optimiz
 from playground.resume import resume_help
 from playground.settings import (
     InputPath,
+    Needs,
     NonNegativeFloat,
     NonNegativeInt,
     OutputFolder,
@@ -401,6 +402,101 @@ def _is_address(address: str) -> bool:
     """HOST:PORT or ray://HOST:PORT with a port in 1..65535."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
     return bool(host) and port.isdigit() and 1 <= int(port) <= 65535
+
+
+def _is_ale(env_id: str) -> bool:
+    from envs.factory import is_atari  # gymnasium and ale-py, only when a run starts
+
+    return is_atari(env_id)
+
+
+def _has_pixels(env_id: str) -> bool:
+    from envs import BUILTIN_GAMES
+
+    return _is_ale(env_id) or env_id in BUILTIN_GAMES
+
+
+_EXPLORATION = (
+    "start_epsilon", "end_epsilon", "exploration_fraction", "exploration_steps",
+    "exploration_after_warmup",
+)  # fmt: skip
+# Settings that do nothing without another (a run notes each one the command line set in
+# vain): without these notes `--v-min 5 --distributional qr` would train as if never typed.
+IDLE_WITHOUT: tuple[Needs, ...] = (
+    Needs(("v_min", "v_max"), lambda c: c.distributional != "c51", "without --distributional c51"),
+    Needs(("atoms",), lambda c: c.distributional == "none", "without --distributional c51 or qr"),
+    Needs(
+        ("loss",),
+        lambda c: c.distributional != "none",
+        "with --distributional {distributional}, which has its own loss",
+    ),
+    Needs(
+        ("priority_alpha", "priority_beta"), lambda c: not c.prioritized, "without --prioritized"
+    ),
+    Needs(("spr_steps",), lambda c: c.spr_weight == 0, "without --spr-weight"),
+    Needs(("reset_shrink",), lambda c: c.reset_every == 0, "without --reset-every"),
+    Needs(
+        ("schedule_updates",),
+        lambda c: not c.n_step_end and not c.gamma_end,
+        "without --n-step-end or --gamma-end",
+    ),
+    Needs(
+        (
+            "envs_per_actor",
+            "actor_epsilon",
+            "actor_alpha",
+            "chunk_steps",
+            "weight_sync_every",
+            "replay_ratio",
+            "ray_address",
+            "actor_resource",
+        ),
+        lambda c: c.actors == 0,
+        "without --actors",
+    ),  # fmt: skip
+    Needs(
+        (*_EXPLORATION, "actor_epsilon", "actor_alpha"),
+        lambda c: c.noisy,
+        "with --noisy: the noise explores, and epsilon is 0 after --learning-starts",
+    ),
+    Needs(
+        _EXPLORATION,
+        lambda c: c.actors > 0,
+        "with --actors: each actor explores with its own fixed epsilon (--actor-epsilon, "
+        "--actor-alpha)",
+    ),
+    Needs(
+        ("exploration_fraction",),
+        lambda c: c.exploration_steps > 0,
+        "with --exploration-steps, which sets how long epsilon decays",
+    ),
+    Needs(
+        ("momentum",),
+        lambda c: c.optimizer not in ("sgd", "rmsprop"),
+        "with --optimizer {optimizer} (sgd and rmsprop use it)",
+    ),
+    Needs(
+        ("nesterov",), lambda c: c.optimizer != "sgd", "with --optimizer {optimizer} (sgd uses it)"
+    ),
+    Needs(("adam_eps",), lambda c: c.optimizer == "sgd", "with --optimizer sgd"),
+    Needs(("watch_host", "watch_port"), lambda c: c.watch != "web", "without --watch web"),
+    Needs(
+        (
+            "sticky_actions",
+            "max_episode_frames",
+            "noop_max",
+            "fire_reset",
+            "life_loss_clears_stack",
+        ),
+        lambda c: not _is_ale(c.env_id),
+        "on {env_id}, which is no ALE game",
+    ),  # fmt: skip
+    Needs(
+        ("augment", "intensity_noise"),
+        lambda c: not _has_pixels(c.env_id),
+        "on {env_id}, which has no frames",
+    ),
+)
 
 
 STICKY_ACTIONS = {"auto": None, "on": 0.25, "off": 0.0}  # --sticky-actions -> repeat probability

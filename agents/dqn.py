@@ -21,7 +21,7 @@ import torch
 
 from agents import checkpoint as dqn_checkpoint
 from agents import presets
-from agents.config import RESUME_OVERRIDABLE, DQNConfig, env_options, validate
+from agents.config import IDLE_WITHOUT, RESUME_OVERRIDABLE, DQNConfig, env_options, validate
 from agents.heads import explore_with_noise
 from agents.learner import Learner, build_learner
 from agents.replay import ReplayBuffer
@@ -46,13 +46,14 @@ from playground.errors import UserError, check
 from playground.lifecycle import Run, new_run_dir, read_resume
 from playground.logger import Logger
 from playground.notes import note
-from playground.presets import describe
+from playground.presets import changed_settings, describe
 from playground.progress import Progress
 from playground.resources import check_fits_in_memory
 from playground.resume import resumed_settings
 from playground.rundir import default_run_name
 from playground.schedules import linear_schedule
 from playground.seeding import seed_everything
+from playground.settings import idle_settings
 
 DIVERGENCE_ADVICE = (
     "a learning rate too high for this game (lower --learning-rate) or no gradient clipping "
@@ -85,6 +86,9 @@ def train_dqn(
     spaces = _spaces(cfg)  # the game is made here first: one it cannot be is refused now
     _check_network(cfg, spaces)
     if (line := describe(presets, cfg)) is not None:
+        note(line)
+    changed = given if given is not None else changed_settings(presets, cfg)
+    for line in idle_settings(cfg, changed, IDLE_WITHOUT):
         note(line)
     if (line := protocol_line(cfg)) is not None:
         note(line)

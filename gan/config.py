@@ -13,6 +13,7 @@ from playground.optim import OptimizerName, check_optimizer
 from playground.resume import resume_help
 from playground.settings import (
     InputPath,
+    Needs,
     NonNegativeFloat,
     NonNegativeInt,
     OutputFolder,
@@ -177,6 +178,27 @@ def validate(cfg: GanConfig) -> None:
         "--metric-feature inception needs --inception-weights PATH (nothing is downloaded)",
     )
     parse_policy(cfg.diff_augment)
+
+
+# Settings that do nothing without another (a run notes each one the command line set in vain).
+IDLE_WITHOUT: tuple[Needs, ...] = (
+    Needs(("label_smoothing",), lambda c: c.loss != "nonsaturating", "with --loss {loss}"),
+    Needs(
+        ("betas",), lambda c: c.optimizer != "adam", "with --optimizer {optimizer} (adam uses them)"
+    ),
+    Needs(
+        ("momentum",),
+        lambda c: c.optimizer not in ("sgd", "rmsprop"),
+        "with --optimizer {optimizer} (sgd and rmsprop use it)",
+    ),
+    Needs(("sync_batch_norm",), lambda c: not c.batch_norm, "with --no-batch-norm"),
+    Needs(
+        ("metric_samples", "metric_feature", "inception_weights"),
+        lambda c: c.metric_every == 0,
+        "with --metric-every 0",
+    ),
+    Needs(("watch_host", "watch_port"), lambda c: c.watch != "web", "without --watch web"),
+)
 
 
 @dataclass(frozen=True)

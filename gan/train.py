@@ -27,7 +27,7 @@ from torch import nn
 from gan import presets
 from gan.augment import diff_augment, parse_policy
 from gan.checkpoint import CHECKPOINT_KIND, RESUME_KEYS, GanState, check_same_network
-from gan.config import RESUME_OVERRIDABLE, GanConfig, validate
+from gan.config import IDLE_WITHOUT, RESUME_OVERRIDABLE, GanConfig, validate
 from gan.data import ImageDataset, data_device, load_dataset, native_channels
 from gan.distributed import Distributed, sync_batch_norm
 from gan.losses import discriminator_loss, generator_loss, top_k
@@ -42,12 +42,13 @@ from playground.logger import Logger
 from playground.media import image_grid, to_float
 from playground.notes import note, say
 from playground.optim import make_optimizer
-from playground.presets import describe
+from playground.presets import changed_settings, describe
 from playground.progress import Progress
 from playground.resume import resumed_settings
 from playground.rundir import default_run_name
 from playground.schedules import due, linear_schedule, set_learning_rate
 from playground.seeding import seed_everything
+from playground.settings import idle_settings
 
 DIVERGENCE_ADVICE = (
     "a learning rate too high (lower it), or try --precision fp32 or --spectral-norm"
@@ -87,6 +88,9 @@ def _train_gan(
     device = distributed.device(resolve_device(cfg.device))
     main = distributed.is_main
     if main and (line := describe(presets, cfg)) is not None:
+        note(line)
+    changed = given if given is not None else changed_settings(presets, cfg)
+    for line in idle_settings(cfg, changed, IDLE_WITHOUT) if main else []:
         note(line)
     precision = cfg.precision
     if precision != "fp32" and device.type != "cuda":

@@ -83,6 +83,22 @@ def with_preset(
     return config_type(**{**values, "preset": name})
 
 
+def changed_settings(presets: ModuleType, cfg: Any) -> frozenset[str]:
+    """The fields of `cfg` whose values differ from its preset's (or, without one, from the
+    defaults): what the command line or the caller changed."""
+    name = getattr(cfg, "preset", NONE)
+    if name == AUTO:
+        name = presets.preset_for(
+            getattr(cfg, presets.SELECTOR.removeprefix("--").replace("-", "_"))
+        )
+    baseline = with_preset(type(cfg), presets, name if name in presets.PRESETS else NONE)
+    return frozenset(
+        item.name
+        for item in dataclasses.fields(cfg)
+        if item.name != "preset" and getattr(cfg, item.name) != getattr(baseline, item.name)
+    )
+
+
 def describe(presets: ModuleType, cfg: Any) -> str | None:
     """One line saying which preset a run uses and which of its settings the command line
     changed; None when no preset applies."""

@@ -19,6 +19,7 @@ import dataclasses
 import math
 import os
 import typing
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -168,6 +169,31 @@ def check_settings(cfg: Any) -> None:
             problem = rule.problem(str(value))
             if problem is not None:
                 raise UserError(f"{flag(name)}: {problem}")
+
+
+@dataclass(frozen=True)
+class Needs:
+    """Settings that act only beside others: `idle(cfg)` is true when they do nothing, and
+    `why` (formatted with the settings' values) says under what, as in "--v-min has no effect
+    without --distributional c51"."""
+
+    fields: tuple[str, ...]
+    idle: Callable[[Any], bool]
+    why: str
+
+
+def idle_settings(cfg: Any, changed: Collection[str], rules: Iterable[Needs]) -> list[str]:
+    """One line for each rule whose settings the user changed (`changed`: field names) while
+    they do nothing; a setting is named once, by the first rule it falls under."""
+    lines, named = [], set()
+    for rule in rules:
+        fields = [name for name in rule.fields if name in changed and name not in named]
+        if fields and rule.idle(cfg):
+            named.update(fields)
+            flags = ", ".join(flag(name) for name in fields)
+            verb = "has" if len(fields) == 1 else "have"
+            lines.append(f"{flags} {verb} no effect {rule.why.format(**vars(cfg))}")
+    return lines
 
 
 def numeric_fields(config_type: type) -> list[str]:

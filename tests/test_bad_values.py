@@ -273,3 +273,90 @@ def test_what_the_parser_refuses_is_one_line_too(argv: list[str], message: str, 
     assert code == 2 and captured.err.startswith("error: "), captured.err
     assert message in captured.err and len(captured.err.strip().splitlines()) == 1, captured.err
     assert "--help" in captured.err and "╭" not in captured.err
+
+
+ALE_ONLY = "--noop-max has no effect on CartPole-v1, which is no ALE game"
+
+
+@pytest.mark.parametrize(
+    ("argv", "notes"),
+    [
+        (
+            ["train-dqn", "--env-id", "Playground/Catch-v0", "--distributional", "qr",
+             "--v-min", "5"],
+            ["--v-min has no effect without --distributional c51"],
+        ),
+        (
+            ["train-dqn", "--env-id", "Playground/Catch-v0", "--priority-alpha", "0.5",
+             "--optimizer", "sgd", "--adam-eps", "0.01"],
+            ["--priority-alpha has no effect without --prioritized",
+             "--adam-eps has no effect with --optimizer sgd"],
+        ),
+        (
+            ["train-dqn", "--env-id", "Playground/Catch-v0", "--noisy", "--end-epsilon", "0.1",
+             "--actor-epsilon", "0.3"],
+            ["--actor-epsilon has no effect without --actors",
+             "--end-epsilon has no effect with --noisy: the noise explores, and epsilon is 0 "
+             "after --learning-starts"],
+        ),
+        (
+            ["train-dqn", "--env-id", "ALE/Pong-v5", "--preset", "atari-100k",
+             "--exploration-fraction", "0.2"],
+            ["--exploration-fraction has no effect with --exploration-steps, which sets how "
+             "long epsilon decays"],
+        ),
+        (["train-dqn", "--env-id", "CartPole-v1", "--noop-max", "0"], [ALE_ONLY]),
+        (
+            ["train-dqn", "--env-id", "CartPole-v1", "--augment"],
+            ["--augment has no effect on CartPole-v1, which has no frames"],
+        ),
+        # What the preset sets is not the user's doing, and a setting in use gets no note.
+        (["train-dqn", "--env-id", "ALE/Pong-v5", "--preset", "atari-100k", "--noisy"], []),
+        (
+            ["train-dqn", "--env-id", "Playground/Catch-v0", "--prioritized",
+             "--priority-alpha", "0.5", "--distributional", "c51", "--v-max", "5"],
+            [],
+        ),
+        (
+            ["train-gan", "--loss", "hinge", "--label-smoothing", "0.1", "--metric-every", "0",
+             "--metric-samples", "500"],
+            ["--label-smoothing has no effect with --loss hinge",
+             "--metric-samples has no effect with --metric-every 0"],
+        ),
+        (["train-gan", "--optimizer", "rmsprop", "--momentum", "0.5"], []),
+    ],
+)  # fmt: skip
+def test_a_setting_typed_where_it_does_nothing_gets_a_note_naming_what_it_needs(
+    argv: list[str], notes: list[str]
+) -> None:
+    import agents.config
+    import agents.presets
+    import gan.config
+    import gan.presets
+    from playground.presets import changed_settings
+    from playground.settings import idle_settings
+
+    command, cfg = run.parse(argv)
+    presets, rules = (
+        (agents.presets, agents.config.IDLE_WITHOUT)
+        if command == "train-dqn"
+        else (gan.presets, gan.config.IDLE_WITHOUT)
+    )
+    assert idle_settings(cfg, changed_settings(presets, cfg), rules) == notes
+
+
+def test_a_run_notes_a_setting_that_does_nothing_and_trains_on(tmp_path: Path, capsys) -> None:
+    cfg = tiny_dqn(tmp_path, priority_alpha=0.5, total_steps=40, learning_starts=20)
+    run_dir = train_dqn(cfg)
+    err = capsys.readouterr().err
+    assert "note: --priority-alpha has no effect without --prioritized" in err, err
+    assert (run_dir / "latest.pt").is_file()
+    # Resumed, the flags on the command line are what the user set: a setting it may change
+    # and that does nothing is noted again (--watch-port without --watch web).
+    code = run.main(
+        ["train-dqn", "--resume", str(run_dir), "--total-steps", "60", "--watch-port", "9001"]
+    )
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "note: --watch-port has no effect without --watch web" in err, err
+    assert "--priority-alpha" not in err  # the saved setting is not the command line's
