@@ -39,8 +39,10 @@ class CompareConfig:
     seeds: PositiveInt = 3
     """Seeds per variant (1, 2, ...); the table shows the mean and a 95% confidence interval."""
     parallel: NonNegativeInt = 0
-    """Runs at a time (0: one per 2 CPU cores, at least 1; each run gets cores / parallel
-    threads)."""
+    """Runs at a time (0: one per 2 CPU cores, at least 1)."""
+    threads: NonNegativeInt = 0
+    """Torch threads per run (0: the cores shared out, cores / --parallel); fewer leave cores
+    to whatever else runs on the machine (a long run beside the comparison)."""
     name: str = ""
     """The comparison's folder under --runs-dir (default: compare-<time>); run it again with
     the same name to resume: finished runs are kept, interrupted ones continue."""

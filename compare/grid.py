@@ -123,6 +123,13 @@ def commands(cfg: CompareConfig) -> list[list[str]]:
     ]
 
 
+def shares(cfg: CompareConfig, cores: int) -> tuple[int, int]:
+    """Runs at a time and torch threads per run on a machine of `cores` cores: --parallel
+    (0: one per 2 cores, at least 1) and --threads (0: the cores shared out among them)."""
+    parallel = cfg.parallel or max(1, cores // 2)
+    return parallel, cfg.threads or max(1, cores // parallel)
+
+
 def run_compare(cfg: CompareConfig) -> Path:
     """Run what is not finished yet, then write comparison.md / .json / .png in the parent."""
     validate(cfg)
@@ -130,9 +137,7 @@ def run_compare(cfg: CompareConfig) -> Path:
     parent.mkdir(parents=True, exist_ok=True)
     (parent / "logs").mkdir(exist_ok=True)
     trainer = cfg.base[0]
-    cores = os.cpu_count() or 1
-    parallel = cfg.parallel or max(1, cores // 2)
-    threads = max(1, cores // parallel)
+    parallel, threads = shares(cfg, os.cpu_count() or 1)
     jobs = [
         (variant, seed)
         for variant in grid(flat(cfg.vary), flat(cfg.variant))

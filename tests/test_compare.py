@@ -211,3 +211,17 @@ def test_bad_comparisons_are_one_line(tmp_path: Path) -> None:
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
     assert CompareConfig().seeds == 3
+
+
+def test_runs_share_the_cores_unless_told_how_many_threads_each_takes() -> None:
+    from compare.grid import shares
+
+    def cfg(**settings: int) -> CompareConfig:
+        return CompareConfig(base=tuple(BASE), **settings)
+
+    assert shares(cfg(), 2) == (1, 2)  # one run per 2 cores, with both
+    assert shares(cfg(), 16) == (8, 2)
+    assert shares(cfg(parallel=2), 2) == (2, 1)
+    assert shares(cfg(parallel=3), 2) == (3, 1)  # never below one thread
+    assert shares(cfg(parallel=1, threads=1), 2) == (1, 1)  # a core left free
+    assert shares(cfg(parallel=2, threads=4), 16) == (2, 4)
