@@ -315,6 +315,18 @@ def setting_name(preset: str, extra: list[str], name: str = "") -> str:
     return name or " ".join([preset, *extra])
 
 
+def _kept_record(entry: dict[str, Any]) -> dict[str, Any]:
+    """A scores file's entry as `collect`'s record of a finished run."""
+    curve = [tuple(point) for point in entry.get("curve", [])]
+    # Entries kept before the file had "step": their last training game's step.
+    last = entry.get("step") or max((step for step, _ in curve), default=0)
+    return {
+        "game": entry["game"], "seed": entry["seed"], "final": entry["final"],
+        "final_games": entry.get("games", 0), "curve": curve, "steps": last, "minutes": 0.0,
+        "kept": True,
+    }  # fmt: skip
+
+
 def with_kept_scores(
     records: list[dict[str, Any]], path: Path, setting: str, games: list[str], seeds: list[int]
 ) -> list[dict[str, Any]]:
@@ -342,16 +354,11 @@ def with_kept_scores(
             continue
         if (game, seed) in finished:
             continue
-        curve = [tuple(point) for point in entry.get("curve", [])]
-        # Entries kept before the file had "step": their last training game's step.
-        last = entry.get("step") or max((step for step, _ in curve), default=0)
-        record = unfinished.pop((game, seed), None) or {
-            "curve": curve, "steps": last, "minutes": 0.0
-        }  # fmt: skip
-        merged.append(
-            {**record, "game": game, "seed": seed, "final": entry["final"],
-             "final_games": entry.get("games", 0), "kept": True}
-        )  # fmt: skip
+        kept_record = _kept_record(entry)
+        # An unfinished run here keeps its own curve and steps, and takes the kept final.
+        record = unfinished.pop((game, seed), None) or kept_record
+        scored = ("game", "seed", "final", "final_games", "kept")
+        merged.append({**record, **{key: kept_record[key] for key in scored}})
     merged += unfinished.values()
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = sorted(by_key.values(), key=lambda e: (e["preset"], e["game"], e["seed"]))
@@ -399,27 +406,42 @@ def plot_curves(
         1, len(shown), figsize=(4.2 * len(shown), 3.3), dpi=100, squeeze=False
     )
     for axis, game in zip(axes[0], shown, strict=True):
-        for record in (r for r in records if r["game"] == game and r["curve"]):
-            steps, values = map(np.array, zip(*record["curve"], strict=True))
-            window = min(10, len(values))
-            smooth = np.convolve(values, np.ones(window) / window, mode="valid")
-            axis.plot(steps[window - 1 :], smooth, lw=1.5, label=f"seed {record['seed']}")
-            if record["final"] is not None:
-                axis.scatter([record["steps"]], [record["final"]], marker="o", s=25, zorder=3)
-        for agent, style in (("DrQ(eps)", "--"), ("SPR", ":")):
-            if agent in PUBLISHED.get(game, {}):
-                axis.axhline(PUBLISHED[game][agent], ls=style, color="black", lw=1, label=agent)
-        axis.axhline(RANDOM_HUMAN[game][0], color="grey", lw=0.8, label="random")
-        axis.set_title(textwrap.fill(f"{game} ({preset})", 36), fontsize=9)
-        axis.set_xlabel("agent steps")
-        axis.set_ylabel("return of full games")
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=7, loc="upper left")
+        draw_runs(axis, [r for r in records if r["game"] == game], game, f"{game} ({preset})")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
     plt.close(figure)
     return True
+
+
+def draw_runs(axis: Any, records: list[dict[str, Any]], game: str, title: str) -> None:
+    """One panel: each run's training returns (full games, smoothed over 10) against agent
+    steps with its final score as a dot, DrQ(eps)'s and SPR's final means and the random score
+    as lines."""
+    for record in (r for r in records if r["curve"]):
+        steps, values = map(np.array, zip(*record["curve"], strict=True))
+        window = min(10, len(values))
+        smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+        axis.plot(steps[window - 1 :], smooth, lw=1.5, label=f"seed {record['seed']}")
+        if record["final"] is not None:
+            axis.scatter([record["steps"]], [record["final"]], marker="o", s=25, zorder=3)
+    for agent, style in (("DrQ(eps)", "--"), ("SPR", ":")):
+        if agent in PUBLISHED.get(game, {}):
+            axis.axhline(PUBLISHED[game][agent], ls=style, color="black", lw=1, label=agent)
+    axis.axhline(RANDOM_HUMAN[game][0], color="grey", lw=0.8, label="random")
+    axis.set_title(textwrap.fill(title, 36), fontsize=9)
+    axis.set_xlabel("agent steps")
+    axis.set_ylabel("return of full games")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7, loc="upper left")
+
+
+def kept_runs(path: Path, setting: str, game: str) -> list[dict[str, Any]]:
+    """The runs of `setting` on `game` that the scores file `path` keeps, as `collect`'s
+    records (final score, curve, the final evaluation's step), by seed."""
+    entries = json.loads(path.read_text())
+    runs = [_kept_record(e) for e in entries if e["preset"] == setting and e["game"] == game]
+    return sorted(runs, key=lambda run: run["seed"])
 
 
 def report(records: list[dict[str, Any]], games: list[str], preset: str, reps: int = 50_000) -> str:

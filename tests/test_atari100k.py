@@ -603,3 +603,28 @@ def test_an_atari_100k_preset_trains_on_the_real_game_then_evaluates_watches_and
     assert run.main(["train-dqn", "--resume", str(run_dir), "--total-steps", "60"]) == 0
     resumed = torch.load(run_dir / "latest.pt", map_location="cpu", weights_only=False)
     assert resumed["step"] == 60
+
+
+def test_the_arms_plot_draws_each_kept_setting_of_the_game(tmp_path: Path) -> None:
+    """`benchmarks.atari100k_arms` draws one panel per setting the scores file keeps runs of on
+    the game, at each run's final step, and names none it has no run of."""
+    from benchmarks.atari100k_arms import plot_arms
+
+    kept = tmp_path / "scores.json"
+    curve = [[20_000 * step, float(step)] for step in range(1, 6)]
+    entries = [
+        {"preset": "a", "game": "Boxing", "seed": 2, "final": 9.0, "curve": curve, "step": 100_000},
+        {"preset": "a", "game": "Boxing", "seed": 1, "final": 7.0, "curve": curve},
+        {"preset": "b", "game": "Pong", "seed": 1, "final": -20.0, "curve": curve},
+    ]  # fmt: skip
+    kept.write_text(json.dumps(entries))
+    runs = atari100k.kept_runs(kept, "a", "Boxing")
+    assert [(run["seed"], run["steps"], run["final"]) for run in runs] == [
+        (1, 100_000, 7.0),  # no "step" kept: its last training game's
+        (2, 100_000, 9.0),
+    ]
+    png = tmp_path / "arms.png"
+    assert plot_arms(kept, "Boxing", ["a", "b", "c"], png) == ["a"]
+    assert png.read_bytes().startswith(b"\x89PNG")
+    assert plot_arms(kept, "Boxing", ["b"], tmp_path / "none.png") == []
+    assert not (tmp_path / "none.png").exists()
