@@ -85,12 +85,10 @@ def with_preset(
 
 def changed_settings(presets: ModuleType, cfg: Any) -> frozenset[str]:
     """The fields of `cfg` whose values differ from its preset's (or, without one, from the
-    defaults): what the command line or the caller changed."""
+    defaults): what the command line or the caller changed. Settings built in code without
+    `with_preset` keep `preset="auto"` and no preset's values: they are read against the
+    defaults."""
     name = getattr(cfg, "preset", NONE)
-    if name == AUTO:
-        name = presets.preset_for(
-            getattr(cfg, presets.SELECTOR.removeprefix("--").replace("-", "_"))
-        )
     baseline = with_preset(type(cfg), presets, name if name in presets.PRESETS else NONE)
     return frozenset(
         item.name

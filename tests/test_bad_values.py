@@ -345,6 +345,18 @@ def test_a_setting_typed_where_it_does_nothing_gets_a_note_naming_what_it_needs(
     assert idle_settings(cfg, changed_settings(presets, cfg), rules) == notes
 
 
+def test_settings_built_in_code_are_read_against_the_defaults() -> None:
+    """`DQNConfig(...)` without `with_preset` has no preset's values, so only what the caller
+    set counts as changed, not every field the game's preset would have set."""
+    import agents.presets
+    from playground.presets import changed_settings, with_preset
+
+    built = DQNConfig(env_id="ALE/Pong-v5", v_min=-5.0)
+    assert changed_settings(agents.presets, built) == {"env_id", "v_min"}
+    preset = with_preset(DQNConfig, agents.presets, "atari-100k", env_id="ALE/Pong-v5", seed=3)
+    assert changed_settings(agents.presets, preset) == {"env_id", "seed"}
+
+
 def test_a_run_notes_a_setting_that_does_nothing_and_trains_on(tmp_path: Path, capsys) -> None:
     cfg = tiny_dqn(tmp_path, priority_alpha=0.5, total_steps=40, learning_starts=20)
     run_dir = train_dqn(cfg)
