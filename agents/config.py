@@ -453,7 +453,7 @@ IDLE_WITHOUT: tuple[Needs, ...] = (
         ),
         lambda c: c.actors == 0,
         "without --actors",
-    ),  # fmt: skip
+    ),
     Needs(
         (*_EXPLORATION, "actor_epsilon", "actor_alpha"),
         lambda c: c.noisy,
@@ -490,7 +490,7 @@ IDLE_WITHOUT: tuple[Needs, ...] = (
         ),
         lambda c: not _is_ale(c.env_id),
         "on {env_id}, which is no ALE game",
-    ),  # fmt: skip
+    ),
     Needs(
         ("augment", "intensity_noise"),
         lambda c: not _has_pixels(c.env_id),

@@ -89,9 +89,10 @@ def _train_gan(
     main = distributed.is_main
     if main and (line := describe(presets, cfg)) is not None:
         note(line)
-    changed = given if given is not None else changed_settings(presets, cfg)
-    for line in idle_settings(cfg, changed, IDLE_WITHOUT) if main else []:
-        note(line)
+    if main:
+        changed = given if given is not None else changed_settings(presets, cfg)
+        for line in idle_settings(cfg, changed, IDLE_WITHOUT):
+            note(line)
     precision = cfg.precision
     if precision != "fp32" and device.type != "cuda":
         if main:
