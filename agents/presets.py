@@ -190,7 +190,7 @@ PRESETS: dict[str, Preset] = {
             "ALE games, the Atari 100k protocol of atari-100k with C51 and prioritized replay "
             "(alpha 0.5) added to its agent",
             _ATARI_100K_C51_PER,
-            "3 seeds a game over 100 games: Boxing 30.9 / 36.2 / 24.7 (SPR: 35.7, DrQ(eps): 9.0), Breakout 36.1 / 32.5 / 20.2 (SPR: 19.6, DrQ(eps): 19.8), Pong -17.1 / -18.0 / -20.0 (SPR: -5.4, DrQ(eps): -9.1), mean HNS 1.19 [1.02, 1.36], under SPR's 1.34 (seeds 1 and 2 alone: 1.337) (DrQ(eps): 0.57, atari-100k: 0.69), IQM 1.01 (SPR: 0.81); outside the three, 1 seed each: Krull 4172 (DrQ(eps): 4402, SPR: 3682), Freeway 26.7 (DrQ(eps): 20.3, SPR: 19.3); a training step takes 1.22x the atari-100k one's side by side (Boxing, 4,000 steps), a run trains in 38 min beside another on one core each (atari-100k: 27-33 min in earlier sessions) (docs/atari100k.md)",
+            "3 seeds a game over 100 games: Boxing 30.9 / 36.2 / 24.7 (SPR: 35.7, DrQ(eps): 9.0), Breakout 36.1 / 32.5 / 20.2 (SPR: 19.6, DrQ(eps): 19.8), Pong -17.1 / -18.0 / -20.0 (SPR: -5.4, DrQ(eps): -9.1), mean HNS 1.19 [1.02, 1.36], under SPR's 1.34 (seeds 1 and 2 alone: 1.337) (DrQ(eps): 0.57, atari-100k: 0.69), IQM 1.01 (SPR: 0.81); outside the three, 2 seeds each: Krull 4172 / 3909 (DrQ(eps): 4402, SPR: 3682), Freeway 26.7 / 24.1 (DrQ(eps): 20.3, SPR: 19.3); a training step takes 1.22x the atari-100k one's side by side (Boxing, 4,000 steps), a run trains in 38 min beside another on one core each (atari-100k: 27-33 min in earlier sessions) (docs/atari100k.md)",
         ),
         Preset(
             "catch",
