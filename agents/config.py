@@ -411,9 +411,9 @@ def _is_ale(env_id: str) -> bool:
 
 
 def _has_pixels(env_id: str) -> bool:
-    from envs import BUILTIN_GAMES
+    from envs.factory import is_pixel_game
 
-    return _is_ale(env_id) or env_id in BUILTIN_GAMES
+    return is_pixel_game(env_id)
 
 
 _EXPLORATION = (

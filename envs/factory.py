@@ -84,6 +84,11 @@ def check_env_id(env_id: str) -> None:
     )
 
 
+def is_pixel_game(env_id: str) -> bool:
+    """An ALE game or a built-in one: a game played from frames."""
+    return is_atari(env_id) or env_id in BUILTIN_GAMES
+
+
 def is_pixel_space(space: gym.Space) -> bool:
     """Whether observations are images: a 3-D uint8 Box, e.g. (84, 84, 3) or (4, 84, 84)."""
     return isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
@@ -153,7 +158,7 @@ def _make_unrecorded(
     check_env_id(env_id)
     require_positive(frame_stack=frame_stack, frame_size=frame_size)
     check(noop_max >= 0, f"--noop-max must be at least 0, got {noop_max}")
-    pixel_game = is_atari(env_id) or env_id in BUILTIN_GAMES
+    pixel_game = is_pixel_game(env_id)
     if render_mode is None and pixel_game:
         render_mode = "rgb_array"  # free for these games: the frame exists anyway
     if is_atari(env_id):
