@@ -29,6 +29,7 @@ from playground.settings import (
     PositiveInt,
     Seed,
     UnitFloat,
+    at_least,
     between,
     check_settings,
 )
@@ -133,8 +134,8 @@ class DQNConfig:
     minutes of play = 27,000 agent steps, the field's cap)."""
     noop_max: NonNegativeInt = 30
     """ALE games: each game starts after a random 0 to this many no-op frames (30: the Nature
-    DQN's and the PyTorch libraries' start; 0: the ALE's own reset, as Dopamine's Atari 100k
-    runs play)."""
+    DQN's and the PyTorch libraries' start, and the Atari 100k runs' of Dopamine and SPR; 0: the
+    ALE's own reset, where every game without sticky actions starts the same)."""
     fire_reset: bool = True
     """ALE games that have FIRE: press it at each game's start (SB3's FireResetEnv; games such
     as Breakout wait for it). --no-fire-reset leaves the serve to the agent, as Dopamine does."""
@@ -394,6 +395,10 @@ class EvaluateConfig:
     """Play another game than the one trained on (observation and action spaces must match)."""
     seed: Seed = 0
     """Seed of the evaluation games."""
+    noop_max: at_least(int, -1) = -1
+    """ALE games: start each game after 0 to this many no-op frames; -1 starts them as the run
+    trained (30 is the Atari 100k protocol's start, as Dopamine and SPR play it; 0 the ALE's
+    own reset, where nearly every game at a low epsilon is the same game)."""
     device: str = "auto"
     """auto | cpu | cuda | cuda:N | mps."""
 

@@ -14,9 +14,10 @@ from agents.checkpoint import (
 )
 from agents.config import EvaluateConfig, env_options
 from agents.rollout import score_games
-from envs import check_env_id
+from envs import check_env_id, is_atari
 from playground.checkpoint import resolve_checkpoint
 from playground.device import resolve_device
+from playground.notes import note
 from playground.settings import check_settings
 
 
@@ -31,6 +32,12 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, float]:
     check_same_game(checkpoint, env_id)
     device = resolve_device(cfg.device)
     network = network_from_checkpoint(checkpoint, path).to(device)
+    options = env_options(trained)
+    if cfg.noop_max >= 0:
+        if is_atari(env_id):
+            options["noop_max"] = cfg.noop_max
+        else:
+            note(f"--noop-max has no effect on {env_id}, which is no ALE game")
     games = score_games(
         network,
         env_id,
@@ -38,7 +45,7 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, float]:
         epsilon=cfg.epsilon,
         seed=cfg.seed,
         device=device,
-        env_options=env_options(trained),
+        env_options=options,
         num_envs=cfg.envs,
     )
     scores = games.scores

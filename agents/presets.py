@@ -100,12 +100,15 @@ _ATARI_100K: dict[str, Any] = dict(
     exploration_after_warmup=True,
     end_epsilon=0.01,
     eval_epsilon=0.001,
-    # Dopamine's start and its stack at a lost life (since 2026-12-06): a game starts at the
-    # ALE's own reset (no random no-ops, no FIRE pressed for the agent), and a lost life clears
-    # the frame stack as Dopamine's agent begins each life as an episode. With them Breakout
-    # scored 23.6 / 27.8, Pong -0.6 / -20.9 and Boxing 8.3 / 12.0, where the start with 30
-    # no-ops and FIRE gave 16.8 / 12.8, -20.6 / -20.3 and 13.1 / 10.3 (docs/atari100k.md).
-    noop_max=0,
+    # Dopamine's start (since 2026-12-07): a game starts after 0 to 30 no-op frames and nothing
+    # is pressed for the agent, as Dopamine's Atari 100k runner (`MaxEpisodeEvalRunner`,
+    # max_noops=30) and SPR's env (max_start_noops=30) start every game, training and
+    # evaluation alike. From 2026-12-06 to 07 the preset started at the ALE's own reset, which
+    # with no sticky actions makes every game start the same, so the 100 final games at
+    # epsilon 0.001 were nearly one game played 100 times (docs/atari100k.md). A lost life
+    # clears the frame stack as Dopamine's agent begins each life as an episode (since
+    # 2026-12-06).
+    noop_max=30,
     fire_reset=False,
     life_loss_clears_stack=True,
     eval_every=20_000,
@@ -137,7 +140,8 @@ _ATARI_100K_SPR: dict[str, Any] = {
     # step took 2.21x the atari-100k one's, with 2 1.78x (benchmarks/preset_speed.py, bf16).
     "spr_steps": 2,
     # The protocol is atari-100k's, Dopamine's start and its stack at a lost life included
-    # (since 2026-12-06; the runs before started with 30 no-ops and FIRE: docs/atari100k.md).
+    # (the start since 2026-12-07; from 2026-12-06 to 07 the runs started at the ALE's reset,
+    # before with 30 no-ops and FIRE: docs/atari100k.md).
     # bf16 comes from atari-100k: SPR's extra passes make the update (3 steps ahead) 3.1x
     # DrQ(eps)'s in fp32 on a 2-core CPU and 2.0x in bf16, which learned Catch as fp32 does
     # (docs/benchmarks.md).
@@ -146,8 +150,10 @@ _ATARI_100K_SPR: dict[str, Any] = {
 # The first preset's protocol and agent with the two parts of Rainbow that SPR's and BBF's agents
 # are built on: C51's return distribution (51 atoms on [-10, 10]) and prioritized replay,
 # proportional with alpha 0.5 (Dopamine's and SPR's; beta 0.4 annealed to 1 over the run, SPR's),
-# the priorities C51's own losses. Nothing of SPR's or BBF's additions: over Pong, Breakout and
-# Boxing its mean HNS is 1.19 over three seeds a game (1.337 over the first two; SPR 1.34), above
+# the priorities C51's own losses. Nothing of SPR's or BBF's additions: started at the ALE's reset
+# (2026-12-07), over Pong, Breakout and Boxing its mean HNS was 1.19 over three seeds a game
+# (1.337 over the first two; SPR 1.34); with Dopamine's start, seed 1 plays Boxing 15.7 and Pong
+# -21.0 (docs/atari100k.md). At the ALE's reset it was above
 # DrQ(eps)'s 0.57 and the first preset's 0.69; an update is 1.0x to 1.27x the first preset's,
 # where SPR's loss 2 steps ahead cost 2.1x (docs/atari100k.md, docs/rainbow.md).
 _ATARI_100K_C51_PER: dict[str, Any] = {
@@ -172,10 +178,10 @@ PRESETS: dict[str, Preset] = {
             "sticky actions, 100 games scored at the end) with DrQ(eps): replay ratio 1, "
             "10-step double-DQN targets, the target copied every update, dueling, random shifts "
             "and intensity noise, epsilon to 0.01 over 5,000 steps after 1,600 random ones, "
-            "games started at the ALE's reset and the frame stack cleared at a lost life, bf16 "
-            "where the hardware has it",
+            "games started after 0 to 30 no-op frames with nothing pressed and the frame stack "
+            "cleared at a lost life, bf16 where the hardware has it",
             _ATARI_100K,
-            "since 2026-12-06 (Dopamine's start and its stack at a lost life), 3 seeds each: Pong -12.7 (-0.6 / -20.9 / -16.7), Breakout 27.4 (23.6 / 27.8 / 30.9), Boxing 11.3 (8.3 / 12.0 / 13.8), mean HNS 0.69 [0.57, 0.82], above DrQ(eps) on Breakout and Boxing and on the mean (DrQ(eps): -9.1, 19.8, 9.0, HNS 0.57); with 30 no-ops and FIRE at reset before it, 2 seeds each, mean HNS 0.48 [0.41, 0.54] (bf16), 0.82 [0.75, 0.90] (the head in bf16), 0.60 (fp32); outside the three: Krull 4781 (1 seed), above DrQ(eps)'s 4402, and Freeway 0.0 / 22.1 / 26.8 (3 seeds, mean 16.3), under its 20.3 (before: 2908 and 0.0); 100 games each (docs/atari100k.md); in bf16 a run trains in 27-36 min beside another on one core each (47-71 min in earlier sessions of the same VM), under 40 min alone on 2",
+            "with the ALE's reset start and the stack cleared at a lost life (2026-12-06 to 07; Dopamine's start since, not yet run), 3 seeds each: Pong -12.7 (-0.6 / -20.9 / -16.7), Breakout 27.4 (23.6 / 27.8 / 30.9), Boxing 11.3 (8.3 / 12.0 / 13.8), mean HNS 0.69 [0.57, 0.82], above DrQ(eps) on Breakout and Boxing and on the mean (DrQ(eps): -9.1, 19.8, 9.0, HNS 0.57); with 30 no-ops and FIRE at reset before it, 2 seeds each, mean HNS 0.48 [0.41, 0.54] (bf16), 0.82 [0.75, 0.90] (the head in bf16), 0.60 (fp32); outside the three: Krull 4781 (1 seed), above DrQ(eps)'s 4402, and Freeway 0.0 / 22.1 / 26.8 (3 seeds, mean 16.3), under its 20.3 (before: 2908 and 0.0); 100 games each (docs/atari100k.md); in bf16 a run trains in 27-36 min beside another on one core each (47-71 min in earlier sessions of the same VM), under 40 min alone on 2",
         ),
         Preset(
             "atari-100k-spr",
@@ -183,14 +189,14 @@ PRESETS: dict[str, Preset] = {
             "self-predictive loss 2 steps ahead, 10-step targets, the target equal to the "
             "online network",
             _ATARI_100K_SPR,
-            "with the first preset's protocol (since 2026-12-06), 2 seeds a game over 100 games: Boxing 15.5 / 11.7 (SPR: 35.7, DrQ(eps): 9.0), Breakout 18.6 / 30.0 (SPR: 19.6, DrQ(eps): 19.8), Pong -19.7 / -17.8 (SPR: -5.4, DrQ(eps): -9.1), mean HNS 0.65 [0.54, 0.77] (SPR: 1.34, DrQ(eps): 0.57, atari-100k: 0.69); with 30 no-ops and FIRE at reset before it, seed 1: Boxing 23.6, Breakout 18.7, Pong -11.2, mean HNS 0.94 (docs/atari100k.md); an update takes 2.1x the atari-100k one's in bf16 and a whole run 2.1x to 2.4x, over the 2x aimed at (docs/benchmarks.md)",
+            "with the first preset's protocol and the ALE's reset start (2026-12-06 to 07; Dopamine's start since, not yet run), 2 seeds a game over 100 games: Boxing 15.5 / 11.7 (SPR: 35.7, DrQ(eps): 9.0), Breakout 18.6 / 30.0 (SPR: 19.6, DrQ(eps): 19.8), Pong -19.7 / -17.8 (SPR: -5.4, DrQ(eps): -9.1), mean HNS 0.65 [0.54, 0.77] (SPR: 1.34, DrQ(eps): 0.57, atari-100k: 0.69); with 30 no-ops and FIRE at reset before it, seed 1: Boxing 23.6, Breakout 18.7, Pong -11.2, mean HNS 0.94 (docs/atari100k.md); an update takes 2.1x the atari-100k one's in bf16 and a whole run 2.1x to 2.4x, over the 2x aimed at (docs/benchmarks.md)",
         ),
         Preset(
             "atari-100k-c51-per",
             "ALE games, the Atari 100k protocol of atari-100k with C51 and prioritized replay "
             "(alpha 0.5) added to its agent",
             _ATARI_100K_C51_PER,
-            "3 seeds a game over 100 games: Boxing 30.9 / 36.2 / 24.7 (SPR: 35.7, DrQ(eps): 9.0), Breakout 36.1 / 32.5 / 20.2 (SPR: 19.6, DrQ(eps): 19.8), Pong -17.1 / -18.0 / -20.0 (SPR: -5.4, DrQ(eps): -9.1), mean HNS 1.19 [1.02, 1.36], under SPR's 1.34 (seeds 1 and 2 alone: 1.337) (DrQ(eps): 0.57, atari-100k: 0.69), IQM 1.01 (SPR: 0.81); outside the three, 2 seeds each: Krull 4172 / 3909 (DrQ(eps): 4402, SPR: 3682), Freeway 26.7 / 24.1 (DrQ(eps): 20.3, SPR: 19.3); a training step takes 1.22x the atari-100k one's side by side (Boxing, 4,000 steps), a run trains in 38 min beside another on one core each (atari-100k: 27-33 min in earlier sessions) (docs/atari100k.md)",
+            "with Dopamine's start (since 2026-12-07), seed 1 over 100 games: Boxing 15.7, Pong -21.0 (Breakout and the seeds 2 not yet finished); with the ALE's reset start (2026-12-07), 3 seeds a game over 100 games: Boxing 30.9 / 36.2 / 24.7 (SPR: 35.7, DrQ(eps): 9.0), Breakout 36.1 / 32.5 / 20.2 (SPR: 19.6, DrQ(eps): 19.8), Pong -17.1 / -18.0 / -20.0 (SPR: -5.4, DrQ(eps): -9.1), mean HNS 1.19 [1.02, 1.36], under SPR's 1.34 (seeds 1 and 2 alone: 1.337) (DrQ(eps): 0.57, atari-100k: 0.69), IQM 1.01 (SPR: 0.81); outside the three, 2 seeds each: Krull 4172 / 3909 (DrQ(eps): 4402, SPR: 3682), Freeway 26.7 / 24.1 (DrQ(eps): 20.3, SPR: 19.3); a training step takes 1.22x the atari-100k one's side by side (Boxing, 4,000 steps), a run trains in 38 min beside another on one core each (atari-100k: 27-33 min in earlier sessions) (docs/atari100k.md)",
         ),
         Preset(
             "catch",

@@ -3,8 +3,10 @@ one panel per setting with each seed's training returns and its final score over
 so an ablation's arms read at a glance (the table beside it is in docs/rainbow.md).
 
     python -m benchmarks.atari100k_arms --game Boxing --plot docs/ablation-boxing.png \\
-        --settings atari-100k "atari-100k --distributional c51" atari-100k-per \\
-        atari-100k-c51-per atari-100k-spr
+        --settings "atari-100k, the ALE's reset (2026-12-06 to 07)" \\
+        "atari-100k --distributional c51, the ALE's reset" "atari-100k-per, the ALE's reset" \\
+        "atari-100k-c51-per, the ALE's reset (2026-12-07)" \\
+        "atari-100k-spr, the ALE's reset (2026-12-06 to 07)"
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -52,8 +53,8 @@ def test_the_preset_is_drq_eps_as_dopamine_configures_it() -> None:
     )
     assert (cfg.sticky_actions, cfg.max_episode_frames) == ("off", 108_000)
     assert (cfg.final_eval_episodes, cfg.eval_epsilon) == (100, 0.001)
-    # Dopamine's start (the ALE's reset, no no-ops, no FIRE) and its stack at a lost life.
-    assert (cfg.noop_max, cfg.fire_reset, cfg.life_loss_clears_stack) == (0, False, True)
+    # Dopamine's start (0 to 30 no-op frames, nothing pressed) and its stack at a lost life.
+    assert (cfg.noop_max, cfg.fire_reset, cfg.life_loss_clears_stack) == (30, False, True)
     assert cfg.life_loss_terminal and cfg.clip_rewards
     assert target_is_online(cfg)
     assert cfg.precision == "bf16"  # Dopamine's is fp32: bf16 only where the hardware has it
@@ -142,13 +143,17 @@ def test_games_start_after_the_no_ops_and_fire_asked_for_on_single_and_vector_en
             envs.close()
         return singles, vector
 
-    # Dopamine's start: the ALE's reset, nothing pressed, so every game starts at frame 0.
-    dopamine = env_options(DQNConfig(sticky_actions="off", noop_max=0, fire_reset=False))
-    assert (dopamine["noop_max"], dopamine["fire_reset"]) == (0, False)
-    assert start_frames(dopamine) == ([0, 0, 0, 0], [0, 0, 0, 0])
+    # The ALE's own reset, nothing pressed: every game starts at frame 0.
+    ale_reset = env_options(DQNConfig(sticky_actions="off", noop_max=0, fire_reset=False))
+    assert (ale_reset["noop_max"], ale_reset["fire_reset"]) == (0, False)
+    assert start_frames(ale_reset) == ([0, 0, 0, 0], [0, 0, 0, 0])
+    # Dopamine's start (the atari-100k presets'): up to 30 no-op frames, nothing pressed.
+    dopamine = env_options(with_preset(DQNConfig, sys.modules["agents.presets"], "atari-100k"))
+    singles, vector = start_frames(dopamine)
+    assert all(0 <= frames <= 30 for frames in singles + vector) and len(set(singles)) > 1
     # FIRE alone: the single env presses FIRE and UP (2 steps of 4 frames), the vector env FIRE
     # for one frame.
-    fire_only = {**dopamine, "fire_reset": True}
+    fire_only = {**ale_reset, "fire_reset": True}
     assert start_frames(fire_only) == ([8, 8, 8, 8], [1, 1, 1, 1])
     # The default: up to 30 no-op frames drawn per game before FIRE, so starts differ.
     singles, vector = start_frames(env_options(DQNConfig(sticky_actions="off")))
@@ -628,3 +633,39 @@ def test_the_arms_plot_draws_each_kept_setting_of_the_game(tmp_path: Path) -> No
     assert png.read_bytes().startswith(b"\x89PNG")
     assert plot_arms(kept, "Boxing", ["b"], tmp_path / "none.png") == []
     assert not (tmp_path / "none.png").exists()
+
+
+def test_evaluate_scores_a_run_with_the_start_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`evaluate --noop-max N` plays the games with N no-op frames at most at their start, the
+    rest as the run trained (a run of the preset trained without: --noop-max 0); without the
+    flag, as trained; on a game the ALE does not play, a note and the trained start."""
+    import agents.evaluate
+    import run
+
+    common = ["--runs-dir", str(tmp_path), "--no-progress", "--eval-every", "0"]
+    short = ["--total-steps", "30", "--learning-starts", "24", "--batch-size", "4", *common]
+    quick = ["--final-eval-episodes", "0", "--checkpoint-every", "30"]
+    pong = ["--env-id", "ALE/Pong-v5", "--preset", "atari-100k", "--noop-max", "0"]
+    assert run.main(["train-dqn", *pong, "--run-name", "pong", *short, *quick]) == 0
+    catch = ["--env-id", "Playground/Catch-v0", "--preset", "catch", "--noop-max", "5"]
+    assert run.main(["train-dqn", *catch, "--run-name", "catch", *short, *quick]) == 0
+    played = []
+
+    def record(network, env_id, episodes, **kwargs):
+        played.append((env_id, kwargs["env_options"]))
+        return types.SimpleNamespace(scores=[1.0] * episodes)
+
+    monkeypatch.setattr(agents.evaluate, "score_games", record)
+    capsys.readouterr()
+    asks = (("pong", ["--noop-max", "30"]), ("pong", []), ("catch", ["--noop-max", "30"]))
+    for run_name, extra in asks:
+        checkpoint = str(tmp_path / run_name / "latest.pt")
+        assert run.main(["evaluate", "--checkpoint", checkpoint, "--episodes", "2", *extra]) == 0
+    (_, asked), (_, trained), (catch_id, catch_options) = played
+    assert (asked["noop_max"], trained["noop_max"]) == (30, 0)
+    assert {**asked, "noop_max": 0} == trained  # nothing else changed
+    assert trained["fire_reset"] is False and trained["life_loss_clears_stack"] is True
+    assert catch_id == "Playground/Catch-v0" and catch_options["noop_max"] == 5  # as trained
+    assert capsys.readouterr().err.count("--noop-max has no effect on Playground/Catch-v0") == 1
