@@ -134,7 +134,7 @@ class DQNConfig:
     minutes of play = 27,000 agent steps, the field's cap)."""
     noop_max: NonNegativeInt = 30
     """ALE games: each game starts after a random 0 to this many no-op frames (30: the Nature
-    DQN's and the PyTorch libraries' start, and the Atari 100k runs' of Dopamine and SPR; 0: the
+    DQN's and the PyTorch libraries' start, and that of Dopamine's and SPR's Atari 100k runs; 0: the
     ALE's own reset, where every game without sticky actions starts the same)."""
     fire_reset: bool = True
     """ALE games that have FIRE: press it at each game's start (SB3's FireResetEnv; games such
