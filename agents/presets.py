@@ -152,8 +152,8 @@ _ATARI_100K_SPR: dict[str, Any] = {
 # proportional with alpha 0.5 (Dopamine's and SPR's; beta 0.4 annealed to 1 over the run, SPR's),
 # the priorities C51's own losses. Nothing of SPR's or BBF's additions: started at the ALE's reset
 # (2026-12-07), over Pong, Breakout and Boxing its mean HNS was 1.19 over three seeds a game
-# (1.337 over the first two; SPR 1.34); with Dopamine's start, seed 1 plays Boxing 15.7 and Pong
-# -21.0 (docs/atari100k.md). At the ALE's reset it was above
+# (1.337 over the first two; SPR 1.34); with Dopamine's start its first runs make 0.65, DrQ(eps)'s
+# level (docs/atari100k.md). At the ALE's reset it was above
 # DrQ(eps)'s 0.57 and the first preset's 0.69; an update is 1.0x to 1.27x the first preset's,
 # where SPR's loss 2 steps ahead cost 2.1x (docs/atari100k.md, docs/rainbow.md).
 _ATARI_100K_C51_PER: dict[str, Any] = {
@@ -196,7 +196,7 @@ PRESETS: dict[str, Preset] = {
             "ALE games, the Atari 100k protocol of atari-100k with C51 and prioritized replay "
             "(alpha 0.5) added to its agent",
             _ATARI_100K_C51_PER,
-            "with Dopamine's start (since 2026-12-07), seed 1 over 100 games: Boxing 15.7, Pong -21.0 (Breakout and the seeds 2 not yet finished); with the ALE's reset start (2026-12-07), 3 seeds a game over 100 games: Boxing 30.9 / 36.2 / 24.7 (SPR: 35.7, DrQ(eps): 9.0), Breakout 36.1 / 32.5 / 20.2 (SPR: 19.6, DrQ(eps): 19.8), Pong -17.1 / -18.0 / -20.0 (SPR: -5.4, DrQ(eps): -9.1), mean HNS 1.19 [1.02, 1.36], under SPR's 1.34 (seeds 1 and 2 alone: 1.337) (DrQ(eps): 0.57, atari-100k: 0.69), IQM 1.01 (SPR: 0.81); outside the three, 2 seeds each: Krull 4172 / 3909 (DrQ(eps): 4402, SPR: 3682), Freeway 26.7 / 24.1 (DrQ(eps): 20.3, SPR: 19.3); a training step takes 1.22x the atari-100k one's side by side (Boxing, 4,000 steps), a run trains in 38 min beside another on one core each (atari-100k: 27-33 min in earlier sessions) (docs/atari100k.md)",
+            "with Dopamine's start (since 2026-12-07), over 100 games: Boxing 15.7 (1 seed), Breakout 19.8 (1 seed), Pong -21.0 / -18.1, mean HNS 0.65 (DrQ(eps): 0.57, SPR: 1.34); with the ALE's reset start (2026-12-07), 3 seeds a game over 100 games: Boxing 30.9 / 36.2 / 24.7 (SPR: 35.7, DrQ(eps): 9.0), Breakout 36.1 / 32.5 / 20.2 (SPR: 19.6, DrQ(eps): 19.8), Pong -17.1 / -18.0 / -20.0 (SPR: -5.4, DrQ(eps): -9.1), mean HNS 1.19 [1.02, 1.36], under SPR's 1.34 (seeds 1 and 2 alone: 1.337) (DrQ(eps): 0.57, atari-100k: 0.69), IQM 1.01 (SPR: 0.81); outside the three, 2 seeds each: Krull 4172 / 3909 (DrQ(eps): 4402, SPR: 3682), Freeway 26.7 / 24.1 (DrQ(eps): 20.3, SPR: 19.3); a training step takes 1.22x the atari-100k one's side by side (Boxing, 4,000 steps), a run trains in 38 min beside another on one core each (atari-100k: 27-33 min in earlier sessions) (docs/atari100k.md)",
         ),
         Preset(
             "catch",
