@@ -503,6 +503,11 @@ IDLE_WITHOUT: tuple[Needs, ...] = (
     ),
 )
 
+# evaluate's: its game is the trained one unless --env-id names another.
+EVALUATE_IDLE_WITHOUT: tuple[Needs, ...] = (
+    Needs(("noop_max",), lambda c: not _is_ale(c.env_id), "on {env_id}, which is no ALE game"),
+)
+
 
 STICKY_ACTIONS = {"auto": None, "on": 0.25, "off": 0.0}  # --sticky-actions -> repeat probability
 

@@ -4,6 +4,8 @@ training do)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from agents.checkpoint import (
@@ -12,13 +14,13 @@ from agents.checkpoint import (
     load_dqn_checkpoint,
     network_from_checkpoint,
 )
-from agents.config import EvaluateConfig, env_options
+from agents.config import EVALUATE_IDLE_WITHOUT, EvaluateConfig, env_options
 from agents.rollout import score_games
 from envs import check_env_id, is_atari
 from playground.checkpoint import resolve_checkpoint
 from playground.device import resolve_device
 from playground.notes import note
-from playground.settings import check_settings
+from playground.settings import check_settings, idle_settings
 
 
 def evaluate(cfg: EvaluateConfig) -> dict[str, float]:
@@ -32,12 +34,12 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, float]:
     check_same_game(checkpoint, env_id)
     device = resolve_device(cfg.device)
     network = network_from_checkpoint(checkpoint, path).to(device)
+    asked = {"noop_max"} if cfg.noop_max >= 0 else set()
+    for line in idle_settings(replace(cfg, env_id=env_id), asked, EVALUATE_IDLE_WITHOUT):
+        note(line)
     options = env_options(trained)
-    if cfg.noop_max >= 0:
-        if is_atari(env_id):
-            options["noop_max"] = cfg.noop_max
-        else:
-            note(f"--noop-max has no effect on {env_id}, which is no ALE game")
+    if asked and is_atari(env_id):
+        options["noop_max"] = cfg.noop_max
     games = score_games(
         network,
         env_id,
