@@ -404,7 +404,9 @@ def _loop(cfg, run, device, learner, ray, lanes) -> None:
                 mean_return = float(np.mean(recent_returns)) if recent_returns else float("nan")
                 progress.update(step, sps=sps, ret=mean_return, updates=learner.updates)
             if evaluation.due(step):
-                mean_score = evaluate_during_training(cfg, run, learner.q_network, device, step)
+                mean_score = evaluate_during_training(
+                    cfg, run, learner.playing_network, device, step
+                )
                 if mean_score is not None:
                     learner.save_best(run, mean_score)
             if save.due(step):

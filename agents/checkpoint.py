@@ -3,7 +3,8 @@ beside it so a resumed run continues exactly.
 
 A DQN checkpoint is one plain dict: `kind` "dqn", `config` (the settings), `network` (how to
 rebuild the Q-network), `q_network`, `target_network`, `optimizer`, `step`, `updates`,
-`best_eval`, `rng` and `replay_step` (the step of the replay.pt saved with it, or -1).
+`best_eval`, `rng` and `replay_step` (the step of the replay.pt saved with it, or -1); with
+--policy-ema also `policy_network`, the averaged weights that play (`playing_weights`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ CHECKPOINT_KIND = "dqn"
 RESUME_KEYS = (
     "config", "q_network", "target_network", "optimizer", "step", "updates", "best_eval", "rng"
 )  # fmt: skip
+POLICY_WEIGHTS = "policy_network"  # --policy-ema's average of the online weights
 REPLAY = "replay.pt"
 PREVIOUS_REPLAY = "replay.previous.pt"
 REPLAY_AUTO_LIMIT = 2 * 1024**3  # --save-replay auto saves buffers up to this size
@@ -113,13 +115,20 @@ def load_weights(network: torch.nn.Module, weights: dict[str, Any], source: str 
         ) from None
 
 
+def playing_weights(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The weights a trained agent plays with: --policy-ema's average when the run kept one,
+    else the online network's."""
+    averaged = checkpoint.get(POLICY_WEIGHTS)
+    return checkpoint["q_network"] if averaged is None else averaged
+
+
 def network_from_checkpoint(
     checkpoint: dict[str, Any], source: str | Path = "the checkpoint"
 ) -> QNetwork:
-    """Rebuild the online Q-network stored in a DQN checkpoint, in eval mode (batch norm's
-    running statistics, no dropout: how a trained agent plays)."""
+    """Rebuild the Q-network a DQN checkpoint plays with (`playing_weights`), in eval mode
+    (batch norm's running statistics, no dropout: how a trained agent plays)."""
     network = build_from_spec(network_spec(checkpoint))
-    load_weights(network, checkpoint["q_network"], source)
+    load_weights(network, playing_weights(checkpoint), source)
     return network.eval()
 
 

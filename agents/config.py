@@ -217,6 +217,13 @@ class DQNConfig:
     tau: Rate = 1.0
     """Target update rate: 1.0 copies the weights, < 1 is Polyak averaging (an EMA target: with
     --target-update-frequency 1 and --train-frequency 1, BBF's is --tau 0.005)."""
+    policy_ema: Fraction = 0.0
+    """Score and show the agent with an average of its recent weights (0: off, the online
+    network plays): after every update a copy of the online network moves this far towards
+    it (Polyak averaging of the iterates; 0.0001 averages over about the last 10,000 updates).
+    The evaluations, the final games, best.pt, `evaluate`, `watch` and the viewer play the
+    average; the training games are still played by the online network, which learns as
+    before."""
     start_epsilon: UnitFloat = 1.0
     """Exploration epsilon at the start."""
     end_epsilon: UnitFloat = 0.01

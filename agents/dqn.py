@@ -147,7 +147,7 @@ def _train(
             cfg.replay_device, device, cfg.buffer_size, spaces.observation_shape, cfg.frame_stack
         ),
     )
-    q_network, replay = learner.q_network, learner.replay
+    replay = learner.replay
     viewer = LiveViewer(cfg, learner, run.dir)  # with --watch, a viewer beside the run
 
     step = learner.step
@@ -216,7 +216,9 @@ def _train(
                 mean_return = float(np.mean(recent_returns)) if recent_returns else float("nan")
                 progress.update(step, sps=sps, ret=mean_return, eps=epsilon)
             if evaluation.due(step):
-                mean_score = evaluate_during_training(cfg, run, q_network, device, step)
+                mean_score = evaluate_during_training(
+                    cfg, run, learner.playing_network, device, step
+                )
                 if mean_score is not None:
                     learner.save_best(run, mean_score)
             viewer.tick()
@@ -227,7 +229,14 @@ def _train(
         envs.close()
     learner.save_latest(run)
     if step >= cfg.total_steps:
-        final_evaluation(cfg, run, q_network, device, step)
+        final_evaluation(
+            cfg,
+            run,
+            learner.playing_network,
+            device,
+            step,
+            online_network=None if learner.policy_network is None else learner.q_network,
+        )
     viewer.close()
     run.finish(step, cfg.runs_dir)
 

@@ -6,6 +6,7 @@ its own loop.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -53,6 +54,9 @@ class Learner:
     save_replay: bool
     autocast: bool
     stochastic_layers: bool
+    # --policy-ema: the average of the online network's recent weights, which evaluations and
+    # every saved policy play (None: off; the online network plays).
+    policy_network: QNetwork | None = None
     step: int = 0
     updates: int = 0
     best_eval: float = -math.inf
@@ -102,6 +106,8 @@ class Learner:
             self.spr_sum += result.spr_loss
         self.loss_count += 1
         self.updates += 1
+        if self.policy_network is not None:
+            update_target(self.policy_network, self.q_network, cfg.policy_ema)
         if cfg.reset_every and self.updates % cfg.reset_every == 0:
             self.reset()
 
@@ -137,10 +143,15 @@ class Learner:
         self.q_sum.zero_()
         self.loss_count = 0
 
+    @property
+    def playing_network(self) -> QNetwork:
+        """The network that is scored and shown: --policy-ema's average, else the online one."""
+        return self.policy_network if self.policy_network is not None else self.q_network
+
     # ------------------------------------------------------------------ saving
 
     def checkpoint_state(self) -> dict[str, Any]:
-        return {
+        state = {
             "kind": dqn_checkpoint.CHECKPOINT_KIND,
             "config": dataclasses.asdict(self.cfg),
             "network": self.network_spec,
@@ -154,9 +165,13 @@ class Learner:
             "replay_step": self.step if self.save_replay else -1,
             "update_credit": self.update_credit,  # a fraction of an update owed, at any step
         }
+        if self.policy_network is not None:
+            state[dqn_checkpoint.POLICY_WEIGHTS] = self.policy_network.state_dict()
+        return state
 
     def finite_values(self) -> list[torch.Tensor]:
-        return [self.loss_sum, self.q_sum, *self.q_network.parameters()]
+        playing = [] if self.policy_network is None else list(self.policy_network.parameters())
+        return [self.loss_sum, self.q_sum, *self.q_network.parameters(), *playing]
 
     def save_latest(self, run: Run) -> None:
         """latest.pt (and replay.pt before it), once the numbers are checked finite."""
@@ -172,14 +187,15 @@ class Learner:
             run.save_best(self.checkpoint_state(), self.step, self.finite_values(), "the Q-values")
 
     def export_policy(self, run_dir: Path) -> None:
-        """The current weights as policy.pt, for a viewer that follows them."""
+        """The weights that play (--policy-ema's average, else the online network's) as
+        policy.pt, for a viewer that follows them."""
         save_checkpoint(
             run_dir / POLICY,
             {
                 "kind": dqn_checkpoint.CHECKPOINT_KIND,
                 "config": dataclasses.asdict(self.cfg),
                 "network": self.network_spec,
-                "q_network": self.q_network.state_dict(),
+                "q_network": self.playing_network.state_dict(),
                 "step": self.step,
             },
         )
@@ -287,8 +303,13 @@ def build_learner(
     replay.set_horizon(*horizon(cfg, 0))
     rng = np.random.default_rng(cfg.seed)
     counters = {"step": 0, "updates": 0, "best_eval": -math.inf, "update_credit": 0.0}
+    policy_network = None
+    if cfg.policy_ema > 0:
+        policy_network = copy.deepcopy(q_network).eval().requires_grad_(False)
     if previous is not None:
         counters = _restore(previous, q_network, target_network, optimizer, replay, rng, run.dir)
+        if policy_network is not None:
+            policy_network.load_state_dict(previous[dqn_checkpoint.POLICY_WEIGHTS])
     symmetries = None
     if cfg.symmetry_augment:  # train_dqn has checked that the game declares some
         symmetries = symmetry_tables(game_symmetries(cfg.env_id), observation_shape[-1], device)
@@ -328,6 +349,7 @@ def build_learner(
         save_replay=dqn_checkpoint.should_save_replay(cfg.save_replay, replay),
         autocast=autocast,
         stochastic_layers=stochastic_layers,
+        policy_network=policy_network,
         loss_sum=torch.zeros((), device=device),
         q_sum=torch.zeros((), device=device),
         spr_sum=torch.zeros((), device=device),

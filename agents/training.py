@@ -19,7 +19,7 @@ import torch
 from agents.config import DQNConfig, env_options
 from agents.learner import POLICY, Learner
 from agents.replay import ReplayBuffer
-from agents.rollout import play_games, score_games
+from agents.rollout import Games, play_games, score_games
 from envs import game_fps, is_atari
 from playground import tags
 from playground.checkpoint import FINAL_EVAL, write_json_atomic
@@ -243,16 +243,60 @@ def replay_device(
 
 
 def final_evaluation(
-    cfg: DQNConfig, run: Run, q_network: torch.nn.Module, device: torch.device, step: int
+    cfg: DQNConfig,
+    run: Run,
+    q_network: torch.nn.Module,
+    device: torch.device,
+    step: int,
+    online_network: torch.nn.Module | None = None,
 ) -> None:
     """The evaluation at the end of training (--final-eval-episodes full games, the Atari 100k
     protocol's 100): logged as eval/final_return and written to final_eval.json with every
-    game's score, once per run (a resumed run that had it does not play it again)."""
+    game's score, once per run (a resumed run that had it does not play it again). With
+    --policy-ema, `q_network` is the average that plays and `online_network` the online
+    network, which then plays the same games too: its score is logged as eval/final_return_online
+    and kept under "online", to show what the average changed."""
     path = run.dir / FINAL_EVAL
     if not cfg.final_eval_episodes or path.is_file() or run.stop_requested:
         return
+    games = _final_games(cfg, run, q_network, device)
+    online = None if online_network is None else _final_games(cfg, run, online_network, device)
+    if games is None or (online_network is not None and online is None):
+        return
+    mean_score = float(np.mean(games.scores))
+    run.logger.scalar(tags.FINAL_RETURN, mean_score, step)
+    say(
+        f"step {step}: final evaluation {mean_score:.2f} +- {np.std(games.scores):.2f} over "
+        f"{len(games.scores)} games (epsilon {cfg.eval_epsilon})"
+        + (f"; the online network: {np.mean(online.scores):.2f}" if online is not None else "")
+    )
+    record: dict[str, Any] = {
+        "env_id": cfg.env_id,
+        "step": step,
+        "epsilon": cfg.eval_epsilon,
+        "mean": mean_score,
+        "std": float(np.std(games.scores)),
+        "scores": games.scores,
+        "lengths": games.lengths,
+    }
+    if online is not None:
+        run.logger.scalar(tags.FINAL_RETURN_ONLINE, float(np.mean(online.scores)), step)
+        record["online"] = {
+            "mean": float(np.mean(online.scores)),
+            "std": float(np.std(online.scores)),
+            "scores": online.scores,
+            "lengths": online.lengths,
+        }
+    write_json_atomic(path, record)
+
+
+def _final_games(
+    cfg: DQNConfig, run: Run, network: torch.nn.Module, device: torch.device
+) -> Games | None:
+    """The final evaluation's games (the same starts for every network), or None when a stop
+    cut them short."""
     games = score_games(
-        q_network,
+        network,
         cfg.env_id,
         cfg.final_eval_episodes,
         epsilon=cfg.eval_epsilon,
@@ -262,24 +306,7 @@ def final_evaluation(
         num_envs=cfg.eval_envs,
         should_stop=lambda: run.stop_requested,
     )
-    if len(games.scores) < cfg.final_eval_episodes:
-        return
-    mean_score = float(np.mean(games.scores))
-    run.logger.scalar(tags.FINAL_RETURN, mean_score, step)
-    say(
-        f"step {step}: final evaluation {mean_score:.2f} +- {np.std(games.scores):.2f} over "
-        f"{len(games.scores)} games (epsilon {cfg.eval_epsilon})"
-    )
-    record = {
-        "env_id": cfg.env_id,
-        "step": step,
-        "epsilon": cfg.eval_epsilon,
-        "mean": mean_score,
-        "std": float(np.std(games.scores)),
-        "scores": games.scores,
-        "lengths": games.lengths,
-    }
-    write_json_atomic(path, record)
+    return games if len(games.scores) == cfg.final_eval_episodes else None
 
 
 def protocol_line(cfg: DQNConfig) -> str | None:
@@ -307,5 +334,10 @@ def protocol_line(cfg: DQNConfig) -> str | None:
         parts.append(
             f"scored by {cfg.final_eval_episodes} full games at epsilon {cfg.eval_epsilon:g} "
             "at the end"
+            + (
+                f", played by the weights' average (--policy-ema {cfg.policy_ema:g})"
+                if cfg.policy_ema
+                else ""
+            )
         )
     return f"protocol on {cfg.env_id}: " + ", ".join(part for part in parts if part)

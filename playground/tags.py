@@ -33,6 +33,7 @@ SPR_LOSS = "losses/spr_loss"  # SPR's self-predictive loss (minus the summed cos
 EVAL_RETURN = "eval/episodic_return"  # the mean score of an evaluation's full games
 EVAL_RETURN_STD = "eval/episodic_return_std"
 FINAL_RETURN = "eval/final_return"  # the final evaluation (--final-eval-episodes)
+FINAL_RETURN_ONLINE = "eval/final_return_online"  # the same games by the online network
 EVAL_VIDEO = "eval/video"  # one evaluation game as a clip
 EVAL_VIDEO_SCORE = "eval/video_score"  # that game's score
 

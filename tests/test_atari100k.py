@@ -311,6 +311,7 @@ def test_a_run_ends_with_its_final_evaluation_once(tmp_path: Path, capsys) -> No
     record = json.loads((run_dir / FINAL_EVAL).read_text())
     assert record["step"] == 400 and len(record["scores"]) == 5
     assert record["mean"] == pytest.approx(np.mean(record["scores"]))
+    assert "online" not in record  # only a run with --policy-ema plays its online network too
     assert "final evaluation" in capsys.readouterr().err
     before = (run_dir / FINAL_EVAL).stat().st_mtime_ns
     with pytest.raises(UserError, match="already at step 400; pass --total-steps above it"):

@@ -45,6 +45,8 @@ DQN_KNOBS = {
         encoder="vgg", frame_size=12, encoder_width=8, spr_weight=2.0, spr_steps=3,
         distributional="c51", augment=True, prioritized=True, renormalize=True,
     ),
+    # Not a shape: the weights that play are an average kept beside the online ones.
+    "policy-ema": dict(encoder="vgg", frame_size=12, encoder_width=8, policy_ema=0.1),
     "qr-schedules-resets": dict(
         encoder="mlp", frame_size=8, distributional="qr", atoms=16, n_step=4, n_step_end=2,
         gamma_end=0.995, schedule_updates=10, reset_every=15,

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import signal
 from pathlib import Path
 
 import pytest
 import torch
 
-from agents.checkpoint import load_dqn_checkpoint
-from agents.config import DQNConfig, EvaluateConfig
+from agents.checkpoint import load_dqn_checkpoint, network_from_checkpoint
+from agents.config import DQNConfig, EvaluateConfig, env_options
 from agents.dqn import train_dqn
 from agents.evaluate import evaluate
-from playground.checkpoint import save_checkpoint
+from agents.rollout import score_games
+from playground.checkpoint import FINAL_EVAL, save_checkpoint
 from playground.errors import UserError
 from playground.logger import NullLogger
 from tests.conftest import hparams_tags, read_event_tags, read_scalars
@@ -314,3 +316,81 @@ def test_learning_rate_decay_follows_the_step(tmp_path: Path) -> None:
     rate = checkpoint["optimizer"]["param_groups"][0]["lr"]
     # Set before the last update, at step 399 of 400: 1e-3 * (1 - 0.9 * 399 / 400).
     assert rate == pytest.approx(1e-3 * (1 - 0.9 * 399 / 400))
+
+
+def test_policy_ema_plays_the_average_of_the_online_weights_and_resumes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--policy-ema: after every update the average moves the rate towards the online weights
+    (worked out here from the online weights after each of the run's updates); evaluations,
+    the checkpoint's playing weights and `evaluate` use it; a resumed run continues it."""
+    import agents.dqn as dqn
+    import agents.learner as learning
+
+    rate = 0.2
+    online_after: list[dict[str, torch.Tensor]] = []
+    evaluated: list[torch.nn.Module] = []
+    real_step, real_evaluate = learning.DQNUpdate.step, dqn.evaluate_during_training
+
+    def spy_step(self):
+        if not online_after:  # the weights the average starts from
+            online_after.append(_parameters(self.q_network))
+        result = real_step(self)
+        online_after.append(_parameters(self.q_network))
+        return result
+
+    def spy_evaluate(cfg, run, network, device, step):
+        evaluated.append(network)
+        return real_evaluate(cfg, run, network, device, step)
+
+    monkeypatch.setattr(learning.DQNUpdate, "step", spy_step)
+    monkeypatch.setattr(dqn, "evaluate_during_training", spy_evaluate)
+    cfg = tiny(tmp_path, total_steps=200, eval_every=200, policy_ema=rate, final_eval_episodes=4)
+    run_dir = train_dqn(cfg)
+    saved = load_dqn_checkpoint(run_dir / "latest.pt")
+
+    def average(start: dict[str, torch.Tensor], updates: list[dict[str, torch.Tensor]]):
+        mean = {name: value.clone() for name, value in start.items()}
+        for online in updates:
+            for name in mean:
+                mean[name] += rate * (online[name] - mean[name])
+        return mean
+
+    expected = average(online_after[0], online_after[1:])
+    assert len(online_after) - 1 == 25  # one update every 4 steps after learning_starts
+    for name, value in expected.items():
+        assert torch.allclose(saved["policy_network"][name], value, atol=1e-6), name
+        assert not torch.allclose(saved["q_network"][name], value, atol=1e-6), name
+    # The evaluation played the average, and so does every saved policy.
+    assert evaluated and all(
+        torch.equal(evaluated[-1].state_dict()[name], saved["policy_network"][name])
+        for name in expected
+    )
+    played = network_from_checkpoint(saved)
+    assert all(torch.equal(played.state_dict()[k], v) for k, v in saved["policy_network"].items())
+    # The final games: the average's, and the same games by the online network beside them.
+    record = json.loads((run_dir / FINAL_EVAL).read_text())
+    online = network_from_checkpoint({**saved, "policy_network": None})
+
+    def final_games(network: torch.nn.Module) -> list[float]:
+        return score_games(
+            network, cfg.env_id, 4, epsilon=cfg.eval_epsilon, seed=cfg.seed + 1_000_000,
+            env_options=env_options(cfg), num_envs=cfg.eval_envs,
+        ).scores  # fmt: skip
+
+    assert record["scores"] == final_games(played)
+    assert record["online"]["scores"] == final_games(online)
+    assert evaluate(EvaluateConfig(checkpoint=str(run_dir), episodes=2))["episodes"] == 2
+
+    # A resumed run starts from the saved average, not from a copy of the online network.
+    online_after.clear()
+    resumed = train_dqn(DQNConfig(resume=str(run_dir), total_steps=240, progress=False))
+    continued = load_dqn_checkpoint(resumed / "latest.pt")
+    expected = average({name: saved["policy_network"][name] for name in expected}, online_after[1:])
+    assert len(online_after) - 1 == 10
+    for name, value in expected.items():
+        assert torch.allclose(continued["policy_network"][name], value, atol=1e-6), name
+
+
+def _parameters(network: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: value.detach().clone() for name, value in network.named_parameters()}

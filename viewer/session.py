@@ -20,6 +20,7 @@ from agents.checkpoint import (
     load_dqn_checkpoint,
     network_from_checkpoint,
     network_spec,
+    playing_weights,
 )
 from agents.config import env_options
 from agents.networks import build_q_network
@@ -339,7 +340,7 @@ class ViewerSession:
                 self.say("the new checkpoint has another network; not reloaded")
                 self.checkpoint_mtime = mtime
                 return False
-            self.network.load_state_dict(checkpoint["q_network"])
+            self.network.load_state_dict(playing_weights(checkpoint))
         except UserError:
             return False  # being replaced right now; the next check will see the new file
         self.checkpoint_mtime = mtime
