@@ -14,6 +14,7 @@ BBF's 20,000 updates, on top of the DrQ(eps) update (it shows the reset, timed a
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import time
@@ -45,6 +46,7 @@ class Variant:
     spr: int = 0  # SPR's loss this many steps ahead, weight 2 (the batch carries as many stacks)
     bf16: bool = False  # bf16 autocast (AMX / AVX-512 BF16)
     prioritized: bool = False  # prioritized replay (alpha 0.5) over a 100,000-slot sum tree
+    policy_ema: bool = False  # --policy-ema: an average of the online weights moved every update
     network: dict = field(default_factory=dict)
 
 
@@ -67,6 +69,13 @@ VARIANTS = [
     Variant("+ prioritized", prioritized=True),
     Variant("c51, bf16", head="c51", bf16=True),
     Variant("c51 + prioritized, bf16", head="c51", prioritized=True, bf16=True),
+    Variant(
+        "c51 + prioritized + policy EMA, bf16",
+        head="c51",
+        prioritized=True,
+        bf16=True,
+        policy_ema=True,
+    ),
 ]
 
 
@@ -114,6 +123,7 @@ def make_update(variant: Variant, replay: ReplayBuffer) -> tuple[Callable[[], No
     target = build_q_network(SHAPE, ACTIONS, **options)
     target.load_state_dict(online.state_dict())
     target.eval().requires_grad_(False)
+    average = copy.deepcopy(online).eval().requires_grad_(False)  # --policy-ema's
     # As a run builds it (fused Adam: the per-tensor loop would be a tenth of the update).
     optimizer = make_optimizer("adam", online.parameters(), 1e-4, eps=1.5e-4)
     rule = UpdateRule(True, "huber", 10.0, target_is_online=not variant.ema_target)
@@ -138,6 +148,8 @@ def make_update(variant: Variant, replay: ReplayBuffer) -> tuple[Callable[[], No
             replay.priorities.set(slot, replay.max_priority.reshape(1) ** replay.priority_alpha)
         if variant.ema_target:
             update_target(target, online, 0.005)
+        if variant.policy_ema:
+            update_target(average, online, 1e-4)
 
     return step, update
 

@@ -119,3 +119,37 @@ def test_every_update_cost_variant_builds_and_its_update_moves_the_network(
         assert (tree is not None) == variant.prioritized, variant.name
         if tree is not None:  # the sampled transitions' priorities were set from their loss
             assert float(tree.total) != total, f"{variant.name}: the sum tree did not change"
+
+
+def test_weight_average_takes_the_mean_of_the_float_weights_and_plays_it(tmp_path: Path) -> None:
+    import shutil
+
+    import torch
+
+    from agents.config import DQNConfig
+    from agents.dqn import train_dqn
+    from benchmarks import weight_average
+
+    first = {"q_network": {"w": torch.tensor([1.0, 2.0]), "n": torch.tensor(3)}}
+    second = {"q_network": {"w": torch.tensor([3.0, 6.0]), "n": torch.tensor(5)}}
+    mean = weight_average.mean_weights([first, second])
+    assert torch.equal(mean["w"], torch.tensor([2.0, 4.0])) and int(mean["n"]) == 5
+
+    settings = dict(
+        env_id="Playground/Catch-v0", preset="none", total_steps=120, learning_starts=40,
+        buffer_size=500, batch_size=8, eval_every=0, frame_size=12, encoder="vgg",
+        encoder_width=8, runs_dir=str(tmp_path), run_name="run", device="cpu", progress=False,
+    )  # fmt: skip
+    run_dir = train_dqn(DQNConfig(**settings))
+    shutil.copy(run_dir / "latest.pt", tmp_path / "early.pt")
+    train_dqn(DQNConfig(resume=str(run_dir), total_steps=200, progress=False))
+    checkpoints = weight_average.load_run([str(run_dir / "latest.pt"), str(tmp_path / "early.pt")])
+    assert [c["step"] for c in checkpoints] == [120, 200]  # ordered by step
+    scores = weight_average.score(
+        checkpoints[-1], weight_average.mean_weights(checkpoints), games=3, seed=0, envs=2
+    )
+    assert len(scores) == 3 and set(scores) <= {-1.0, 1.0}
+    other = train_dqn(DQNConfig(**{**settings, "run_name": "other", "env_id": "CartPole-v1",
+                                   "encoder": "mlp"}))  # fmt: skip
+    with pytest.raises(UserError, match="one network on one game"):
+        weight_average.load_run([str(run_dir / "latest.pt"), str(other / "latest.pt")])
