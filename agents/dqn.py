@@ -71,6 +71,11 @@ def train_dqn(
     if cfg.resume:
         run_dir, previous = read_resume(cfg.resume, cfg.runs_dir, "dqn", dqn_checkpoint.RESUME_KEYS)
         cfg = resumed_settings(DQNConfig, previous["config"], cfg, RESUME_OVERRIDABLE, given)
+        if cfg.policy_ema > 0 and dqn_checkpoint.POLICY_WEIGHTS not in previous:
+            raise UserError(
+                f"{run_dir}: the run keeps --policy-ema's average, but its checkpoint has none "
+                f"({dqn_checkpoint.POLICY_WEIGHTS}); it cannot be resumed"
+            )
         step = int(previous["step"])
         if run_complete(run_dir, step, cfg.total_steps, cfg.final_eval_episodes):
             raise UserError(

@@ -390,6 +390,11 @@ def test_policy_ema_plays_the_average_of_the_online_weights_and_resumes_it(
     assert len(online_after) - 1 == 10
     for name, value in expected.items():
         assert torch.allclose(continued["policy_network"][name], value, atol=1e-6), name
+    # A checkpoint that lost the average is one line, not a KeyError.
+    del continued["policy_network"]
+    save_checkpoint(resumed / "latest.pt", continued)
+    with pytest.raises(UserError, match="its checkpoint has none"):
+        train_dqn(DQNConfig(resume=str(resumed), total_steps=280, progress=False))
 
 
 def _parameters(network: torch.nn.Module) -> dict[str, torch.Tensor]:
