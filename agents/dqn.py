@@ -234,14 +234,7 @@ def _train(
         envs.close()
     learner.save_latest(run)
     if step >= cfg.total_steps:
-        final_evaluation(
-            cfg,
-            run,
-            learner.playing_network,
-            device,
-            step,
-            online_network=None if learner.policy_network is None else learner.q_network,
-        )
+        final_evaluation(cfg, run, learner, device)
     viewer.close()
     run.finish(step, cfg.runs_dir)
 

@@ -242,26 +242,21 @@ def replay_device(
     return memory_home(needed, device)
 
 
-def final_evaluation(
-    cfg: DQNConfig,
-    run: Run,
-    q_network: torch.nn.Module,
-    device: torch.device,
-    step: int,
-    online_network: torch.nn.Module | None = None,
-) -> None:
+def final_evaluation(cfg: DQNConfig, run: Run, learner: Learner, device: torch.device) -> None:
     """The evaluation at the end of training (--final-eval-episodes full games, the Atari 100k
     protocol's 100): logged as eval/final_return and written to final_eval.json with every
-    game's score, once per run (a resumed run that had it does not play it again). With
-    --policy-ema, `q_network` is the average that plays and `online_network` the online
-    network, which then plays the same games too: its score is logged as eval/final_return_online
-    and kept under "online", to show what the average changed."""
+    game's score, once per run (a resumed run that had it does not play it again), played by
+    the learner's playing network. With --policy-ema the online network plays the same games
+    too: its score is logged as eval/final_return_online and kept under "online", to show what
+    the average changed."""
     path = run.dir / FINAL_EVAL
     if not cfg.final_eval_episodes or path.is_file() or run.stop_requested:
         return
-    games = _final_games(cfg, run, q_network, device)
-    online = None if online_network is None else _final_games(cfg, run, online_network, device)
-    if games is None or (online_network is not None and online is None):
+    step = learner.step
+    averaged = learner.policy_network is not None
+    games = _final_games(cfg, run, learner.playing_network, device)
+    online = _final_games(cfg, run, learner.q_network, device) if averaged else None
+    if games is None or (averaged and online is None):
         return
     mean_score = float(np.mean(games.scores))
     run.logger.scalar(tags.FINAL_RETURN, mean_score, step)
@@ -271,23 +266,22 @@ def final_evaluation(
         + (f"; the online network: {np.mean(online.scores):.2f}" if online is not None else "")
     )
     record: dict[str, Any] = {
-        "env_id": cfg.env_id,
-        "step": step,
-        "epsilon": cfg.eval_epsilon,
-        "mean": mean_score,
+        "env_id": cfg.env_id, "step": step, "epsilon": cfg.eval_epsilon, **_summary(games)
+    }  # fmt: skip
+    if online is not None:
+        run.logger.scalar(tags.FINAL_RETURN_ONLINE, float(np.mean(online.scores)), step)
+        record["online"] = _summary(online)
+    write_json_atomic(path, record)
+
+
+def _summary(games: Games) -> dict[str, Any]:
+    """final_eval.json's record of one network's games."""
+    return {
+        "mean": float(np.mean(games.scores)),
         "std": float(np.std(games.scores)),
         "scores": games.scores,
         "lengths": games.lengths,
     }
-    if online is not None:
-        run.logger.scalar(tags.FINAL_RETURN_ONLINE, float(np.mean(online.scores)), step)
-        record["online"] = {
-            "mean": float(np.mean(online.scores)),
-            "std": float(np.std(online.scores)),
-            "scores": online.scores,
-            "lengths": online.lengths,
-        }
-    write_json_atomic(path, record)
 
 
 def _final_games(
