@@ -422,9 +422,12 @@ def draw_runs(axis: Any, records: list[dict[str, Any]], game: str, title: str) -
         steps, values = map(np.array, zip(*record["curve"], strict=True))
         window = min(10, len(values))
         smooth = np.convolve(values, np.ones(window) / window, mode="valid")
-        axis.plot(steps[window - 1 :], smooth, lw=1.5, label=f"seed {record['seed']}")
-        if record["final"] is not None:
-            axis.scatter([record["steps"]], [record["final"]], marker="o", s=25, zorder=3)
+        (line,) = axis.plot(steps[window - 1 :], smooth, lw=1.5, label=f"seed {record['seed']}")
+        if record["final"] is not None:  # in its curve's colour, unfinished runs or not
+            axis.scatter(
+                [record["steps"]], [record["final"]], marker="o", s=25, zorder=3,
+                color=line.get_color(),
+            )  # fmt: skip
     for agent, style in (("DrQ(eps)", "--"), ("SPR", ":")):
         if agent in PUBLISHED.get(game, {}):
             axis.axhline(PUBLISHED[game][agent], ls=style, color="black", lw=1, label=agent)
